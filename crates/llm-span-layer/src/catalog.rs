@@ -1,0 +1,266 @@
+//! Every metric the layer emits: name, type, labels, unit and help text.
+//!
+//! Exporters use [`METRICS`] to describe families before the first request and to
+//! pick histogram buckets per metric; the README's reference table lists the same.
+
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// A monotonic `u64` counter (`_total` suffix).
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// A distribution of observations.
+    Histogram,
+}
+
+/// Description of one metric family the layer can emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    /// Prometheus metric name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Labels besides `model` and the configured extra labels on request metrics.
+    pub labels: &'static [&'static str],
+    /// Whether the family carries `model` and the allowlisted extra labels.
+    pub per_request_series: bool,
+    /// Unit of the value, for humans (`seconds`, `tokens`, ...).
+    pub unit: &'static str,
+    /// The HELP text.
+    pub help: &'static str,
+}
+
+/// `llm_requests_total{model,status}`.
+pub const REQUESTS_TOTAL: &str = "llm_requests_total";
+/// `llm_tokens_total{model,type}`.
+pub const TOKENS_TOTAL: &str = "llm_tokens_total";
+/// `llm_cached_input_tokens_total{model}`.
+pub const CACHED_INPUT_TOKENS_TOTAL: &str = "llm_cached_input_tokens_total";
+/// `llm_finish_reasons_total{model,reason}`.
+pub const FINISH_REASONS_TOTAL: &str = "llm_finish_reasons_total";
+/// `llm_cost_micro_usd_total{model}`.
+pub const COST_MICRO_USD_TOTAL: &str = "llm_cost_micro_usd_total";
+/// `llm_unpriced_tokens_total{model,type}`.
+pub const UNPRICED_TOKENS_TOTAL: &str = "llm_unpriced_tokens_total";
+/// `llm_ttft_seconds{model}`.
+pub const TTFT_SECONDS: &str = "llm_ttft_seconds";
+/// `llm_e2e_latency_seconds{model}`.
+pub const E2E_LATENCY_SECONDS: &str = "llm_e2e_latency_seconds";
+/// `llm_time_per_output_token_seconds{model}`.
+pub const TIME_PER_OUTPUT_TOKEN_SECONDS: &str = "llm_time_per_output_token_seconds";
+/// `llm_tokens_per_second{model}`.
+pub const TOKENS_PER_SECOND: &str = "llm_tokens_per_second";
+/// `llm_queue_wait_seconds{model}`.
+pub const QUEUE_WAIT_SECONDS: &str = "llm_queue_wait_seconds";
+/// `llm_active_requests{model}`.
+pub const ACTIVE_REQUESTS: &str = "llm_active_requests";
+/// `llm_queue_depth{model}`.
+pub const QUEUE_DEPTH: &str = "llm_queue_depth";
+/// `llm_kv_cache_hit_rate{model}`.
+pub const KV_CACHE_HIT_RATE: &str = "llm_kv_cache_hit_rate";
+/// `llm_kv_cache_usage_ratio{model}`.
+pub const KV_CACHE_USAGE_RATIO: &str = "llm_kv_cache_usage_ratio";
+/// `llm_gpu_memory_used_bytes{gpu}`.
+pub const GPU_MEMORY_USED_BYTES: &str = "llm_gpu_memory_used_bytes";
+/// `llm_model_info{model,revision}`.
+pub const MODEL_INFO: &str = "llm_model_info";
+/// `llm_layer_anomalies_total{reason}`.
+pub const LAYER_ANOMALIES_TOTAL: &str = "llm_layer_anomalies_total";
+
+/// Label value used when a request never names its model (or an extra label is absent).
+pub const UNKNOWN_LABEL_VALUE: &str = "unknown";
+/// Label value that replaces values past a label's cap, and invalid values.
+pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
+
+/// Values of the `status` label of [`REQUESTS_TOTAL`].
+pub const STATUS_VALUES: [&str; 3] = ["ok", "error", "cancelled"];
+/// Values of the `type` label of [`TOKENS_TOTAL`] and [`UNPRICED_TOKENS_TOTAL`].
+pub const TOKEN_TYPE_VALUES: [&str; 2] = ["input", "output"];
+/// Values of the `reason` label of [`FINISH_REASONS_TOTAL`].
+pub const FINISH_REASON_VALUES: [&str; 5] =
+    ["stop", "length", "tool_calls", "content_filter", "other"];
+/// Values of the `reason` label of [`LAYER_ANOMALIES_TOTAL`].
+pub const ANOMALY_REASON_VALUES: [&str; 10] = [
+    "missing_model",
+    "malformed_value",
+    "invalid_label",
+    "label_overflow",
+    "series_overflow",
+    "duplicate_first_token",
+    "duplicate_completion",
+    "event_outside_request",
+    "token_count_mismatch",
+    "callsite_overflow",
+];
+
+/// Every metric family the layer can emit, in reference-table order.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: REQUESTS_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &["status"],
+        per_request_series: true,
+        unit: "requests",
+        help: "LLM requests finished, by status (ok, error, cancelled).",
+    },
+    MetricDef {
+        name: TOKENS_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &["type"],
+        per_request_series: true,
+        unit: "tokens",
+        help: "Tokens processed, by type (input = prompt, output = generated).",
+    },
+    MetricDef {
+        name: CACHED_INPUT_TOKENS_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &[],
+        per_request_series: true,
+        unit: "tokens",
+        help: "Input tokens served from the prefix (KV) cache; a subset of llm_tokens_total{type=\"input\"}.",
+    },
+    MetricDef {
+        name: FINISH_REASONS_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        per_request_series: true,
+        unit: "requests",
+        help: "Requests that reported a finish reason, by normalized reason.",
+    },
+    MetricDef {
+        name: COST_MICRO_USD_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &[],
+        per_request_series: true,
+        unit: "micro-USD",
+        help: "Cost of the tokens of priced models, in millionths of a US dollar.",
+    },
+    MetricDef {
+        name: UNPRICED_TOKENS_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &["type"],
+        per_request_series: true,
+        unit: "tokens",
+        help: "Tokens of models that have no entry in the price table, by type.",
+    },
+    MetricDef {
+        name: TTFT_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Time to first token: from the request span's creation to its first-token event.",
+    },
+    MetricDef {
+        name: E2E_LATENCY_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[],
+        per_request_series: true,
+        unit: "seconds",
+        help: "End-to-end latency of successful requests: creation to completion event (or span close).",
+    },
+    MetricDef {
+        name: TIME_PER_OUTPUT_TOKEN_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Decode time per output token after the first: (end - first token) / (output tokens - 1).",
+    },
+    MetricDef {
+        name: TOKENS_PER_SECOND,
+        kind: MetricKind::Histogram,
+        labels: &[],
+        per_request_series: true,
+        unit: "tokens per second",
+        help: "Decode throughput per request: (output tokens - 1) / (end - first token).",
+    },
+    MetricDef {
+        name: QUEUE_WAIT_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Time requests spent waiting in the queue phase.",
+    },
+    MetricDef {
+        name: ACTIVE_REQUESTS,
+        kind: MetricKind::Gauge,
+        labels: &[],
+        per_request_series: true,
+        unit: "requests",
+        help: "Requests in flight: request spans opened and not yet closed.",
+    },
+    MetricDef {
+        name: QUEUE_DEPTH,
+        kind: MetricKind::Gauge,
+        labels: &[],
+        per_request_series: true,
+        unit: "requests",
+        help: "Requests waiting in the queue phase.",
+    },
+    MetricDef {
+        name: KV_CACHE_HIT_RATE,
+        kind: MetricKind::Gauge,
+        labels: &[],
+        per_request_series: true,
+        unit: "ratio",
+        help: "Share of input tokens served from the prefix cache since start; use the counters for rates.",
+    },
+    MetricDef {
+        name: KV_CACHE_USAGE_RATIO,
+        kind: MetricKind::Gauge,
+        labels: &["model"],
+        per_request_series: false,
+        unit: "ratio",
+        help: "Share of the KV cache in use, as last reported by the engine.",
+    },
+    MetricDef {
+        name: GPU_MEMORY_USED_BYTES,
+        kind: MetricKind::Gauge,
+        labels: &["gpu"],
+        per_request_series: false,
+        unit: "bytes",
+        help: "GPU memory in use, as last reported by the engine.",
+    },
+    MetricDef {
+        name: MODEL_INFO,
+        kind: MetricKind::Gauge,
+        labels: &["model", "revision"],
+        per_request_series: false,
+        unit: "info",
+        help: "1 for the model revision most recently served, 0 for revisions it replaced.",
+    },
+    MetricDef {
+        name: LAYER_ANOMALIES_TOTAL,
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        per_request_series: false,
+        unit: "events",
+        help: "Inputs the LLM span layer could not use as given, by reason.",
+    },
+];
+
+/// Looks up a metric family by name.
+pub fn metric(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+/// Registers HELP text and units for every family with `recorder`.
+pub fn describe(recorder: &dyn metrics::Recorder) {
+    for def in METRICS {
+        let name = metrics::KeyName::from_const_str(def.name);
+        let unit = match def.unit {
+            "seconds" => Some(metrics::Unit::Seconds),
+            "bytes" => Some(metrics::Unit::Bytes),
+            _ => None,
+        };
+        let help = metrics::SharedString::const_str(def.help);
+        match def.kind {
+            MetricKind::Counter => recorder.describe_counter(name, unit, help),
+            MetricKind::Gauge => recorder.describe_gauge(name, unit, help),
+            MetricKind::Histogram => recorder.describe_histogram(name, unit, help),
+        }
+    }
+}

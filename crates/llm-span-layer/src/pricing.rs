@@ -1,0 +1,389 @@
+//! Per-model token prices and exact cost arithmetic.
+//!
+//! Prices are kept as whole picodollars (1e-12 USD) per token, which is exactly
+//! "USD per million tokens" with six decimals. Costs are summed in integers and the
+//! counter advances in whole micro-dollars, carrying the remainder, so no amount of
+//! traffic makes the total drift.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Picodollars per micro-dollar.
+pub(crate) const PICO_PER_MICRO: u128 = 1_000_000;
+/// Highest accepted price: one million USD per million tokens.
+const MAX_USD_PER_MILLION: f64 = 1_000_000.0;
+const MAX_DECIMALS: usize = 6;
+
+/// Prices of one model, in USD per million tokens.
+///
+/// ```
+/// use llm_span_layer::ModelPrice;
+/// let price = ModelPrice::usd_per_million_tokens(3.0, 15.0)?.with_cached_input(0.30)?;
+/// # Ok::<(), llm_span_layer::PriceError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPrice {
+    input: u64,
+    cached_input: u64,
+    output: u64,
+}
+
+impl ModelPrice {
+    /// Input and output prices in USD per million tokens. Cached input tokens cost
+    /// the input price unless [`ModelPrice::with_cached_input`] says otherwise.
+    ///
+    /// Prices must be finite, non-negative, at most 1,000,000 and have at most six
+    /// decimals (one picodollar per token).
+    pub fn usd_per_million_tokens(input: f64, output: f64) -> Result<Self, PriceError> {
+        let input = pico_per_token(input, "input")?;
+        let output = pico_per_token(output, "output")?;
+        Ok(Self {
+            input,
+            cached_input: input,
+            output,
+        })
+    }
+
+    /// The price of input tokens served from the prefix cache, in USD per million tokens.
+    pub fn with_cached_input(mut self, usd_per_million: f64) -> Result<Self, PriceError> {
+        self.cached_input = pico_per_token(usd_per_million, "cached_input")?;
+        Ok(self)
+    }
+
+    /// Cost in picodollars. Cached tokens are a subset of input tokens.
+    pub(crate) fn cost_pico(&self, input: u64, cached: u64, output: u64) -> u128 {
+        let cached = cached.min(input);
+        u128::from(input - cached) * u128::from(self.input)
+            + u128::from(cached) * u128::from(self.cached_input)
+            + u128::from(output) * u128::from(self.output)
+    }
+}
+
+fn pico_per_token(usd_per_million: f64, field: &'static str) -> Result<u64, PriceError> {
+    let invalid = |reason: &'static str| PriceError::InvalidPrice {
+        field,
+        value: usd_per_million.to_string(),
+        reason,
+    };
+    if !usd_per_million.is_finite() || usd_per_million < 0.0 {
+        return Err(invalid("must be a finite, non-negative number"));
+    }
+    if usd_per_million > MAX_USD_PER_MILLION {
+        return Err(invalid("must be at most 1000000 USD per million tokens"));
+    }
+    let scaled = usd_per_million * 1e6;
+    let rounded = scaled.round();
+    // f64 cannot hold most decimals exactly; anything within rounding noise of a whole
+    // picodollar is that picodollar, anything further has more than six decimals.
+    if (scaled - rounded).abs() > 1e-6 * rounded.max(1.0) {
+        return Err(invalid("has more than 6 decimals"));
+    }
+    Ok(rounded as u64)
+}
+
+fn parse_decimal(text: &str, field: &'static str, line: usize) -> Result<u64, PriceError> {
+    let err = |reason: &'static str| PriceError::Parse {
+        line,
+        message: format!("{field} price {text:?} {reason}"),
+    };
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(err("is not a number"));
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("is not a non-negative decimal number"));
+    }
+    if fraction.len() > MAX_DECIMALS {
+        return Err(err("has more than 6 decimals"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| err("is too large"))?
+    };
+    if whole as f64 > MAX_USD_PER_MILLION {
+        return Err(err("is above 1000000 USD per million tokens"));
+    }
+    let mut pico = whole * 1_000_000;
+    let mut scale = 100_000;
+    for digit in fraction.bytes() {
+        pico += u64::from(digit - b'0') * scale;
+        scale /= 10;
+    }
+    if pico > (MAX_USD_PER_MILLION as u64) * 1_000_000 {
+        return Err(err("is above 1000000 USD per million tokens"));
+    }
+    Ok(pico)
+}
+
+/// Prices per model name.
+///
+/// Built in code with [`PriceTable::with_model`] or read from a text file with one
+/// model per line (`#` starts a comment, prices in USD per million tokens, `-` for
+/// "same as input"):
+///
+/// ```text
+/// # model               input   cached_input  output
+/// llama-3.1-8b-instruct 0.20    0.05          0.60
+/// mistral-7b            0.15    -             0.45
+/// ```
+///
+/// ```
+/// use llm_span_layer::PriceTable;
+/// let prices = PriceTable::parse("mistral-7b 0.15 - 0.45\n")?;
+/// assert_eq!(prices.len(), 1);
+/// # Ok::<(), llm_span_layer::PriceError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriceTable {
+    prices: HashMap<Box<str>, ModelPrice>,
+}
+
+impl PriceTable {
+    /// An empty table: every model is unpriced.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the price of `model`, replacing an earlier one.
+    pub fn with_model(mut self, model: impl Into<String>, price: ModelPrice) -> Self {
+        self.prices.insert(model.into().into_boxed_str(), price);
+        self
+    }
+
+    /// Parses the text format shown above.
+    pub fn parse(text: &str) -> Result<Self, PriceError> {
+        let mut table = PriceTable::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let content = raw.split('#').next().unwrap_or("").trim();
+            if content.is_empty() {
+                continue;
+            }
+            let columns: Vec<&str> = content.split_whitespace().collect();
+            let [model, input, cached, output] = columns[..] else {
+                return Err(PriceError::Parse {
+                    line,
+                    message: format!(
+                        "expected 4 columns (model input cached_input output), found {}",
+                        columns.len()
+                    ),
+                });
+            };
+            let input = parse_decimal(input, "input", line)?;
+            let cached_input = if cached == "-" {
+                input
+            } else {
+                parse_decimal(cached, "cached_input", line)?
+            };
+            let output = parse_decimal(output, "output", line)?;
+            if table.prices.contains_key(model) {
+                return Err(PriceError::Parse {
+                    line,
+                    message: format!("model {model:?} is listed twice"),
+                });
+            }
+            table.prices.insert(
+                model.into(),
+                ModelPrice {
+                    input,
+                    cached_input,
+                    output,
+                },
+            );
+        }
+        Ok(table)
+    }
+
+    /// Reads and parses a price file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PriceError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| PriceError::Io {
+            path: path.display().to_string(),
+            message: source.to_string(),
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The price of `model`, if it has one.
+    pub fn get(&self, model: &str) -> Option<&ModelPrice> {
+        self.prices.get(model)
+    }
+
+    /// Number of priced models.
+    pub fn len(&self) -> usize {
+        self.prices.len()
+    }
+
+    /// Whether no model has a price.
+    pub fn is_empty(&self) -> bool {
+        self.prices.is_empty()
+    }
+}
+
+/// A price that cannot be used, or a price file that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PriceError {
+    /// A price given in code is out of range or too precise.
+    InvalidPrice {
+        /// `input`, `cached_input` or `output`.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A line of a price file is malformed.
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The price file could not be read.
+    Io {
+        /// The path as given.
+        path: String,
+        /// The operating system's error.
+        message: String,
+    },
+}
+
+impl fmt::Display for PriceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PriceError::InvalidPrice {
+                field,
+                value,
+                reason,
+            } => write!(f, "{field} price {value} {reason}"),
+            PriceError::Parse { line, message } => write!(f, "price file line {line}: {message}"),
+            PriceError::Io { path, message } => {
+                write!(f, "cannot read price file {path}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PriceError {}
+
+/// Turns picodollar amounts into whole micro-dollar counter increments, exactly.
+#[derive(Debug, Default)]
+pub(crate) struct CostCarry {
+    /// Picodollars not yet counted; always below one micro-dollar.
+    remainder: AtomicU64,
+}
+
+impl CostCarry {
+    /// Adds `pico` and returns how many whole micro-dollars the counter must advance.
+    pub(crate) fn add(&self, pico: u128) -> u64 {
+        let mut current = self.remainder.load(Ordering::Relaxed);
+        loop {
+            let sum = u128::from(current) + pico;
+            let whole = sum / PICO_PER_MICRO;
+            let rest = (sum % PICO_PER_MICRO) as u64;
+            match self.remainder.compare_exchange_weak(
+                current,
+                rest,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return u64::try_from(whole).unwrap_or(u64::MAX),
+                Err(seen) => current = seen,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_prices_round_to_picodollars() {
+        let p = ModelPrice::usd_per_million_tokens(0.15, 0.6).expect("valid");
+        assert_eq!(
+            (p.input, p.cached_input, p.output),
+            (150_000, 150_000, 600_000)
+        );
+        let p = p.with_cached_input(0.075).expect("valid");
+        assert_eq!(p.cached_input, 75_000);
+        assert!(ModelPrice::usd_per_million_tokens(-1.0, 1.0).is_err());
+        assert!(ModelPrice::usd_per_million_tokens(f64::NAN, 1.0).is_err());
+        assert!(ModelPrice::usd_per_million_tokens(1.0, 2e6).is_err());
+        let err = ModelPrice::usd_per_million_tokens(0.000_000_1, 1.0).expect_err("too precise");
+        assert!(err.to_string().contains("more than 6 decimals"), "{err}");
+    }
+
+    #[test]
+    fn file_prices_are_exact_decimals() {
+        let table =
+            PriceTable::parse("# comment\n\nm-a 0.2 0.05 0.6 # trailing\nm-b 1 - 2.000001\n")
+                .expect("valid");
+        assert_eq!(
+            table.get("m-a"),
+            Some(&ModelPrice {
+                input: 200_000,
+                cached_input: 50_000,
+                output: 600_000
+            })
+        );
+        assert_eq!(
+            table.get("m-b"),
+            Some(&ModelPrice {
+                input: 1_000_000,
+                cached_input: 1_000_000,
+                output: 2_000_001
+            })
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_line_and_problem() {
+        let cases = [
+            ("m 1 2\n", "line 1: expected 4 columns"),
+            ("\nm 1 - x\n", "line 2: output price \"x\""),
+            ("m -1 - 1\n", "not a non-negative decimal"),
+            ("m 1.0000001 - 1\n", "more than 6 decimals"),
+            ("m 2000000 - 1\n", "above 1000000"),
+            ("m 1 - 1\nm 2 - 2\n", "line 2: model \"m\" is listed twice"),
+            ("m . - 1\n", "is not a number"),
+        ];
+        for (text, expected) in cases {
+            let err = PriceTable::parse(text).expect_err(text).to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        let err = PriceTable::from_file("/nonexistent/prices.txt").expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/prices.txt"));
+    }
+
+    #[test]
+    fn cost_counts_cached_tokens_at_their_price() {
+        let p = ModelPrice::usd_per_million_tokens(1.0, 2.0)
+            .and_then(|p| p.with_cached_input(0.5))
+            .expect("valid");
+        // 600 uncached * 1e6 + 400 cached * 0.5e6 + 100 out * 2e6 picodollars
+        assert_eq!(
+            p.cost_pico(1000, 400, 100),
+            600_000_000 + 200_000_000 + 200_000_000
+        );
+        // More cached than input is clamped rather than underflowing.
+        assert_eq!(p.cost_pico(10, 50, 0), 10 * 500_000);
+    }
+
+    #[test]
+    fn carry_never_loses_a_picodollar() {
+        let carry = CostCarry::default();
+        let mut micros = 0u64;
+        for _ in 0..3_000_000 {
+            micros += carry.add(1);
+        }
+        assert_eq!(micros, 3);
+        assert_eq!(carry.remainder.load(Ordering::Relaxed), 0);
+        assert_eq!(carry.add(2_500_000), 2);
+        assert_eq!(carry.add(500_000), 1);
+    }
+}

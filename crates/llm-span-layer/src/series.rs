@@ -1,0 +1,410 @@
+//! Metric handles, registered once per series and per recorder, then reused.
+//!
+//! A `counter!` with a dynamic label builds and hashes a key on every call; a cached
+//! handle is one atomic add. Handles belong to the recorder they were registered
+//! with, so the cache is kept per recorder ("binding"): installing the recorder
+//! after the layer, or using a local recorder in tests, gets fresh handles.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
+
+use crate::catalog::{self, FINISH_REASON_VALUES, STATUS_VALUES, TOKEN_TYPE_VALUES};
+use crate::labels::LabelId;
+use crate::pricing::{CostCarry, ModelPrice, PriceTable};
+use crate::table::{BoundedTable, BuildMixHasher};
+use crate::update::{LabelSets, ANOMALY_COUNT, MAX_EXTRA_LABELS};
+
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new("llm_span_layer", metrics::Level::INFO, Some(module_path!()));
+
+/// Label values of one series: the model, then each allowlisted extra label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SeriesKey(pub(crate) [LabelId; 1 + MAX_EXTRA_LABELS]);
+
+/// Where a request's handles live: which binding, which series slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeriesRef {
+    pub(crate) binding: u8,
+    pub(crate) slot: u32,
+}
+
+impl SeriesRef {
+    const OVERFLOW_SLOT: u32 = u32::MAX;
+}
+
+/// How the tokens of a series are turned into money, if at all.
+#[derive(Debug)]
+pub(crate) enum Pricing {
+    Priced {
+        price: ModelPrice,
+        cost: Counter,
+        carry: CostCarry,
+    },
+    Unpriced {
+        /// Input, output.
+        tokens: [Counter; 2],
+    },
+}
+
+/// Every handle a request of one series touches.
+#[derive(Debug)]
+pub(crate) struct Series {
+    /// By `Status` discriminant: ok, error, cancelled.
+    pub(crate) requests: [Counter; 3],
+    /// Input, output.
+    pub(crate) tokens: [Counter; 2],
+    pub(crate) cached_input: Counter,
+    /// By `FinishReason` discriminant.
+    pub(crate) finish_reasons: [Counter; 5],
+    pub(crate) pricing: Pricing,
+    pub(crate) ttft: Histogram,
+    pub(crate) e2e: Histogram,
+    pub(crate) time_per_output_token: Histogram,
+    pub(crate) tokens_per_second: Histogram,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) active: Gauge,
+    pub(crate) queue_depth: Gauge,
+    pub(crate) kv_cache_hit_rate: Gauge,
+    input_total: AtomicU64,
+    cached_total: AtomicU64,
+}
+
+impl Series {
+    fn register(recorder: &dyn Recorder, labels: &[Label], price: Option<ModelPrice>) -> Self {
+        let key = |name: &'static str, extra: Option<(&'static str, &'static str)>| {
+            let mut all = labels.to_vec();
+            if let Some((k, v)) = extra {
+                all.push(Label::from_static_parts(k, v));
+            }
+            Key::from_parts(name, all)
+        };
+        let counter = |name, extra| recorder.register_counter(&key(name, extra), &METADATA);
+        let gauge = |name| recorder.register_gauge(&key(name, None), &METADATA);
+        let histogram = |name| recorder.register_histogram(&key(name, None), &METADATA);
+        let by = |name, label, values: &[&'static str]| -> Vec<Counter> {
+            values
+                .iter()
+                .map(|v| counter(name, Some((label, *v))))
+                .collect()
+        };
+        let pricing = match price {
+            Some(price) => Pricing::Priced {
+                price,
+                cost: counter(catalog::COST_MICRO_USD_TOTAL, None),
+                carry: CostCarry::default(),
+            },
+            None => Pricing::Unpriced {
+                tokens: to_array(by(
+                    catalog::UNPRICED_TOKENS_TOTAL,
+                    "type",
+                    &TOKEN_TYPE_VALUES,
+                )),
+            },
+        };
+        Self {
+            requests: to_array(by(catalog::REQUESTS_TOTAL, "status", &STATUS_VALUES)),
+            tokens: to_array(by(catalog::TOKENS_TOTAL, "type", &TOKEN_TYPE_VALUES)),
+            cached_input: counter(catalog::CACHED_INPUT_TOKENS_TOTAL, None),
+            finish_reasons: to_array(by(
+                catalog::FINISH_REASONS_TOTAL,
+                "reason",
+                &FINISH_REASON_VALUES,
+            )),
+            pricing,
+            ttft: histogram(catalog::TTFT_SECONDS),
+            e2e: histogram(catalog::E2E_LATENCY_SECONDS),
+            time_per_output_token: histogram(catalog::TIME_PER_OUTPUT_TOKEN_SECONDS),
+            tokens_per_second: histogram(catalog::TOKENS_PER_SECOND),
+            queue_wait: histogram(catalog::QUEUE_WAIT_SECONDS),
+            active: gauge(catalog::ACTIVE_REQUESTS),
+            queue_depth: gauge(catalog::QUEUE_DEPTH),
+            kv_cache_hit_rate: gauge(catalog::KV_CACHE_HIT_RATE),
+            input_total: AtomicU64::new(0),
+            cached_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds a finished request's prompt tokens and refreshes the hit-rate gauge.
+    pub(crate) fn add_cache_totals(&self, input: u64, cached: u64) {
+        if input == 0 && cached == 0 {
+            return;
+        }
+        self.input_total.fetch_add(input, Ordering::Relaxed);
+        self.cached_total
+            .fetch_add(cached.min(input), Ordering::Relaxed);
+        // Concurrent closes may set the gauge out of order; whoever sees the totals move
+        // under it sets it again, so once traffic stops it holds the exact ratio.
+        loop {
+            let input_total = self.input_total.load(Ordering::Acquire);
+            let cached_total = self.cached_total.load(Ordering::Acquire);
+            if input_total > 0 {
+                self.kv_cache_hit_rate
+                    .set(cached_total as f64 / input_total as f64);
+            }
+            if self.input_total.load(Ordering::Acquire) == input_total
+                && self.cached_total.load(Ordering::Acquire) == cached_total
+            {
+                break;
+            }
+        }
+    }
+}
+
+fn to_array<const N: usize>(handles: Vec<Counter>) -> [Counter; N] {
+    let mut handles = handles.into_iter();
+    std::array::from_fn(|_| handles.next().unwrap_or_else(Counter::noop))
+}
+
+/// Per-model state of engine gauges and model revisions.
+#[derive(Debug)]
+struct ModelGauges {
+    kv_cache_usage: Gauge,
+    /// The revision `llm_model_info` currently shows as 1 (`u32::MAX`: none yet).
+    revision: AtomicU32,
+    revision_change: Mutex<()>,
+}
+
+/// What the layer needs to build series: label names, label texts and prices.
+#[derive(Debug)]
+pub(crate) struct SeriesConfig {
+    pub(crate) extra_label_names: Vec<&'static str>,
+    pub(crate) prices: PriceTable,
+    pub(crate) max_series: usize,
+    pub(crate) max_models: usize,
+    pub(crate) max_revisions: usize,
+    pub(crate) max_gpus: usize,
+}
+
+/// All handles registered with one recorder.
+#[derive(Debug)]
+pub(crate) struct Binding {
+    recorder_key: usize,
+    series: BoundedTable<SeriesKey, Box<Series>>,
+    overflow: OnceLock<Box<Series>>,
+    anomalies: [Counter; ANOMALY_COUNT],
+    models: BoundedTable<LabelId, ModelGauges>,
+    model_info: BoundedTable<(LabelId, LabelId), Gauge>,
+    gpus: BoundedTable<LabelId, Gauge>,
+}
+
+fn mix_hash(value: impl Hash) -> u64 {
+    BuildMixHasher.hash_one(value)
+}
+
+impl Binding {
+    pub(crate) fn new(recorder_key: usize, recorder: &dyn Recorder, config: &SeriesConfig) -> Self {
+        catalog::describe(recorder);
+        let anomalies = std::array::from_fn(|i| {
+            let key = Key::from_parts(
+                catalog::LAYER_ANOMALIES_TOTAL,
+                vec![Label::from_static_parts(
+                    "reason",
+                    catalog::ANOMALY_REASON_VALUES[i],
+                )],
+            );
+            recorder.register_counter(&key, &METADATA)
+        });
+        Self {
+            recorder_key,
+            series: BoundedTable::with_max_len(config.max_series),
+            overflow: OnceLock::new(),
+            anomalies,
+            models: BoundedTable::with_max_len(config.max_models + 2),
+            model_info: BoundedTable::with_max_len(config.max_revisions + config.max_models + 2),
+            gpus: BoundedTable::with_max_len(config.max_gpus + 2),
+        }
+    }
+
+    pub(crate) fn recorder_key(&self) -> usize {
+        self.recorder_key
+    }
+
+    pub(crate) fn count_anomaly(&self, reason: usize, count: u32) {
+        if let Some(counter) = self.anomalies.get(reason) {
+            counter.increment(u64::from(count));
+        }
+    }
+
+    /// The series for `key`, registering it on first use. `Err` carries the overflow
+    /// series when the series cap is reached.
+    pub(crate) fn series_for(
+        &self,
+        binding: u8,
+        key: SeriesKey,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+        config: &SeriesConfig,
+    ) -> Result<SeriesRef, SeriesRef> {
+        let make = || {
+            let model = labels.model.text(key.0[0]);
+            let price = config.prices.get(model).copied();
+            let series = Series::register(recorder, &label_pairs(&key, labels, config), price);
+            (key, Box::new(series))
+        };
+        match self
+            .series
+            .find_or_insert(mix_hash(key), |k| *k == key, make)
+        {
+            Ok((slot, _)) => Ok(SeriesRef { binding, slot }),
+            Err(_) => {
+                self.overflow.get_or_init(|| {
+                    let key = SeriesKey([LabelId::OVERFLOW; 1 + MAX_EXTRA_LABELS]);
+                    Box::new(Series::register(
+                        recorder,
+                        &label_pairs(&key, labels, config),
+                        None,
+                    ))
+                });
+                Err(SeriesRef {
+                    binding,
+                    slot: SeriesRef::OVERFLOW_SLOT,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn series(&self, slot: u32) -> Option<&Series> {
+        if slot == SeriesRef::OVERFLOW_SLOT {
+            return self.overflow.get().map(|s| &**s);
+        }
+        self.series.get(slot).map(|(_, series)| &**series)
+    }
+
+    fn model_gauges(
+        &self,
+        model: LabelId,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+    ) -> Option<&ModelGauges> {
+        let make = || {
+            let key = Key::from_parts(
+                catalog::KV_CACHE_USAGE_RATIO,
+                vec![Label::new("model", labels.model.text(model).to_owned())],
+            );
+            let gauges = ModelGauges {
+                kv_cache_usage: recorder.register_gauge(&key, &METADATA),
+                revision: AtomicU32::new(u32::MAX),
+                revision_change: Mutex::new(()),
+            };
+            (model, gauges)
+        };
+        self.models
+            .find_or_insert(mix_hash(model), |m| *m == model, make)
+            .ok()
+            .map(|(_, gauges)| gauges)
+    }
+
+    pub(crate) fn set_kv_cache_usage(
+        &self,
+        model: LabelId,
+        ratio: f64,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+    ) {
+        if let Some(gauges) = self.model_gauges(model, recorder, labels) {
+            gauges.kv_cache_usage.set(ratio);
+        }
+    }
+
+    pub(crate) fn set_gpu_memory(
+        &self,
+        gpu: LabelId,
+        bytes: f64,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+    ) {
+        let make = || {
+            let key = Key::from_parts(
+                catalog::GPU_MEMORY_USED_BYTES,
+                vec![Label::new("gpu", labels.gpu.text(gpu).to_owned())],
+            );
+            (gpu, recorder.register_gauge(&key, &METADATA))
+        };
+        if let Ok((_, gauge)) = self.gpus.find_or_insert(mix_hash(gpu), |g| *g == gpu, make) {
+            gauge.set(bytes);
+        }
+    }
+
+    /// Marks `revision` as the current one of `model` in `llm_model_info`.
+    pub(crate) fn publish_revision(
+        &self,
+        model: LabelId,
+        revision: LabelId,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+    ) -> bool {
+        let Some(gauges) = self.model_gauges(model, recorder, labels) else {
+            return false;
+        };
+        if gauges.revision.load(Ordering::Acquire) == revision.raw() {
+            return true;
+        }
+        // Revisions change rarely; the lock keeps two changes from both showing 1.
+        let _guard = gauges
+            .revision_change
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let previous = gauges.revision.load(Ordering::Acquire);
+        if previous == revision.raw() {
+            return true;
+        }
+        let info = |revision: LabelId| {
+            let make = || {
+                let key = Key::from_parts(
+                    catalog::MODEL_INFO,
+                    vec![
+                        Label::new("model", labels.model.text(model).to_owned()),
+                        Label::new("revision", labels.revision.text(revision).to_owned()),
+                    ],
+                );
+                ((model, revision), recorder.register_gauge(&key, &METADATA))
+            };
+            self.model_info
+                .find_or_insert(
+                    mix_hash((model, revision)),
+                    |k| *k == (model, revision),
+                    make,
+                )
+                .ok()
+                .map(|(_, gauge)| gauge)
+        };
+        let Some(current) = info(revision) else {
+            return false;
+        };
+        current.set(1.0);
+        if previous != u32::MAX {
+            if let Some(old) = self
+                .model_info
+                .find(mix_hash((model, revision_id(previous))), |k| {
+                    *k == (model, revision_id(previous))
+                })
+            {
+                old.1.set(0.0);
+            }
+        }
+        gauges.revision.store(revision.raw(), Ordering::Release);
+        true
+    }
+}
+
+fn revision_id(raw: u32) -> LabelId {
+    LabelId::from_raw(raw)
+}
+
+fn label_pairs(key: &SeriesKey, labels: &LabelSets, config: &SeriesConfig) -> Vec<Label> {
+    let mut pairs = Vec::with_capacity(1 + config.extra_label_names.len());
+    pairs.push(Label::new("model", labels.model.text(key.0[0]).to_owned()));
+    for (index, name) in config.extra_label_names.iter().enumerate() {
+        let text = labels
+            .extra
+            .get(index)
+            .map_or(catalog::UNKNOWN_LABEL_VALUE, |set| {
+                set.text(key.0[index + 1])
+            });
+        pairs.push(Label::new(*name, text.to_owned()));
+    }
+    pairs
+}

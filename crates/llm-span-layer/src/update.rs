@@ -1,0 +1,489 @@
+//! Reading field values into a typed update, without allocating.
+//!
+//! Values arrive in whatever form the user wrote (`u64`, `i64`, `f64`, `&str`, or
+//! `%`/`?` formatted). Anything that cannot be used is dropped and counted as an
+//! anomaly by reason, never a panic.
+
+use std::fmt::{self, Write as _};
+
+use tracing_core::field::{Field, Visit};
+
+use crate::contract::{CallsiteSpec, Role};
+use crate::labels::{Interned, LabelId, LabelValues};
+
+/// Largest token count accepted in one field value: 2^32 - 1.
+pub(crate) const MAX_TOKENS: u64 = u32::MAX as u64;
+/// How many extra labels may be allowlisted.
+pub(crate) const MAX_EXTRA_LABELS: usize = 4;
+
+/// Why an input could not be used as given. The index is the position in
+/// [`crate::catalog::ANOMALY_REASON_VALUES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Anomaly {
+    MissingModel = 0,
+    MalformedValue = 1,
+    InvalidLabel = 2,
+    LabelOverflow = 3,
+    SeriesOverflow = 4,
+    DuplicateFirstToken = 5,
+    DuplicateCompletion = 6,
+    EventOutsideRequest = 7,
+    TokenCountMismatch = 8,
+    CallsiteOverflow = 9,
+}
+
+pub(crate) const ANOMALY_COUNT: usize = 10;
+
+/// Anomalies seen while handling one callback, counted before they are emitted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Anomalies([u32; ANOMALY_COUNT]);
+
+impl Anomalies {
+    pub(crate) fn add(&mut self, anomaly: Anomaly) {
+        self.0[anomaly as usize] += 1;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.0.iter().copied().enumerate().filter(|(_, n)| *n > 0)
+    }
+}
+
+/// How a request ended, as far as the user said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Ok = 0,
+    Error = 1,
+    Cancelled = 2,
+}
+
+/// Finish reasons, normalized to a fixed vocabulary so they cannot explode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FinishReason {
+    Stop = 0,
+    Length = 1,
+    ToolCalls = 2,
+    ContentFilter = 3,
+    Other = 4,
+}
+
+impl FinishReason {
+    fn parse(text: &str) -> FinishReason {
+        // OpenTelemetry records an array: take its first element.
+        let text = text.trim().trim_start_matches('[');
+        let first = text.split([',', ']']).next().unwrap_or("");
+        let first = strip_quotes(first.trim());
+        const STOP: [&str; 5] = ["stop", "eos", "end_turn", "stop_sequence", "end"];
+        const LENGTH: [&str; 3] = ["length", "max_tokens", "max_length"];
+        const TOOLS: [&str; 3] = ["tool_calls", "tool_use", "function_call"];
+        let is = |set: &[&str]| set.iter().any(|s| s.eq_ignore_ascii_case(first));
+        if is(&STOP) {
+            FinishReason::Stop
+        } else if is(&LENGTH) {
+            FinishReason::Length
+        } else if is(&TOOLS) {
+            FinishReason::ToolCalls
+        } else if first.eq_ignore_ascii_case("content_filter") {
+            FinishReason::ContentFilter
+        } else {
+            FinishReason::Other
+        }
+    }
+}
+
+/// Everything one span creation, record or event said, decoded.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Update {
+    pub(crate) model: Option<LabelId>,
+    pub(crate) response_model: Option<LabelId>,
+    pub(crate) revision: Option<LabelId>,
+    pub(crate) labels: [Option<LabelId>; MAX_EXTRA_LABELS],
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cached_tokens: Option<u64>,
+    pub(crate) output_delta: Option<u64>,
+    pub(crate) first_token: bool,
+    pub(crate) finish_reason: Option<FinishReason>,
+    /// `Some(None)`: explicitly unset.
+    pub(crate) status: Option<Option<Status>>,
+    pub(crate) error: bool,
+    pub(crate) gpu: Option<LabelId>,
+    pub(crate) gpu_memory_used: Option<f64>,
+    pub(crate) kv_cache_usage: Option<f64>,
+    pub(crate) anomalies: Anomalies,
+}
+
+impl Update {
+    /// Whether the update changes nothing about a request.
+    pub(crate) fn touches_request(&self) -> bool {
+        self.model.is_some()
+            || self.response_model.is_some()
+            || self.revision.is_some()
+            || self.labels.iter().any(Option::is_some)
+            || self.input_tokens.is_some()
+            || self.output_tokens.is_some()
+            || self.cached_tokens.is_some()
+            || self.output_delta.is_some()
+            || self.first_token
+            || self.finish_reason.is_some()
+            || self.status.is_some()
+            || self.error
+    }
+}
+
+/// The label value sets a visitor interns into.
+#[derive(Debug)]
+pub(crate) struct LabelSets {
+    pub(crate) model: LabelValues,
+    pub(crate) revision: LabelValues,
+    pub(crate) gpu: LabelValues,
+    pub(crate) extra: Vec<LabelValues>,
+}
+
+/// A value as it arrived, before its role decides what it must be.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Unsigned(u128),
+    Signed(i128),
+    Float(f64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+/// Visits the fields of one span, record or event into an [`Update`].
+pub(crate) struct FieldVisitor<'a> {
+    spec: &'a CallsiteSpec,
+    labels: &'a LabelSets,
+    pub(crate) update: Update,
+}
+
+impl<'a> FieldVisitor<'a> {
+    pub(crate) fn new(spec: &'a CallsiteSpec, labels: &'a LabelSets) -> Self {
+        Self {
+            spec,
+            labels,
+            update: Update::default(),
+        }
+    }
+
+    fn apply(&mut self, role: Role, value: Value<'_>) {
+        let update = &mut self.update;
+        match role {
+            Role::Ignored => {}
+            Role::Model => update.model = intern(&self.labels.model, value, &mut update.anomalies),
+            Role::ResponseModel => {
+                update.response_model = intern(&self.labels.model, value, &mut update.anomalies)
+            }
+            Role::Revision => {
+                update.revision = intern(&self.labels.revision, value, &mut update.anomalies)
+            }
+            Role::Label(index) => {
+                if let (Some(set), Some(slot)) = (
+                    self.labels.extra.get(usize::from(index)),
+                    update.labels.get_mut(usize::from(index)),
+                ) {
+                    *slot = intern(set, value, &mut update.anomalies);
+                }
+            }
+            Role::GpuId => update.gpu = intern(&self.labels.gpu, value, &mut update.anomalies),
+            Role::InputTokens => update.input_tokens = tokens(value, &mut update.anomalies),
+            Role::OutputTokens => update.output_tokens = tokens(value, &mut update.anomalies),
+            Role::CachedTokens => update.cached_tokens = tokens(value, &mut update.anomalies),
+            Role::OutputDelta => update.output_delta = tokens(value, &mut update.anomalies),
+            Role::FirstToken => update.first_token = flag(value),
+            Role::Error => update.error = flag(value),
+            Role::FinishReason => match value {
+                Value::Text(text) => update.finish_reason = Some(FinishReason::parse(text)),
+                _ => update.anomalies.add(Anomaly::MalformedValue),
+            },
+            Role::Status => match status(value) {
+                Some(parsed) => update.status = Some(parsed),
+                None => update.anomalies.add(Anomaly::MalformedValue),
+            },
+            Role::GpuMemoryUsed => {
+                update.gpu_memory_used = non_negative(value, f64::MAX, &mut update.anomalies)
+            }
+            Role::KvCacheUsage => {
+                update.kv_cache_usage = non_negative(value, 1.0, &mut update.anomalies)
+            }
+        }
+    }
+
+    fn visit(&mut self, field: &Field, value: Value<'_>) {
+        let role = self.spec.role(field.index());
+        if role != Role::Ignored {
+            self.apply(role, value);
+        }
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.spec.role(field.index()) == Role::Ignored {
+            return;
+        }
+        let mut text = StackText::new();
+        if write!(text, "{value:?}").is_err() || text.overflowed {
+            // Longer than any label or number we accept: the role decides how to count it.
+            self.visit(field, Value::Text(TOO_LONG));
+            return;
+        }
+        self.visit(field, Value::Text(strip_quotes(text.as_str())));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.visit(field, Value::Text(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.visit(field, Value::Unsigned(u128::from(value)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.visit(field, Value::Signed(i128::from(value)));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.visit(field, Value::Unsigned(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.visit(field, Value::Signed(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.visit(field, Value::Float(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.visit(field, Value::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+}
+
+/// Stands in for a formatted value that did not fit the stack buffer: no valid
+/// number is this long, and as a label it is past the length limit.
+const TOO_LONG: &str = concat!(
+    "################################################################",
+    "################################################################",
+    "#"
+);
+
+fn strip_quotes(text: &str) -> &str {
+    text.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text)
+}
+
+fn tokens(value: Value<'_>, anomalies: &mut Anomalies) -> Option<u64> {
+    let parsed = match value {
+        Value::Unsigned(n) => u64::try_from(n).ok(),
+        Value::Signed(n) => u64::try_from(n).ok(),
+        // An integral float is an exact count (JSON numbers arrive this way); a fraction is not.
+        Value::Float(f)
+            if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= MAX_TOKENS as f64 =>
+        {
+            Some(f as u64)
+        }
+        Value::Float(_) | Value::Bool(_) => None,
+        Value::Text(text) => text.trim().parse::<u64>().ok(),
+    };
+    match parsed {
+        Some(n) if n <= MAX_TOKENS => Some(n),
+        _ => {
+            anomalies.add(Anomaly::MalformedValue);
+            None
+        }
+    }
+}
+
+fn non_negative(value: Value<'_>, max: f64, anomalies: &mut Anomalies) -> Option<f64> {
+    let parsed = match value {
+        Value::Unsigned(n) => Some(n as f64),
+        Value::Signed(n) => Some(n as f64),
+        Value::Float(f) => Some(f),
+        Value::Bool(_) => None,
+        Value::Text(text) => text.trim().parse::<f64>().ok(),
+    };
+    match parsed {
+        Some(f) if f.is_finite() && (0.0..=max).contains(&f) => Some(f),
+        _ => {
+            anomalies.add(Anomaly::MalformedValue);
+            None
+        }
+    }
+}
+
+fn flag(value: Value<'_>) -> bool {
+    match value {
+        Value::Bool(b) => b,
+        Value::Text(text) => !text.eq_ignore_ascii_case("false"),
+        _ => true,
+    }
+}
+
+/// `Some(None)` means "explicitly unset" (OpenTelemetry's `UNSET`).
+fn status(value: Value<'_>) -> Option<Option<Status>> {
+    let Value::Text(text) = value else {
+        return None;
+    };
+    let text = text.trim();
+    let is = |set: &[&str]| set.iter().any(|s| s.eq_ignore_ascii_case(text));
+    if is(&["ok", "success", "succeeded"]) {
+        Some(Some(Status::Ok))
+    } else if is(&["error", "failed", "failure"]) {
+        Some(Some(Status::Error))
+    } else if is(&["cancelled", "canceled", "aborted", "abort"]) {
+        Some(Some(Status::Cancelled))
+    } else if is(&["unset"]) {
+        Some(None)
+    } else {
+        None
+    }
+}
+
+fn intern(set: &LabelValues, value: Value<'_>, anomalies: &mut Anomalies) -> Option<LabelId> {
+    let mut text = StackText::new();
+    let interned = match value {
+        Value::Text(t) => set.intern(t),
+        Value::Unsigned(n) => {
+            let _ = write!(text, "{n}");
+            set.intern(text.as_str())
+        }
+        Value::Signed(n) => {
+            let _ = write!(text, "{n}");
+            set.intern(text.as_str())
+        }
+        Value::Bool(b) => set.intern(if b { "true" } else { "false" }),
+        Value::Float(_) => Interned::Invalid,
+    };
+    match interned {
+        Interned::Value(id) => Some(id),
+        // An empty value says nothing; the request keeps whatever it had.
+        Interned::Empty => None,
+        Interned::Invalid => {
+            anomalies.add(Anomaly::InvalidLabel);
+            Some(LabelId::OVERFLOW)
+        }
+        Interned::Overflow => {
+            anomalies.add(Anomaly::LabelOverflow);
+            Some(LabelId::OVERFLOW)
+        }
+    }
+}
+
+/// A fixed buffer for formatting `%`/`?` values without allocating.
+struct StackText {
+    buf: [u8; 160],
+    len: usize,
+    overflowed: bool,
+}
+
+impl StackText {
+    fn new() -> Self {
+        Self {
+            buf: [0; 160],
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str` pieces are ever copied in, so this is always valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, piece: &str) -> fmt::Result {
+        let end = self.len + piece.len();
+        if end > self.buf.len() {
+            self.overflowed = true;
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(piece.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_in_every_natural_form() {
+        let mut a = Anomalies::default();
+        assert_eq!(tokens(Value::Unsigned(12), &mut a), Some(12));
+        assert_eq!(tokens(Value::Signed(12), &mut a), Some(12));
+        assert_eq!(tokens(Value::Float(12.0), &mut a), Some(12));
+        assert_eq!(tokens(Value::Text(" 12 "), &mut a), Some(12));
+        assert_eq!(
+            tokens(Value::Unsigned(u128::from(MAX_TOKENS)), &mut a),
+            Some(MAX_TOKENS)
+        );
+        assert!(a.is_empty());
+        for bad in [
+            Value::Signed(-1),
+            Value::Float(1.5),
+            Value::Float(f64::NAN),
+            Value::Float(f64::INFINITY),
+            Value::Float(-3.0),
+            Value::Text("twelve"),
+            Value::Text("-4"),
+            Value::Bool(true),
+            Value::Unsigned(u128::from(u64::MAX)),
+            Value::Unsigned(u128::from(MAX_TOKENS) + 1),
+            Value::Text(TOO_LONG),
+        ] {
+            let mut a = Anomalies::default();
+            assert_eq!(tokens(bad, &mut a), None, "{bad:?}");
+            assert_eq!(a.0[Anomaly::MalformedValue as usize], 1, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn finish_reasons_normalize() {
+        assert_eq!(FinishReason::parse("stop"), FinishReason::Stop);
+        assert_eq!(FinishReason::parse("EOS"), FinishReason::Stop);
+        assert_eq!(FinishReason::parse("[\"length\"]"), FinishReason::Length);
+        assert_eq!(
+            FinishReason::parse("[\"tool_calls\", \"stop\"]"),
+            FinishReason::ToolCalls
+        );
+        assert_eq!(
+            FinishReason::parse("content_filter"),
+            FinishReason::ContentFilter
+        );
+        assert_eq!(FinishReason::parse("banana"), FinishReason::Other);
+    }
+
+    #[test]
+    fn statuses_normalize() {
+        assert_eq!(status(Value::Text("OK")), Some(Some(Status::Ok)));
+        assert_eq!(status(Value::Text("ERROR")), Some(Some(Status::Error)));
+        assert_eq!(
+            status(Value::Text("canceled")),
+            Some(Some(Status::Cancelled))
+        );
+        assert_eq!(status(Value::Text("UNSET")), Some(None));
+        assert_eq!(status(Value::Text("maybe")), None);
+        assert_eq!(status(Value::Unsigned(200)), None);
+    }
+
+    #[test]
+    fn stack_text_refuses_what_does_not_fit() {
+        let mut text = StackText::new();
+        assert!(write!(text, "{}", "x".repeat(200)).is_err());
+        assert!(text.overflowed);
+        let mut text = StackText::new();
+        write!(text, "{:?}", "quoted").expect("fits");
+        assert_eq!(strip_quotes(text.as_str()), "quoted");
+    }
+}

@@ -1,0 +1,134 @@
+//! Label caps: a flood of distinct values cannot create unbounded series.
+
+mod common;
+
+use common::Harness;
+
+fn request(model: &str, tenant: &str) {
+    drop(tracing::info_span!(
+        "generate",
+        model,
+        tenant,
+        tokens_in = 1u64,
+        tokens_out = 1u64
+    ));
+}
+
+#[test]
+fn models_past_the_cap_share_the_overflow_series() {
+    let h = Harness::with(|b| b.with_max_models(3));
+    h.run(|| {
+        for i in 0..1000 {
+            request(&format!("model-{}", i % 10), "t");
+        }
+    });
+    let m = h.snapshot();
+    let models = m.label_values("llm_requests_total", "model");
+    assert_eq!(models, ["__overflow__", "model-0", "model-1", "model-2"]);
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "model-0"), ("status", "ok")]
+        ),
+        100
+    );
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "__overflow__"), ("status", "ok")]
+        ),
+        700
+    );
+    assert_eq!(m.anomalies("label_overflow"), 700);
+    assert_eq!(m.sum("llm_requests_total"), 1000);
+}
+
+#[test]
+fn extra_labels_are_allowlisted_and_capped() {
+    let h = Harness::with(|b| b.with_label("tenant").with_max_label_values(2));
+    h.run(|| {
+        for tenant in ["a", "b", "c", "a"] {
+            request("m", tenant);
+        }
+        // Fields that are not allowlisted never become labels.
+        drop(tracing::info_span!(
+            "generate",
+            model = "m",
+            user = "u",
+            tokens_in = 1u64,
+            tokens_out = 1u64
+        ));
+    });
+    let m = h.snapshot();
+    let ok = |tenant| {
+        m.counter(
+            "llm_requests_total",
+            &[("model", "m"), ("tenant", tenant), ("status", "ok")],
+        )
+    };
+    assert_eq!(
+        (ok("a"), ok("b"), ok("__overflow__"), ok("unknown")),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(m.anomalies("label_overflow"), 1);
+    for series in m.series("llm_requests_total") {
+        assert!(!series.contains_key("user"));
+    }
+}
+
+#[test]
+fn extra_labels_can_be_renamed() {
+    let h = Harness::with(|b| b.with_label_as("tenant", "customer"));
+    h.run(|| request("m", "acme"));
+    let m = h.snapshot();
+    assert_eq!(m.label_values("llm_requests_total", "customer"), ["acme"]);
+}
+
+#[test]
+fn the_series_cap_bounds_label_combinations() {
+    let h = Harness::with(|b| b.with_label("tenant").with_max_series(4));
+    h.run(|| {
+        for model in ["m1", "m2", "m3"] {
+            for tenant in ["a", "b", "c"] {
+                request(model, tenant);
+            }
+        }
+    });
+    let m = h.snapshot();
+    let series = m.series("llm_e2e_latency_seconds");
+    assert_eq!(
+        series.len(),
+        5,
+        "4 series plus the overflow series: {series:?}"
+    );
+    assert_eq!(m.anomalies("series_overflow"), 5);
+    let overflow = m.counter(
+        "llm_requests_total",
+        &[
+            ("model", "__overflow__"),
+            ("tenant", "__overflow__"),
+            ("status", "ok"),
+        ],
+    );
+    assert_eq!(overflow, 5);
+    assert_eq!(m.sum("llm_requests_total"), 9);
+}
+
+#[test]
+fn a_million_model_names_make_a_bounded_number_of_series() {
+    let h = Harness::with(|b| b.with_max_models(100));
+    h.run(|| {
+        for i in 0..1_000_000u32 {
+            drop(tracing::info_span!(
+                "generate",
+                model = i,
+                tokens_in = 1u64,
+                tokens_out = 1u64
+            ));
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.series("llm_e2e_latency_seconds").len(), 101);
+    assert_eq!(m.anomalies("label_overflow"), 1_000_000 - 100);
+    assert_eq!(m.sum("llm_requests_total"), 1_000_000);
+}

@@ -1,0 +1,179 @@
+//! Test harness: a layer wired to a `DebuggingRecorder` and a mock clock, behind a
+//! dispatcher that is only ever set thread-locally (tests run in parallel).
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use llm_span_layer::{LlmSpanLayer, LlmSpanLayerBuilder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use quanta::{Clock, Mock};
+use tracing::Dispatch;
+use tracing_subscriber::prelude::*;
+
+pub struct Harness {
+    pub dispatch: Dispatch,
+    pub clock: Arc<Mock>,
+    snapshotter: Snapshotter,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with(|builder| builder)
+    }
+
+    pub fn with(configure: impl FnOnce(LlmSpanLayerBuilder) -> LlmSpanLayerBuilder) -> Self {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let (clock, mock) = Clock::mock();
+        let layer = configure(
+            LlmSpanLayer::builder()
+                .with_recorder(recorder)
+                .with_clock(clock),
+        )
+        .build()
+        .expect("valid layer configuration");
+        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        Self {
+            dispatch,
+            clock: mock,
+            snapshotter,
+        }
+    }
+
+    /// Runs `f` with this harness's subscriber as the thread's default.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::dispatcher::with_default(&self.dispatch, f)
+    }
+
+    pub fn advance(&self, seconds: f64) {
+        self.clock.increment(Duration::from_secs_f64(seconds));
+    }
+
+    /// What changed since the previous snapshot (snapshots are destructive).
+    pub fn snapshot(&self) -> Metrics {
+        let mut values = HashMap::new();
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: BTreeMap<String, String> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            values.insert((key.name().to_owned(), labels), value);
+        }
+        Metrics(values)
+    }
+}
+
+pub struct Metrics(HashMap<(String, BTreeMap<String, String>), DebugValue>);
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Metrics {
+    pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> Option<&DebugValue> {
+        self.0.get(&(name.to_owned(), labels(pairs)))
+    }
+
+    /// A counter's value; panics if the series was never registered.
+    pub fn counter(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
+        match self.get(name, pairs) {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("{name}{pairs:?} is not a registered counter: {other:?}\n{self:#?}"),
+        }
+    }
+
+    pub fn gauge(&self, name: &str, pairs: &[(&str, &str)]) -> f64 {
+        match self.get(name, pairs) {
+            Some(DebugValue::Gauge(v)) => v.into_inner(),
+            other => panic!("{name}{pairs:?} is not a registered gauge: {other:?}\n{self:#?}"),
+        }
+    }
+
+    pub fn histogram(&self, name: &str, pairs: &[(&str, &str)]) -> Vec<f64> {
+        match self.get(name, pairs) {
+            Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.into_inner()).collect(),
+            other => panic!("{name}{pairs:?} is not a registered histogram: {other:?}\n{self:#?}"),
+        }
+    }
+
+    pub fn anomalies(&self, reason: &str) -> u64 {
+        self.counter("llm_layer_anomalies_total", &[("reason", reason)])
+    }
+
+    /// Sum of every anomaly reason.
+    pub fn all_anomalies(&self) -> u64 {
+        self.sum("llm_layer_anomalies_total")
+    }
+
+    /// Sum of a counter family over all its series.
+    pub fn sum(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|((n, _), _)| n == name)
+            .map(|(_, v)| match v {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Label sets of a family.
+    pub fn series(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        let mut series: Vec<_> = self
+            .0
+            .keys()
+            .filter(|(n, _)| n == name)
+            .map(|(_, l)| l.clone())
+            .collect();
+        series.sort();
+        series
+    }
+
+    /// Distinct values a label takes in a family.
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .series(name)
+            .into_iter()
+            .filter_map(|l| l.get(label).cloned())
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rows: Vec<String> = self
+            .0
+            .iter()
+            .map(|((name, labels), value)| format!("{name}{labels:?} = {value:?}"))
+            .collect();
+        rows.sort();
+        f.debug_list().entries(rows).finish()
+    }
+}
+
+/// Asserts two floats are equal to within rounding of a few ulps.
+#[track_caller]
+pub fn assert_close(actual: f64, expected: f64) {
+    let tolerance = 1e-12 * expected.abs().max(1.0);
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "expected {expected}, got {actual}"
+    );
+}
+
+#[track_caller]
+pub fn assert_all_close(actual: &[f64], expected: &[f64]) {
+    assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
+    for (a, e) in actual.iter().zip(expected) {
+        assert_close(*a, *e);
+    }
+}

@@ -1,0 +1,435 @@
+//! Each metric's exact value for requests driven through the span contract.
+
+mod common;
+
+use common::{assert_all_close, assert_close, Harness};
+use llm_span_layer::{ModelPrice, PriceTable};
+use tracing::field::Empty;
+
+fn priced() -> Harness {
+    let prices = PriceTable::new().with_model(
+        "llama",
+        ModelPrice::usd_per_million_tokens(1.0, 2.0)
+            .and_then(|p| p.with_cached_input(0.5))
+            .expect("valid price"),
+    );
+    Harness::with(|b| b.with_prices(prices))
+}
+
+#[test]
+fn a_complete_request_yields_every_request_metric() {
+    let h = priced();
+    h.run(|| {
+        let span = tracing::info_span!(
+            "generate",
+            model = "llama",
+            tokens_in = 100u64,
+            tokens_cached = 40u64,
+            tokens_out = Empty
+        );
+        let _guard = span.enter();
+        let during = h.snapshot();
+        assert_eq!(
+            during.gauge("llm_active_requests", &[("model", "llama")]),
+            1.0
+        );
+        // Input tokens count as soon as the request starts.
+        assert_eq!(
+            during.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
+            100
+        );
+        assert_eq!(
+            during.counter("llm_cached_input_tokens_total", &[("model", "llama")]),
+            40
+        );
+        h.advance(0.25);
+        tracing::info!(first_token = true);
+        h.advance(1.0);
+        span.record("tokens_out", 11u64);
+    });
+    let m = h.snapshot();
+    let llama = [("model", "llama")];
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "llama"), ("status", "ok")]
+        ),
+        1
+    );
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "llama"), ("status", "error")]
+        ),
+        0
+    );
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "llama"), ("status", "cancelled")]
+        ),
+        0
+    );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
+        0
+    );
+    assert_eq!(
+        m.counter(
+            "llm_tokens_total",
+            &[("model", "llama"), ("type", "output")]
+        ),
+        11
+    );
+    assert_eq!(m.counter("llm_cached_input_tokens_total", &llama), 0);
+    assert_all_close(&m.histogram("llm_ttft_seconds", &llama), &[0.25]);
+    assert_all_close(&m.histogram("llm_e2e_latency_seconds", &llama), &[1.25]);
+    // Decode: 10 tokens after the first, in 1 s.
+    assert_all_close(
+        &m.histogram("llm_time_per_output_token_seconds", &llama),
+        &[0.1],
+    );
+    assert_all_close(&m.histogram("llm_tokens_per_second", &llama), &[10.0]);
+    assert_eq!(
+        m.gauge("llm_active_requests", &llama),
+        -1.0,
+        "delta since the last snapshot"
+    );
+    assert_close(m.gauge("llm_kv_cache_hit_rate", &llama), 0.4);
+    // 60 uncached * 1 + 40 cached * 0.5 + 11 out * 2 = 102 micro-dollars.
+    assert_eq!(m.counter("llm_cost_micro_usd_total", &llama), 102);
+    assert!(m
+        .get(
+            "llm_unpriced_tokens_total",
+            &[("model", "llama"), ("type", "input")]
+        )
+        .is_none());
+    assert_eq!(m.all_anomalies(), 0);
+}
+
+#[test]
+fn completion_event_sets_the_end_and_finish_reason() {
+    let h = Harness::new();
+    h.run(|| {
+        let span = tracing::info_span!("generate", model = "m", tokens_in = 5u64);
+        let _guard = span.enter();
+        h.advance(0.5);
+        tracing::info!(tokens_out_delta = 1u64);
+        h.advance(0.5);
+        tracing::info!(tokens_out_delta = 4u64);
+        h.advance(1.0);
+        tracing::info!(finish_reason = "length");
+        // Work after completion (logging, cleanup) does not stretch the latency.
+        h.advance(7.0);
+    });
+    let m = h.snapshot();
+    let model = [("model", "m")];
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        1
+    );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        5
+    );
+    assert_eq!(
+        m.counter(
+            "llm_finish_reasons_total",
+            &[("model", "m"), ("reason", "length")]
+        ),
+        1
+    );
+    assert_eq!(
+        m.counter(
+            "llm_finish_reasons_total",
+            &[("model", "m"), ("reason", "stop")]
+        ),
+        0
+    );
+    // The first streamed token is the first token.
+    assert_all_close(&m.histogram("llm_ttft_seconds", &model), &[0.5]);
+    assert_all_close(&m.histogram("llm_e2e_latency_seconds", &model), &[2.0]);
+    assert_all_close(
+        &m.histogram("llm_time_per_output_token_seconds", &model),
+        &[1.5 / 4.0],
+    );
+    assert_all_close(&m.histogram("llm_tokens_per_second", &model), &[4.0 / 1.5]);
+    // No price table: every token is unpriced.
+    assert_eq!(
+        m.counter(
+            "llm_unpriced_tokens_total",
+            &[("model", "m"), ("type", "input")]
+        ),
+        5
+    );
+    assert_eq!(
+        m.counter(
+            "llm_unpriced_tokens_total",
+            &[("model", "m"), ("type", "output")]
+        ),
+        5
+    );
+    assert!(m.get("llm_cost_micro_usd_total", &model).is_none());
+}
+
+#[test]
+fn streamed_tokens_count_before_the_request_ends() {
+    let h = Harness::new();
+    h.run(|| {
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 3u64,
+            tokens_out = Empty
+        );
+        let _guard = span.enter();
+        tracing::info!(tokens_out_delta = 2u64);
+        tracing::info!(tokens_out_delta = 3u64);
+        let during = h.snapshot();
+        assert_eq!(
+            during.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+            5
+        );
+        // The final total agrees with what was streamed: nothing is added twice.
+        span.record("tokens_out", 5u64);
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        0
+    );
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        1
+    );
+    assert_eq!(m.all_anomalies(), 0);
+}
+
+#[test]
+fn a_final_total_above_the_streamed_tokens_adds_the_difference() {
+    let h = Harness::new();
+    h.run(|| {
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 3u64,
+            tokens_out = Empty
+        );
+        let _guard = span.enter();
+        tracing::info!(tokens_out_delta = 2u64);
+        span.record("tokens_out", 9u64);
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        9
+    );
+    assert_eq!(m.all_anomalies(), 0);
+}
+
+#[test]
+fn a_final_total_below_the_streamed_tokens_is_an_anomaly() {
+    let h = Harness::new();
+    h.run(|| {
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 3u64,
+            tokens_out = Empty
+        );
+        let _guard = span.enter();
+        tracing::info!(tokens_out_delta = 6u64);
+        span.record("tokens_out", 4u64);
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        6
+    );
+    assert_eq!(m.anomalies("token_count_mismatch"), 1);
+}
+
+#[test]
+fn single_token_requests_have_no_decode_rates() {
+    let h = Harness::new();
+    h.run(|| {
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 3u64,
+            tokens_out = Empty
+        );
+        let _guard = span.enter();
+        h.advance(0.1);
+        tracing::info!(first_token = true);
+        h.advance(0.1);
+        span.record("tokens_out", 1u64);
+    });
+    let m = h.snapshot();
+    assert_all_close(&m.histogram("llm_ttft_seconds", &[("model", "m")]), &[0.1]);
+    assert_all_close(
+        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
+        &[0.2],
+    );
+    assert!(m
+        .histogram("llm_time_per_output_token_seconds", &[("model", "m")])
+        .is_empty());
+    assert!(m
+        .histogram("llm_tokens_per_second", &[("model", "m")])
+        .is_empty());
+}
+
+#[test]
+fn queue_span_drives_queue_depth_and_wait() {
+    let h = Harness::new();
+    h.run(|| {
+        let request = tracing::info_span!("generate", model = "m", tokens_in = 3u64);
+        let _guard = request.enter();
+        let queue = tracing::info_span!("queue");
+        let during = h.snapshot();
+        assert_eq!(during.gauge("llm_queue_depth", &[("model", "m")]), 1.0);
+        h.advance(0.75);
+        drop(queue);
+        tracing::info!(finish_reason = "stop");
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.gauge("llm_queue_depth", &[("model", "m")]),
+        -1.0,
+        "delta since the last snapshot"
+    );
+    assert_all_close(
+        &m.histogram("llm_queue_wait_seconds", &[("model", "m")]),
+        &[0.75],
+    );
+    // TTFT and latency include the time spent queued.
+    assert_all_close(
+        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
+        &[0.75],
+    );
+}
+
+#[test]
+fn a_queue_span_outside_any_request_is_ignored() {
+    let h = Harness::new();
+    h.run(|| {
+        let queue = tracing::info_span!("queue");
+        drop(queue);
+    });
+    let m = h.snapshot();
+    assert!(m.series("llm_queue_depth").is_empty());
+    assert_eq!(m.all_anomalies(), 0);
+}
+
+#[test]
+fn model_revision_feeds_the_info_gauge() {
+    let h = Harness::new();
+    h.run(|| {
+        for revision in ["r1", "r1", "r2"] {
+            let span = tracing::info_span!(
+                "generate",
+                model = "m",
+                model_revision = revision,
+                tokens_in = 1u64,
+                tokens_out = 1u64
+            );
+            drop(span);
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.gauge("llm_model_info", &[("model", "m"), ("revision", "r2")]),
+        1.0
+    );
+    assert_eq!(
+        m.gauge("llm_model_info", &[("model", "m"), ("revision", "r1")]),
+        0.0
+    );
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        3
+    );
+}
+
+#[test]
+fn engine_gauge_events_set_gpu_and_kv_cache_gauges() {
+    let h = Harness::new();
+    h.run(|| {
+        tracing::info!(gpu = 0u64, gpu_memory_used_bytes = 1_000u64);
+        tracing::info!(gpu = 1u64, gpu_memory_used_bytes = 2_000u64);
+        tracing::info!(gpu = 0u64, gpu_memory_used_bytes = 1_500u64);
+        tracing::info!(model = "m", kv_cache_usage_ratio = 0.5);
+        // Without a model field, the enclosing request's model is used.
+        let span = tracing::info_span!("generate", model = "n", tokens_in = 1u64);
+        span.in_scope(|| tracing::info!(kv_cache_usage_ratio = 0.25));
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.gauge("llm_gpu_memory_used_bytes", &[("gpu", "0")]),
+        1_500.0
+    );
+    assert_eq!(
+        m.gauge("llm_gpu_memory_used_bytes", &[("gpu", "1")]),
+        2_000.0
+    );
+    assert_eq!(m.gauge("llm_kv_cache_usage_ratio", &[("model", "m")]), 0.5);
+    assert_eq!(m.gauge("llm_kv_cache_usage_ratio", &[("model", "n")]), 0.25);
+    assert_eq!(m.all_anomalies(), 0);
+}
+
+#[test]
+fn hit_rate_gauge_is_the_ratio_of_the_counters() {
+    let h = Harness::new();
+    h.run(|| {
+        for (input, cached) in [(100u64, 0u64), (100, 100), (200, 50)] {
+            let span = tracing::info_span!(
+                "generate",
+                model = "m",
+                tokens_in = input,
+                tokens_cached = cached,
+                tokens_out = 1u64
+            );
+            drop(span);
+        }
+    });
+    let m = h.snapshot();
+    let cached = m.counter("llm_cached_input_tokens_total", &[("model", "m")]);
+    let input = m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]);
+    assert_eq!((cached, input), (150, 400));
+    assert_close(
+        m.gauge("llm_kv_cache_hit_rate", &[("model", "m")]),
+        150.0 / 400.0,
+    );
+}
+
+#[test]
+fn help_text_is_registered_for_every_family() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = llm_span_layer::LlmSpanLayer::builder()
+        .with_recorder(recorder)
+        .build()
+        .expect("valid");
+    use tracing_subscriber::prelude::*;
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        drop(tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            tokens_out = 2u64
+        ));
+    });
+    let described: std::collections::HashMap<String, Option<String>> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, help, _)| (key.key().name().to_owned(), help.map(|h| h.to_string())))
+        .collect();
+    for (name, help) in &described {
+        let def =
+            llm_span_layer::catalog::metric(name).expect("every emitted family is in the catalog");
+        assert_eq!(help.as_deref(), Some(def.help), "{name}");
+    }
+    assert!(described.contains_key("llm_requests_total"));
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the workspace's examples, integration tests and benchmarks.
