@@ -81,7 +81,7 @@ pub const TOKEN_TYPE_VALUES: [&str; 2] = ["input", "output"];
 pub const FINISH_REASON_VALUES: [&str; 5] =
     ["stop", "length", "tool_calls", "content_filter", "other"];
 /// Values of the `reason` label of [`LAYER_ANOMALIES_TOTAL`].
-pub const ANOMALY_REASON_VALUES: [&str; 10] = [
+pub const ANOMALY_REASON_VALUES: [&str; 9] = [
     "missing_model",
     "malformed_value",
     "invalid_label",
@@ -91,7 +91,6 @@ pub const ANOMALY_REASON_VALUES: [&str; 10] = [
     "duplicate_completion",
     "event_outside_request",
     "token_count_mismatch",
-    "callsite_overflow",
 ];
 
 /// Every metric family the layer can emit, in reference-table order.

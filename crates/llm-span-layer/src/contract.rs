@@ -115,7 +115,7 @@ pub(crate) enum Kind {
     GaugeEvent,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct CallsiteSpec {
     pub(crate) kind: Kind,
     /// Role of each field, by `Field::index()`.

@@ -1,7 +1,6 @@
 //! The `tracing_subscriber::Layer` and its builder.
 
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::Recorder;
@@ -13,20 +12,18 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::callsites::CallsiteMap;
 use crate::contract::{is_error_level, CallsiteSpec, Contract, Kind};
 use crate::labels::{LabelId, LabelValues};
 use crate::pricing::PriceTable;
 use crate::series::{Binding, Pricing, Series, SeriesConfig, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, QueueState, RequestState, Tracked};
-use crate::table::{BoundedTable, BuildMixHasher};
 use crate::update::{
     Anomalies, Anomaly, FieldVisitor, LabelSets, Status, Update, MAX_EXTRA_LABELS,
 };
 
 /// How many distinct recorders one layer keeps handles for over its life.
 const MAX_BINDINGS: usize = 8;
-/// How many request, queue and contract-event callsites one layer classifies.
-const MAX_CALLSITES: usize = 1024;
 /// Distinct `gpu` label values.
 const MAX_GPUS: usize = 64;
 /// Label names the layer uses itself, which extra labels may not take.
@@ -59,7 +56,7 @@ enum RecorderSource {
 /// ```
 pub struct LlmSpanLayer {
     contract: Contract,
-    callsites: BoundedTable<Identifier, CallsiteSpec>,
+    callsites: CallsiteMap,
     labels: LabelSets,
     series_config: SeriesConfig,
     bindings: [OnceLock<Binding>; MAX_BINDINGS],
@@ -104,7 +101,7 @@ impl LlmSpanLayer {
                 target_prefixes: builder.target_prefixes,
                 queue_span_name: builder.queue_span_name,
             },
-            callsites: BoundedTable::with_max_len(MAX_CALLSITES),
+            callsites: CallsiteMap::new(),
             labels: LabelSets {
                 model: LabelValues::with_cap(builder.max_models),
                 revision: LabelValues::with_cap(builder.max_models),
@@ -121,12 +118,17 @@ impl LlmSpanLayer {
         }
     }
 
+    /// The class of a callsite; classifies it now if its registration is still under
+    /// way on another thread.
     #[inline]
-    fn callsite(&self, id: &Identifier) -> Option<&CallsiteSpec> {
-        let hash = BuildMixHasher.hash_one(id);
-        self.callsites
-            .find(hash, |known| known == id)
-            .map(|(_, spec)| spec)
+    fn callsite(&self, metadata: &'static Metadata<'static>) -> Option<&CallsiteSpec> {
+        let id = metadata.callsite();
+        match self.callsites.get(&id) {
+            Some(spec) => spec,
+            None => self
+                .callsites
+                .insert(&id, || self.contract.classify(metadata)),
+        }
     }
 
     /// Runs `f` with the handles registered for the recorder in effect, creating them
@@ -472,25 +474,14 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if let Some(spec) = self.contract.classify(metadata) {
-            let id = metadata.callsite();
-            let hash = BuildMixHasher.hash_one(&id);
-            if self
-                .callsites
-                .find_or_insert(hash, |k| *k == id, || (id.clone(), spec))
-                .is_err()
-            {
-                let mut anomalies = Anomalies::default();
-                anomalies.add(Anomaly::CallsiteOverflow);
-                self.count(&anomalies);
-            }
-        }
+        self.callsites
+            .insert(&metadata.callsite(), || self.contract.classify(metadata));
         // Never `never`: other layers must keep seeing everything they saw before.
         Interest::always()
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(spec) = self.callsite(&attrs.metadata().callsite()) else {
+        let Some(spec) = self.callsite(attrs.metadata()) else {
             return;
         };
         match spec.kind {
@@ -510,7 +501,17 @@ where
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let mut first = FirstField(None);
         values.record(&mut first);
-        let Some(spec) = first.0.and_then(|callsite| self.callsite(&callsite)) else {
+        let Some(callsite) = first.0 else {
+            return;
+        };
+        let spec = match self.callsites.get(&callsite) {
+            Some(spec) => spec,
+            // Not seen yet: only possible while its registration races this record.
+            None => ctx
+                .metadata(id)
+                .and_then(|metadata| self.callsite(metadata)),
+        };
+        let Some(spec) = spec else {
             return;
         };
         if spec.kind != Kind::Request {
@@ -540,7 +541,7 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let spec = self.callsite(&metadata.callsite());
+        let spec = self.callsite(metadata);
         let error = is_error_level(metadata);
         if spec.is_none() && !error {
             return;

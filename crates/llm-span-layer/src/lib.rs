@@ -119,6 +119,7 @@
 
 #![deny(missing_docs)]
 
+mod callsites;
 pub mod catalog;
 mod contract;
 mod labels;

@@ -89,6 +89,16 @@ impl<K, V> BoundedTable<K, V> {
         Ok((index as u32, value))
     }
 
+    /// Most entries the table takes.
+    pub(crate) fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Every entry, in slot order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &(K, V)> {
+        self.slots.iter().filter_map(OnceLock::get)
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
         *self

@@ -29,10 +29,9 @@ pub(crate) enum Anomaly {
     DuplicateCompletion = 6,
     EventOutsideRequest = 7,
     TokenCountMismatch = 8,
-    CallsiteOverflow = 9,
 }
 
-pub(crate) const ANOMALY_COUNT: usize = 10;
+pub(crate) const ANOMALY_COUNT: usize = 9;
 
 /// Anomalies seen while handling one callback, counted before they are emitted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
