@@ -1,0 +1,365 @@
+//! [`ExporterBuilder`]: buckets, labels, listener and access control, from code or env.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+#[cfg(feature = "tls")]
+use std::path::PathBuf;
+use std::time::Duration;
+
+use llm_span_layer::catalog;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::allow::Allowlist;
+use crate::auth::{Credentials, Secret};
+use crate::buckets;
+use crate::error::ExporterError;
+use crate::render::{MetricsHandle, MetricsRecorder};
+use crate::server::{self, ExporterHandle, ServerConfig};
+
+/// The default listen address: loopback only, port 9000.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000);
+
+/// Label names of the exposition format itself. Global labels may not take these, nor
+/// the catalog's label names (series labels would silently shadow them on some families).
+const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
+
+/// Configures the recorder and the `/metrics` listener.
+///
+/// Start from [`ExporterBuilder::new`] (defaults below) or [`ExporterBuilder::from_env`]
+/// (defaults overridden by `LLM_METRICS_*` variables; see the [crate docs](crate)),
+/// then chain `with_*` methods, which override the environment.
+///
+/// | setting | default |
+/// |---|---|
+/// | listen address | `127.0.0.1:9000` |
+/// | buckets | [`buckets::PRESETS`] for the catalog, [`buckets::DEFAULT`] otherwise |
+/// | header read timeout | 5 s |
+/// | connection timeout | 30 s |
+/// | shutdown timeout | 5 s |
+/// | max connections | 64 |
+/// | upkeep interval | 5 s |
+#[derive(Debug, Clone)]
+pub struct ExporterBuilder {
+    pub(crate) listen: SocketAddr,
+    bucket_overrides: Vec<(String, Vec<f64>)>,
+    default_buckets: Vec<f64>,
+    pub(crate) global_labels: Vec<(String, String)>,
+    pub(crate) allow: Vec<String>,
+    pub(crate) basic_auth: Option<(String, Secret)>,
+    pub(crate) bearer_token: Option<Secret>,
+    pub(crate) allow_public: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    header_read_timeout: Duration,
+    connection_timeout: Duration,
+    shutdown_timeout: Duration,
+    max_connections: usize,
+    upkeep_interval: Duration,
+}
+
+impl Default for ExporterBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExporterBuilder {
+    /// A builder with the defaults: loopback `127.0.0.1:9000`, no authentication.
+    pub fn new() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN_ADDR,
+            bucket_overrides: Vec::new(),
+            default_buckets: buckets::DEFAULT.to_vec(),
+            global_labels: Vec::new(),
+            allow: Vec::new(),
+            basic_auth: None,
+            bearer_token: None,
+            allow_public: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+            header_read_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            upkeep_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// A builder configured from the process environment (`LLM_METRICS_*`).
+    ///
+    /// Credential files named by `*_FILE` variables are read now.
+    pub fn from_env() -> Result<Self, ExporterError> {
+        Self::from_env_map(|name| std::env::var(name).ok())
+    }
+
+    /// A builder configured from `lookup`, which maps a variable name to its value:
+    /// [`from_env`](Self::from_env) without touching the process environment.
+    pub fn from_env_map(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ExporterError> {
+        crate::env::apply(Self::new(), &lookup)
+    }
+
+    /// Listens on `addr` (port 0 picks a free port; see [`ExporterHandle::local_addr`]).
+    /// A non-loopback address needs authentication, an allowlist, or
+    /// [`allow_unauthenticated_public_bind`](Self::allow_unauthenticated_public_bind).
+    pub fn with_listen_addr(mut self, addr: impl Into<SocketAddr>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Uses `buckets` (upper bounds, strictly increasing, finite) for the histogram
+    /// `metric`, replacing its preset. Checked when the recorder is built.
+    pub fn with_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        let metric = metric.into();
+        self.bucket_overrides.retain(|(name, _)| *name != metric);
+        self.bucket_overrides.push((metric, buckets.to_vec()));
+        self
+    }
+
+    /// Uses `buckets` for histograms that have neither a preset nor an override (your
+    /// own histograms), instead of [`buckets::DEFAULT`].
+    pub fn with_default_buckets(mut self, buckets: &[f64]) -> Self {
+        self.default_buckets = buckets.to_vec();
+        self
+    }
+
+    /// Adds a label to every series, e.g. `service` or `instance`. A second call with
+    /// the same name replaces the value.
+    pub fn with_global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.global_labels.retain(|(n, _)| *n != name);
+        self.global_labels.push((name, value.into()));
+        self
+    }
+
+    /// Admits clients from `network` (`10.0.0.0/8`, `fd00::/8`, or a bare address);
+    /// others get 403. With no network given, every client is admitted. Checked when
+    /// the listener starts.
+    pub fn with_allowed_network(mut self, network: impl Into<String>) -> Self {
+        self.allow.push(network.into());
+        self
+    }
+
+    /// Requires HTTP basic authentication with `user` and `password`.
+    pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<Secret>) -> Self {
+        self.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>`. With basic auth also set, either works.
+    pub fn with_bearer_token(mut self, token: impl Into<Secret>) -> Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// Allows a non-loopback listen address with neither authentication nor an
+    /// allowlist, e.g. inside a network namespace that is private already.
+    pub fn allow_unauthenticated_public_bind(mut self) -> Self {
+        self.allow_public = true;
+        self
+    }
+
+    /// Serves HTTPS with the PEM certificate chain and private key in these files.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, cert_pem: impl Into<PathBuf>, key_pem: impl Into<PathBuf>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// How long a client may take to send a request's headers (also the idle time
+    /// allowed between keep-alive requests) before its connection is closed.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay open in all; then it is closed once its
+    /// current response is written (within the shutdown timeout).
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How long [`ExporterHandle::shutdown`] lets in-flight requests finish.
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once; further ones are closed at once.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// How often histogram samples are folded into buckets in the background.
+    pub fn with_upkeep_interval(mut self, interval: Duration) -> Self {
+        self.upkeep_interval = interval;
+        self
+    }
+
+    /// Builds the recorder and a handle to render it, without installing anything
+    /// globally or starting a listener: for serving `/metrics` from your own router,
+    /// or for tests. Upkeep runs while the recorder or a handle is alive.
+    pub fn build(self) -> Result<(MetricsRecorder, MetricsHandle), ExporterError> {
+        let recorder = self.build_recorder()?;
+        let handle = recorder.handle();
+        Ok((recorder, handle))
+    }
+
+    /// Builds the recorder and installs it as the global recorder, without a listener.
+    pub fn install_recorder(self) -> Result<MetricsHandle, ExporterError> {
+        let (recorder, handle) = self.build()?;
+        metrics::set_global_recorder(recorder)
+            .map_err(|_| ExporterError::RecorderAlreadyInstalled)?;
+        Ok(handle)
+    }
+
+    /// Builds the recorder and starts the listener, without installing the recorder
+    /// globally: give the recorder to `LlmSpanLayer::builder().with_recorder(..)`.
+    pub fn spawn(self) -> Result<(MetricsRecorder, ExporterHandle), ExporterError> {
+        let config = self.server_config()?;
+        let recorder = self.build_recorder()?;
+        let server = server::start(config, recorder.handle())?;
+        Ok((recorder, server))
+    }
+
+    /// Builds the recorder, starts the listener and installs the recorder globally.
+    ///
+    /// The listener and upkeep run until the returned handle is shut down or dropped.
+    pub fn install(self) -> Result<ExporterHandle, ExporterError> {
+        let (recorder, server) = self.spawn()?;
+        // On failure the server is dropped here, which stops it.
+        metrics::set_global_recorder(recorder)
+            .map_err(|_| ExporterError::RecorderAlreadyInstalled)?;
+        Ok(server)
+    }
+
+    fn build_recorder(&self) -> Result<MetricsRecorder, ExporterError> {
+        for (name, _) in &self.global_labels {
+            check_label_name(name)?;
+        }
+        if self.upkeep_interval.is_zero() {
+            return Err(ExporterError::InvalidSetting {
+                setting: "upkeep_interval",
+                reason: "must be greater than zero",
+            });
+        }
+        buckets::validate("(default buckets)", &self.default_buckets)?;
+        let bucket_error = |metric: &str| ExporterError::InvalidBuckets {
+            metric: metric.to_owned(),
+            reason: "no boundaries given",
+        };
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets(&self.default_buckets)
+            .map_err(|_| bucket_error("(default buckets)"))?;
+        for (name, preset) in buckets::PRESETS {
+            if !self.bucket_overrides.iter().any(|(n, _)| n == name) {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).to_owned()), preset)
+                    .map_err(|_| bucket_error(name))?;
+            }
+        }
+        for (name, values) in &self.bucket_overrides {
+            buckets::validate(name, values)?;
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(name.clone()), values)
+                .map_err(|_| bucket_error(name))?;
+        }
+        for (name, value) in &self.global_labels {
+            builder = builder.add_global_label(name, value);
+        }
+        MetricsRecorder::new(
+            builder.build_recorder(),
+            self.global_labels.clone(),
+            self.upkeep_interval,
+        )
+    }
+
+    fn server_config(&self) -> Result<ServerConfig, ExporterError> {
+        let allow = Allowlist::parse_all(&self.allow)?;
+        let credentials = Credentials::new(self.basic_auth.clone(), self.bearer_token.clone())?;
+        let ip = self.listen.ip().to_canonical();
+        if !ip.is_loopback() && credentials.is_empty() && allow.is_empty() && !self.allow_public {
+            return Err(ExporterError::PublicBindWithoutAuth { addr: self.listen });
+        }
+        for (setting, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("connection_timeout", self.connection_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ExporterError::InvalidSetting {
+                    setting,
+                    reason: "must be greater than zero",
+                });
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ExporterError::InvalidSetting {
+                setting: "max_connections",
+                reason: "must be at least 1",
+            });
+        }
+        Ok(ServerConfig {
+            listen: self.listen,
+            allow,
+            credentials,
+            header_read_timeout: self.header_read_timeout,
+            connection_timeout: self.connection_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            max_connections: self.max_connections,
+            #[cfg(feature = "tls")]
+            tls: match &self.tls {
+                Some((cert, key)) => Some(crate::tls::load(cert, key)?),
+                None => None,
+            },
+        })
+    }
+}
+
+fn check_label_name(name: &str) -> Result<(), ExporterError> {
+    let fail = |reason| {
+        Err(ExporterError::InvalidLabel {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return fail("must match [a-zA-Z_][a-zA-Z0-9_]*");
+    }
+    if name.starts_with("__") {
+        return fail("names starting with __ are reserved by Prometheus");
+    }
+    let catalog_label = name == "model"
+        || catalog::METRICS
+            .iter()
+            .any(|def| def.labels.contains(&name));
+    if RESERVED_LABELS.contains(&name) || catalog_label {
+        return fail("reserved: the exposition format or llm-span-layer uses this label");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names() {
+        for ok in ["service", "instance", "_x", "env2"] {
+            check_label_name(ok).expect(ok);
+        }
+        for bad in [
+            "", "1x", "a-b", "__name", "le", "quantile", "model", "status", "type", "gpu",
+        ] {
+            assert!(
+                matches!(
+                    check_label_name(bad),
+                    Err(ExporterError::InvalidLabel { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

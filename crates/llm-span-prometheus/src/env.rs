@@ -1,0 +1,157 @@
+//! Configuration from `LLM_METRICS_*` environment variables.
+
+use std::net::SocketAddr;
+
+use crate::allow::Cidr;
+use crate::auth::Secret;
+use crate::config::ExporterBuilder;
+use crate::error::ExporterError;
+
+/// Listen address, e.g. `0.0.0.0:9000`.
+pub(crate) const LISTEN: &str = "LLM_METRICS_LISTEN";
+/// Comma-separated networks.
+pub(crate) const ALLOW: &str = "LLM_METRICS_ALLOW";
+pub(crate) const BASIC_USER: &str = "LLM_METRICS_BASIC_AUTH_USER";
+pub(crate) const BASIC_PASSWORD: &str = "LLM_METRICS_BASIC_AUTH_PASSWORD";
+pub(crate) const BASIC_PASSWORD_FILE: &str = "LLM_METRICS_BASIC_AUTH_PASSWORD_FILE";
+pub(crate) const BEARER: &str = "LLM_METRICS_BEARER_TOKEN";
+pub(crate) const BEARER_FILE: &str = "LLM_METRICS_BEARER_TOKEN_FILE";
+pub(crate) const ALLOW_PUBLIC: &str = "LLM_METRICS_ALLOW_PUBLIC";
+pub(crate) const GLOBAL_LABELS: &str = "LLM_METRICS_GLOBAL_LABELS";
+pub(crate) const TLS_CERT: &str = "LLM_METRICS_TLS_CERT";
+pub(crate) const TLS_KEY: &str = "LLM_METRICS_TLS_KEY";
+
+pub(crate) fn apply(
+    mut builder: ExporterBuilder,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ExporterBuilder, ExporterError> {
+    // An empty variable counts as unset, except for credentials (see `secret`).
+    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+    if let Some(listen) = get(LISTEN) {
+        builder.listen =
+            listen
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| ExporterError::InvalidEnv {
+                    var: LISTEN,
+                    reason: format!(
+                        "{listen:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"
+                    ),
+                })?;
+    }
+    if let Some(allow) = get(ALLOW) {
+        for network in allow.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // Parsed now so that a typo fails at start-up, with the text in the error.
+            Cidr::parse(network)?;
+            builder.allow.push(network.to_owned());
+        }
+    }
+    let password = secret(lookup, BASIC_PASSWORD, BASIC_PASSWORD_FILE)?;
+    match (lookup(BASIC_USER), password) {
+        (Some(user), Some(password)) => builder.basic_auth = Some((user, password)),
+        (Some(_), None) => {
+            return Err(ExporterError::InvalidEnv {
+                var: BASIC_USER,
+                reason: format!("set, but neither {BASIC_PASSWORD} nor {BASIC_PASSWORD_FILE} is"),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ExporterError::InvalidEnv {
+                var: BASIC_USER,
+                reason: "not set, but a basic auth password is".to_owned(),
+            })
+        }
+        (None, None) => {}
+    }
+    if let Some(token) = secret(lookup, BEARER, BEARER_FILE)? {
+        builder.bearer_token = Some(token);
+    }
+    if let Some(flag) = get(ALLOW_PUBLIC) {
+        builder.allow_public = match flag.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => {
+                return Err(ExporterError::InvalidEnv {
+                    var: ALLOW_PUBLIC,
+                    reason: format!("{flag:?} is not 1/true/yes or 0/false/no"),
+                })
+            }
+        };
+    }
+    if let Some(labels) = get(GLOBAL_LABELS) {
+        for pair in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(ExporterError::InvalidEnv {
+                    var: GLOBAL_LABELS,
+                    reason: format!("{pair:?} is not name=value"),
+                });
+            };
+            // Names are checked with the builder's own labels when the recorder is built.
+            builder = builder.with_global_label(name.trim(), value.trim());
+        }
+    }
+    match (get(TLS_CERT), get(TLS_KEY)) {
+        (None, None) => {}
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => builder.tls = Some((cert.into(), key.into())),
+        #[cfg(not(feature = "tls"))]
+        (Some(_), Some(_)) => {
+            return Err(ExporterError::InvalidEnv {
+                var: TLS_CERT,
+                reason: "llm-span-prometheus was built without its `tls` feature".to_owned(),
+            })
+        }
+        (Some(_), None) => {
+            return Err(ExporterError::InvalidEnv {
+                var: TLS_KEY,
+                reason: format!("not set, but {TLS_CERT} is"),
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ExporterError::InvalidEnv {
+                var: TLS_CERT,
+                reason: format!("not set, but {TLS_KEY} is"),
+            })
+        }
+    }
+    Ok(builder)
+}
+
+/// A credential from `var` or from the file named by `file_var`; not both. A variable
+/// that is set but empty is an error, not "no authentication": a secret that failed
+/// to mount must not open the endpoint.
+fn secret(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<Secret>, ExporterError> {
+    let empty = |what| ExporterError::InvalidEnv {
+        var: what,
+        reason: "set but empty".to_owned(),
+    };
+    match (lookup(var), lookup(file_var)) {
+        (Some(_), Some(_)) => Err(ExporterError::InvalidEnv {
+            var,
+            reason: format!("set together with {file_var}; set one"),
+        }),
+        (Some(value), None) if value.is_empty() => Err(empty(var)),
+        (Some(value), None) => Ok(Some(Secret::from(value))),
+        (None, Some(path)) if path.is_empty() => Err(empty(file_var)),
+        (None, Some(path)) => {
+            let value = Secret::from_file(&path)?;
+            if value.is_empty() {
+                return Err(ExporterError::InvalidCredential {
+                    what: if var == BEARER {
+                        "bearer token"
+                    } else {
+                        "basic auth password"
+                    },
+                    reason: "the credential file is empty",
+                });
+            }
+            Ok(Some(value))
+        }
+        (None, None) => Ok(None),
+    }
+}

@@ -1,0 +1,168 @@
+//! Prometheus exporter for [`llm_span_layer`]: a recorder whose histograms are real
+//! Prometheus histograms with LLM-fit buckets, and a small, secure `/metrics` listener.
+//!
+//! Two lines in an application:
+//!
+//! ```no_run
+//! use llm_span_layer::LlmSpanLayer;
+//! use tracing_subscriber::prelude::*;
+//!
+//! # fn main() -> Result<(), llm_span_prometheus::ExporterError> {
+//! // Serves http://127.0.0.1:9000/metrics (LLM_METRICS_* variables can change that).
+//! let _metrics = llm_span_prometheus::install()?;
+//! tracing_subscriber::registry().with(LlmSpanLayer::new()).init();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Keep the returned [`ExporterHandle`]: dropping it stops the listener (or call
+//! [`ExporterHandle::detach`]).
+//!
+//! The same with a listener on a free port, a recorder given to the layer rather than
+//! installed globally, and a scrape:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use llm_span_layer::LlmSpanLayer;
+//! use llm_span_prometheus::ExporterBuilder;
+//! use tracing_subscriber::prelude::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (recorder, server) = ExporterBuilder::new()
+//!     .with_listen_addr(([127, 0, 0, 1], 0))
+//!     .with_global_label("service", "chat")
+//!     .with_bearer_token("s3cr3t")
+//!     .spawn()?;
+//! let layer = LlmSpanLayer::builder().with_recorder(recorder).build()?;
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::info_span!("generate", model = "llama-3.1-8b", tokens_in = 12, tokens_out = 3);
+//!     let _enter = span.enter();
+//!     tracing::info!(first_token = true);
+//! });
+//!
+//! let mut stream = std::net::TcpStream::connect(server.local_addr())?;
+//! stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cr3t\r\nConnection: close\r\n\r\n")?;
+//! let mut response = String::new();
+//! stream.read_to_string(&mut response)?;
+//! assert!(response.starts_with("HTTP/1.1 200 OK"));
+//! assert!(response.contains(r#"llm_tokens_total{service="chat",model="llama-3.1-8b",type="input"} 12"#));
+//! assert!(response.contains(r#"llm_ttft_seconds_bucket{service="chat",model="llama-3.1-8b",le="+Inf"} 1"#));
+//! server.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The recorder
+//!
+//! Built on `metrics-exporter-prometheus` with [`build_recorder`]:
+//!
+//! - Every histogram of [`llm_span_layer::catalog::METRICS`] gets explicit buckets
+//!   ([`buckets::PRESETS`], overridable with [`ExporterBuilder::with_buckets`]), and
+//!   any other histogram gets [`buckets::DEFAULT`]: nothing renders as a summary, so
+//!   `histogram_quantile` works on every histogram and across instances.
+//! - HELP text comes from the catalog, and [`MetricsHandle::render`] adds `# HELP` and
+//!   `# TYPE` for catalog families that have no series yet, so the output names every
+//!   family from the first scrape and passes `promtool check metrics` without warnings.
+//! - Histogram samples are folded into buckets every 5 s on a background thread, for
+//!   as long as the recorder or a handle lives, also when you serve the handle from
+//!   your own router (without upkeep, samples pile up in memory between scrapes).
+//! - Global labels ([`ExporterBuilder::with_global_label`]) go on every series.
+//! - With the `process` feature, `process_cpu_seconds_total`,
+//!   `process_start_time_seconds`, `process_resident_memory_bytes` and
+//!   `process_open_fds` are read from `/proc` at each scrape (Linux).
+//!
+//! To serve `/metrics` yourself, use [`ExporterBuilder::install_recorder`] (global) or
+//! [`ExporterBuilder::build`] (not global) and answer with [`MetricsHandle::render`]
+//! and the content type `text/plain; version=0.0.4; charset=utf-8`.
+//!
+//! # The listener
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8` (HEAD: headers only) |
+//! | other methods on `/metrics` | 405 with `Allow: GET, HEAD` |
+//! | `GET /health`, `HEAD /health` | 200 `ok`: no allowlist, no authentication (it tells only that the process is up) |
+//! | client outside the allowlist | 403 |
+//! | missing or wrong credentials | 401 with `WWW-Authenticate: Basic realm="metrics"` and/or `Bearer realm="metrics"` |
+//! | a request with a body | 413, connection closed |
+//! | any other path | 404 |
+//!
+//! - Binds `127.0.0.1:9000` by default. A non-loopback address with neither
+//!   authentication nor an allowlist is refused with
+//!   [`ExporterError::PublicBindWithoutAuth`] unless you call
+//!   [`ExporterBuilder::allow_unauthenticated_public_bind`].
+//! - Allowlist entries are IPv4 or IPv6 networks (`10.0.0.0/8`; a bare address is a
+//!   /32 or /128). IPv4 clients of a dual-stack `[::]` socket (`::ffff:a.b.c.d`) match
+//!   IPv4 networks.
+//! - Basic and bearer credentials are compared in constant time; they never appear in
+//!   `Debug` output or errors ([`Secret`]).
+//! - The listener runs on its own thread with its own single-threaded runtime, never
+//!   on yours; rendering runs on its blocking pool. A client has 5 s to send its
+//!   headers, a connection lives at most 30 s, at most 64 connections are served at
+//!   once (more are closed at once), and request headers are capped at 8 KiB.
+//! - [`ExporterHandle::shutdown`] (or drop) closes the port, lets in-flight scrapes
+//!   finish (5 s at most) and joins the thread.
+//! - With the `tls` feature, `ExporterBuilder::with_tls(cert, key)` serves HTTPS from PEM
+//!   files (rustls with the ring provider, TLS 1.2 and 1.3).
+//!
+//! # Environment variables
+//!
+//! [`install`] and [`ExporterBuilder::from_env`] read these; `with_*` calls made after
+//! `from_env` override them.
+//!
+//! | variable | meaning | example |
+//! |---|---|---|
+//! | `LLM_METRICS_LISTEN` | listen socket address | `0.0.0.0:9000`, `[::]:9000` |
+//! | `LLM_METRICS_ALLOW` | comma-separated allowed networks | `10.0.0.0/8,127.0.0.1` |
+//! | `LLM_METRICS_BASIC_AUTH_USER` | basic auth user name | `prometheus` |
+//! | `LLM_METRICS_BASIC_AUTH_PASSWORD` | basic auth password | |
+//! | `LLM_METRICS_BASIC_AUTH_PASSWORD_FILE` | file holding the password (one trailing newline is ignored) | `/run/secrets/metrics-password` |
+//! | `LLM_METRICS_BEARER_TOKEN` | bearer token | |
+//! | `LLM_METRICS_BEARER_TOKEN_FILE` | file holding the bearer token | `/run/secrets/metrics-token` |
+//! | `LLM_METRICS_ALLOW_PUBLIC` | `1` allows a public bind without auth or allowlist | `1` |
+//! | `LLM_METRICS_GLOBAL_LABELS` | comma-separated `name=value` labels for every series | `service=chat,instance=a` |
+//! | `LLM_METRICS_TLS_CERT` | PEM certificate chain (feature `tls`) | `/etc/metrics/tls.crt` |
+//! | `LLM_METRICS_TLS_KEY` | PEM private key (feature `tls`) | `/etc/metrics/tls.key` |
+//!
+//! Empty variables count as unset, except credential variables: a set but empty
+//! credential is an error, so that a secret that failed to mount does not open the
+//! endpoint. Setting both a credential and its `_FILE` variant is an error.
+//!
+//! # Bucket choices
+//!
+//! See [`buckets`]. `llm_e2e_latency_seconds` uses the OpenTelemetry doubling series
+//! from 0.01 s to 2621.44 s plus the round thresholds 1, 2, 5, 10, 30 and 60 s, so that
+//! alerts and SLOs such as "99 % of requests under 10 s" read an exact bucket.
+//!
+//! [`build_recorder`]: metrics_exporter_prometheus::PrometheusBuilder::build_recorder
+
+#![deny(missing_docs)]
+
+mod allow;
+mod auth;
+pub mod buckets;
+mod config;
+mod env;
+mod error;
+#[cfg(feature = "process")]
+mod process;
+mod render;
+mod server;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub use auth::Secret;
+pub use config::{ExporterBuilder, DEFAULT_LISTEN_ADDR};
+pub use error::ExporterError;
+pub use render::{MetricsHandle, MetricsRecorder};
+pub use server::ExporterHandle;
+
+/// The `Content-Type` of a `/metrics` response: the Prometheus text format 0.0.4.
+pub const CONTENT_TYPE: &str = server::CONTENT_TYPE;
+
+/// Configures the exporter from `LLM_METRICS_*` environment variables, starts the
+/// listener and installs the recorder globally: `ExporterBuilder::from_env()?.install()`.
+pub fn install() -> Result<ExporterHandle, ExporterError> {
+    ExporterBuilder::from_env()?.install()
+}

@@ -1,0 +1,374 @@
+//! The `/metrics` HTTP/1.1 listener: its own thread, its own current-thread runtime.
+//!
+//! Running on a dedicated thread keeps scrapes off the application's runtime (and works
+//! in applications that have none); rendering goes to `spawn_blocking` so that a large
+//! render does not stall other connections or `/health`.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::allow::Allowlist;
+use crate::auth::{AuthResult, Credentials};
+use crate::error::ExporterError;
+use crate::render::MetricsHandle;
+
+/// The content type of the Prometheus text exposition format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Requests are a line and a few headers: hyper's smallest read buffer is plenty.
+const MAX_BUF_SIZE: usize = 8192;
+const MAX_HEADERS: usize = 32;
+
+pub(crate) struct ServerConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) allow: Allowlist,
+    pub(crate) credentials: Credentials,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_connections: usize,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+struct State {
+    config: ServerConfig,
+    metrics: MetricsHandle,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// The running listener. Dropping it (or [`shutdown`](Self::shutdown)) stops the
+/// listener; keep it alive for as long as metrics should be served, or
+/// [`detach`](Self::detach) it.
+#[must_use = "dropping the ExporterHandle stops the /metrics listener; keep it, or call detach()"]
+pub struct ExporterHandle {
+    local_addr: SocketAddr,
+    metrics: MetricsHandle,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for ExporterHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExporterHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExporterHandle {
+    /// The address the listener is bound to (the actual port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that renders the same metrics the listener serves.
+    pub fn metrics(&self) -> &MetricsHandle {
+        &self.metrics
+    }
+
+    /// Stops accepting connections (the port is closed when this returns), lets
+    /// in-flight requests finish within the shutdown timeout, and joins the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Lets the listener run for the rest of the process, without a handle.
+    pub fn detach(mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The listener stops when the sender goes away: never let it go.
+            std::mem::forget(stop);
+        }
+        self.thread = None;
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send_replace(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ExporterHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+pub(crate) fn start(
+    config: ServerConfig,
+    metrics: MetricsHandle,
+) -> Result<ExporterHandle, ExporterError> {
+    let addr = config.listen;
+    // Bound here, on the caller's thread, so that a taken port fails at once.
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ExporterError::AddressInUse { addr }
+        } else {
+            ExporterError::Bind { addr, source }
+        }
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(ExporterError::Runtime)?;
+    let local_addr = listener.local_addr().map_err(ExporterError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(4)
+        .thread_name("llm-metrics-render")
+        .build()
+        .map_err(ExporterError::Runtime)?;
+    let (stop, stopped) = watch::channel(false);
+    let state = Arc::new(State {
+        #[cfg(feature = "tls")]
+        tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        config,
+        metrics: metrics.clone(),
+    });
+    let thread = std::thread::Builder::new()
+        .name("llm-metrics-http".into())
+        .spawn(move || {
+            runtime.block_on(accept_loop(listener, state, stopped));
+            // Renders still running past the drain bound are left to finish detached.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(ExporterError::Runtime)?;
+    Ok(ExporterHandle {
+        local_addr,
+        metrics,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    state: Arc<State>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_buf_size(MAX_BUF_SIZE)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = match race(listener.accept(), wait_stop(&mut stopped)).await {
+            Either::Left(accepted) => accepted,
+            Either::Right(()) => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            // Over the cap: close at once rather than queue behind slow clients.
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let http = http.clone();
+        let stopped = stopped.clone();
+        connections.spawn(async move {
+            connection(stream, peer.ip(), state, http, stopped).await;
+            drop(permit);
+        });
+    }
+    // Closes the port before waiting for in-flight requests.
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    let bound = state.config.shutdown_timeout + Duration::from_millis(100);
+    let _ = tokio::time::timeout(bound, drain).await;
+    connections.abort_all();
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: IpAddr,
+    state: Arc<State>,
+    http: http1::Builder,
+    stopped: watch::Receiver<bool>,
+) {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = state.tls.clone() {
+        // The handshake counts against the header timeout: a silent client must not linger.
+        let handshake =
+            tokio::time::timeout(state.config.header_read_timeout, acceptor.accept(stream));
+        if let Ok(Ok(tls)) = handshake.await {
+            serve(TokioIo::new(tls), peer, state, http, stopped).await;
+        }
+        return;
+    }
+    serve(TokioIo::new(stream), peer, state, http, stopped).await;
+}
+
+async fn serve<I>(
+    io: I,
+    peer: IpAddr,
+    state: Arc<State>,
+    http: http1::Builder,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service_state = Arc::clone(&state);
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&service_state);
+        async move { Ok::<_, Infallible>(respond(request, peer, &state).await) }
+    });
+    let mut conn = pin!(http.serve_connection(io, service));
+    let deadline = tokio::time::sleep(state.config.connection_timeout);
+    if let Either::Right(_) = race(conn.as_mut(), race(deadline, wait_stop(&mut stopped))).await {
+        // Too old, or shutting down: finish the response in progress, then close.
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(state.config.shutdown_timeout, conn).await;
+    }
+}
+
+async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Response<Full<Bytes>> {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0");
+    if has_body {
+        // Nothing here takes a body: refuse without reading it.
+        let mut response = text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request bodies are not accepted\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
+    match request.uri().path() {
+        // Liveness only: no allowlist, no auth, reveals nothing (probes come from anywhere).
+        "/health" => match *request.method() {
+            Method::GET | Method::HEAD => text(StatusCode::OK, "ok\n"),
+            _ => method_not_allowed(),
+        },
+        "/metrics" => {
+            if !state.config.allow.admits(peer) {
+                return text(StatusCode::FORBIDDEN, "forbidden\n");
+            }
+            let authorization = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes);
+            if state.config.credentials.check(authorization) == AuthResult::Denied {
+                let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                for challenge in state.config.credentials.challenges() {
+                    response.headers_mut().append(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    );
+                }
+                return response;
+            }
+            if !matches!(*request.method(), Method::GET | Method::HEAD) {
+                return method_not_allowed();
+            }
+            // HEAD renders too, so its Content-Length is the one GET would send;
+            // hyper leaves the body out.
+            let metrics = state.metrics.clone();
+            match tokio::task::spawn_blocking(move || metrics.render()).await {
+                Ok(body) => {
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let headers = response.headers_mut();
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                }
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n"),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// Resolves when shutdown is requested (or the handle that requests it is gone).
+async fn wait_stop(stopped: &mut watch::Receiver<bool>) {
+    loop {
+        if *stopped.borrow_and_update() {
+            return;
+        }
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls both futures and returns the first output (`a` first on ties): a two-armed
+/// `select!` without tokio's `macros` feature.
+async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(out));
+        }
+        if let Poll::Ready(out) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(out));
+        }
+        Poll::Pending
+    })
+    .await
+}

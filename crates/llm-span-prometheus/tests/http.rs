@@ -1,0 +1,613 @@
+//! The listener over real HTTP on loopback: routes, access control, robustness, shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{basic, get, request, CONTENT_TYPE};
+use llm_span_prometheus::{ExporterBuilder, ExporterError, ExporterHandle, MetricsRecorder};
+use metrics::{Key, Label, Metadata, Recorder};
+
+fn loopback() -> ExporterBuilder {
+    ExporterBuilder::new().with_listen_addr(([127, 0, 0, 1], 0))
+}
+
+fn start(builder: ExporterBuilder) -> (MetricsRecorder, ExporterHandle) {
+    builder.spawn().expect("exporter starts")
+}
+
+const META: Metadata<'static> = Metadata::new("test", metrics::Level::INFO, None);
+
+/// True if the server closed the connection (EOF or reset) within `within`.
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(within))
+        .expect("set read timeout");
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+    }
+}
+
+#[test]
+fn get_metrics_serves_the_exposition_with_the_exact_content_type() {
+    let (_recorder, server) = start(loopback());
+    assert_ne!(
+        server.local_addr().port(),
+        0,
+        "port 0 reports the bound port"
+    );
+    let response = get(server.local_addr(), "/metrics");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some(CONTENT_TYPE));
+    assert_eq!(llm_span_prometheus::CONTENT_TYPE, CONTENT_TYPE);
+    assert!(response
+        .body
+        .contains("# TYPE llm_ttft_seconds histogram\n"));
+    assert!(response
+        .body
+        .contains("# TYPE llm_requests_total counter\n"));
+    // Query strings do not change the route.
+    assert_eq!(get(server.local_addr(), "/metrics?x=1").status, 200);
+}
+
+#[test]
+fn head_metrics_sends_headers_without_body() {
+    let (_recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    let full = get(addr, "/metrics");
+    let head = request(addr, "HEAD", "/metrics", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some(CONTENT_TYPE));
+    assert_eq!(head.body, "", "HEAD has no body");
+    assert_eq!(
+        head.header("content-length"),
+        Some(full.body.len().to_string().as_str()),
+        "HEAD announces the length GET sends"
+    );
+}
+
+#[test]
+fn health_is_open_cheap_and_method_checked() {
+    let (_recorder, server) = start(
+        loopback()
+            .with_bearer_token("t0ken")
+            .with_allowed_network("10.0.0.0/8"),
+    );
+    let addr = server.local_addr();
+    let health = get(addr, "/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, "ok\n");
+    let head = request(addr, "HEAD", "/health", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    let post = request(addr, "POST", "/health", &[("Content-Length", "0")]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn unknown_paths_are_404() {
+    let (_recorder, server) = start(loopback());
+    for path in ["/", "/metrics/", "/metricsx", "/health/x", "/favicon.ico"] {
+        assert_eq!(get(server.local_addr(), path).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn other_methods_on_metrics_are_405_with_allow() {
+    let (_recorder, server) = start(loopback());
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let response = request(
+            server.local_addr(),
+            method,
+            "/metrics",
+            &[("Content-Length", "0")],
+        );
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+}
+
+#[test]
+fn request_bodies_are_refused() {
+    let (_recorder, server) = start(loopback());
+    let raw = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    let response = common::send_raw(server.local_addr(), raw).expect("response");
+    assert_eq!(response.status, 413);
+    let chunked = b"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let response = common::send_raw(server.local_addr(), chunked).expect("response");
+    assert_eq!(response.status, 413);
+}
+
+#[test]
+fn oversized_headers_are_refused() {
+    let (_recorder, server) = start(loopback());
+    let huge = "x".repeat(16 * 1024);
+    let response = common::try_request(server.local_addr(), "GET", "/metrics", &[("X-Big", &huge)]);
+    // hyper answers 431 or closes the connection; either way no metrics.
+    if let Ok(response) = response {
+        assert_eq!(response.status, 431);
+    }
+    assert_eq!(get(server.local_addr(), "/metrics").status, 200);
+}
+
+#[test]
+fn basic_auth_matrix() {
+    let (_recorder, server) = start(loopback().with_basic_auth("prometheus", "pa55word"));
+    let addr = server.local_addr();
+    let none = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.headers_named("www-authenticate"),
+        ["Basic realm=\"metrics\""]
+    );
+    assert!(!none.body.contains("llm_"));
+    for wrong in [
+        basic("prometheus", "pa55wore"),
+        basic("prometheus", "pa55word "),
+        basic("prometheus", "pa55wor"),
+        basic("prometheuz", "pa55word"),
+        basic("", ""),
+        "Basic %%%".to_owned(),
+        "Bearer pa55word".to_owned(),
+    ] {
+        let response = request(addr, "GET", "/metrics", &[("Authorization", &wrong)]);
+        assert_eq!(response.status, 401, "{wrong}");
+        assert!(response.header("www-authenticate").is_some());
+    }
+    let right = request(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", &basic("prometheus", "pa55word"))],
+    );
+    assert_eq!(right.status, 200);
+    assert_eq!(right.header("content-type"), Some(CONTENT_TYPE));
+    // HEAD is authenticated like GET.
+    assert_eq!(request(addr, "HEAD", "/metrics", &[]).status, 401);
+}
+
+#[test]
+fn bearer_auth_matrix() {
+    let (_recorder, server) = start(loopback().with_bearer_token("t0k3n-abc"));
+    let addr = server.local_addr();
+    let none = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.headers_named("www-authenticate"),
+        ["Bearer realm=\"metrics\""]
+    );
+    for wrong in [
+        "Bearer t0k3n-abd",
+        "Bearer t0k3n-ab",
+        "Bearer t0k3n-abcd",
+        "Bearer ",
+        "t0k3n-abc",
+        "Basic t0k3n-abc",
+    ] {
+        assert_eq!(
+            request(addr, "GET", "/metrics", &[("Authorization", wrong)]).status,
+            401,
+            "{wrong}"
+        );
+    }
+    for right in ["Bearer t0k3n-abc", "bearer t0k3n-abc"] {
+        assert_eq!(
+            request(addr, "GET", "/metrics", &[("Authorization", right)]).status,
+            200,
+            "{right}"
+        );
+    }
+}
+
+#[test]
+fn basic_and_bearer_together_accept_either() {
+    let (_recorder, server) = start(
+        loopback()
+            .with_basic_auth("u", "p")
+            .with_bearer_token("tok"),
+    );
+    let addr = server.local_addr();
+    let none = request(addr, "GET", "/metrics", &[]);
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.headers_named("www-authenticate"),
+        ["Basic realm=\"metrics\"", "Bearer realm=\"metrics\""]
+    );
+    assert_eq!(
+        request(
+            addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", &basic("u", "p"))]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        200
+    );
+}
+
+#[test]
+fn allowlist_hit_and_miss() {
+    let (_recorder, hit) = start(loopback().with_allowed_network("127.0.0.1/32"));
+    assert_eq!(get(hit.local_addr(), "/metrics").status, 200);
+
+    let (_recorder, miss) = start(
+        loopback()
+            .with_allowed_network("10.0.0.0/8")
+            .with_allowed_network("::1"),
+    );
+    let response = get(miss.local_addr(), "/metrics");
+    assert_eq!(response.status, 403);
+    assert!(!response.body.contains("llm_"));
+
+    // The allowlist comes before authentication: right credentials from the wrong place
+    // are still refused.
+    let (_recorder, both) = start(
+        loopback()
+            .with_allowed_network("10.0.0.0/8")
+            .with_bearer_token("tok"),
+    );
+    let addr = both.local_addr();
+    assert_eq!(
+        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        403
+    );
+    let (_recorder, both_ok) = start(
+        loopback()
+            .with_allowed_network("127.0.0.0/8")
+            .with_bearer_token("tok"),
+    );
+    let addr = both_ok.local_addr();
+    assert_eq!(request(addr, "GET", "/metrics", &[]).status, 401);
+    assert_eq!(
+        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        200
+    );
+}
+
+/// Starts a dual-stack `[::]:0` server; `None` (with the reason printed) when this
+/// machine cannot serve IPv4 clients on an IPv6 socket.
+fn dual_stack(network: &str) -> Option<(MetricsRecorder, ExporterHandle, SocketAddr)> {
+    let builder = ExporterBuilder::new()
+        .with_listen_addr((Ipv6Addr::UNSPECIFIED, 0))
+        .with_allowed_network(network);
+    let (recorder, server) = match builder.spawn() {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("SKIPPED dual-stack case: cannot bind [::]:0 ({e})");
+            return None;
+        }
+    };
+    // Only ever loopback: an IPv4 client of the dual-stack socket.
+    let v4 = SocketAddr::from(([127, 0, 0, 1], server.local_addr().port()));
+    if let Err(e) = TcpStream::connect_timeout(&v4, Duration::from_secs(2)) {
+        eprintln!("SKIPPED dual-stack case: [::] socket is IPv6-only here ({e})");
+        return None;
+    }
+    Some((recorder, server, v4))
+}
+
+#[test]
+fn ipv4_clients_of_a_dual_stack_socket_match_ipv4_networks() {
+    let Some((_recorder, admit, v4)) = dual_stack("127.0.0.1/32") else {
+        return;
+    };
+    assert_eq!(
+        get(v4, "/metrics").status,
+        200,
+        "::ffff:127.0.0.1 is in 127.0.0.1/32"
+    );
+    drop(admit);
+
+    let Some((_recorder, _reject, v4)) = dual_stack("10.0.0.0/8") else {
+        return;
+    };
+    assert_eq!(
+        get(v4, "/metrics").status,
+        403,
+        "::ffff:127.0.0.1 is not in 10.0.0.0/8"
+    );
+}
+
+#[test]
+fn ipv6_loopback_clients_match_ipv6_networks() {
+    let builder = |network: &str| {
+        ExporterBuilder::new()
+            .with_listen_addr((Ipv6Addr::LOCALHOST, 0))
+            .with_allowed_network(network)
+            .spawn()
+    };
+    let (_recorder, server) = match builder("::1") {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("SKIPPED IPv6 case: no IPv6 loopback on this machine ({e})");
+            return;
+        }
+    };
+    assert_eq!(get(server.local_addr(), "/metrics").status, 200);
+    let (_recorder, v4_only) = builder("127.0.0.0/8").expect("IPv6 loopback works");
+    assert_eq!(get(v4_only.local_addr(), "/metrics").status, 403);
+}
+
+#[test]
+fn slow_clients_do_not_block_scrapes() {
+    let (_recorder, server) = start(loopback().with_header_read_timeout(Duration::from_secs(1)));
+    let addr = server.local_addr();
+
+    // Clients that connect and send nothing.
+    let mut silent: Vec<TcpStream> = (0..8)
+        .map(|_| common::connect(addr).expect("connect"))
+        .collect();
+    // A client that sends one byte per second and never finishes its headers in time.
+    let trickling = Arc::new(AtomicBool::new(true));
+    let trickler = {
+        let trickling = Arc::clone(&trickling);
+        thread::spawn(move || -> (usize, Duration) {
+            let started = Instant::now();
+            let mut stream = common::connect(addr).expect("connect");
+            let mut sent = 0;
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: slow\r\n\r\n" {
+                if !trickling.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
+                    break;
+                }
+                sent += 1;
+                thread::sleep(Duration::from_secs(1));
+                // Stop as soon as the server hung up.
+                stream.set_nonblocking(true).expect("nonblocking");
+                let mut buf = [0u8; 256];
+                let gone = match stream.read(&mut buf) {
+                    Ok(0) => true,
+                    Ok(_) => true, // an error response: the server ended it too
+                    Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                if gone {
+                    break;
+                }
+            }
+            (sent, started.elapsed())
+        })
+    };
+
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let response = get(addr, "/metrics");
+    assert_eq!(response.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "scrape took {:?}",
+        started.elapsed()
+    );
+
+    // The silent ones are cut off by the header timeout.
+    for stream in &mut silent {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(5)),
+            "a silent client was not disconnected"
+        );
+    }
+    let (sent, elapsed) = trickler.join().expect("trickler");
+    trickling.store(false, Ordering::Relaxed);
+    assert!(sent < 10, "the trickling client was allowed {sent} bytes");
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "trickling client lasted {elapsed:?}"
+    );
+    assert_eq!(get(addr, "/metrics").status, 200);
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_at_once() {
+    let (_recorder, server) = start(loopback().with_max_connections(2));
+    let addr = server.local_addr();
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| common::connect(addr).expect("connect"))
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let mut extra = common::connect(addr).expect("the kernel still accepts");
+    let started = Instant::now();
+    assert!(closed_by_server(&mut extra, Duration::from_secs(3)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(held);
+    // Slots free up once the held connections close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match common::try_request(addr, "GET", "/metrics", &[]) {
+            Ok(response) if response.status == 200 => break,
+            _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            other => panic!("no slot freed: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn connection_timeout_closes_long_lived_connections() {
+    let (_recorder, server) = start(
+        loopback()
+            .with_header_read_timeout(Duration::from_secs(30))
+            .with_connection_timeout(Duration::from_millis(500)),
+    );
+    let mut stream = common::connect(server.local_addr()).expect("connect");
+    let started = Instant::now();
+    assert!(closed_by_server(&mut stream, Duration::from_secs(5)));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let (_recorder, server) = start(loopback());
+    let mut stream = common::connect(server.local_addr()).expect("connect");
+    let one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let last = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    stream.write_all(one).expect("write");
+    stream.write_all(last).expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+}
+
+/// A recorder with a response of `rows` lines of about 1 KiB each.
+fn fill(recorder: &MetricsRecorder, rows: usize) {
+    let pad = "p".repeat(1000);
+    for i in 0..rows {
+        let key = Key::from_parts(
+            "test_big",
+            vec![
+                Label::new("pad", pad.clone()),
+                Label::new("i", i.to_string()),
+            ],
+        );
+        recorder.register_gauge(&key, &META).set(i as f64);
+    }
+}
+
+#[test]
+fn shutdown_closes_the_port_and_finishes_the_scrape_in_flight() {
+    let (recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    // Far more than the loopback socket buffers hold, so the response is still being
+    // written when shutdown starts.
+    fill(&recorder, 20_000);
+
+    let mut stream = common::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send request");
+    // Read the first bytes so the response is known to be under way.
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).expect("response starts");
+    assert_eq!(&first, b"HTTP/1.1 200");
+
+    let shutdown_started = Instant::now();
+    let stopper = thread::spawn(move || {
+        server.shutdown();
+        Instant::now()
+    });
+    thread::sleep(Duration::from_millis(300));
+    let refused = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    assert!(refused.is_err(), "port still open after shutdown started");
+
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read the rest");
+    let mut bytes = first.to_vec();
+    bytes.extend(rest);
+    let response = common::parse_response(&bytes).expect("complete response");
+    let length: usize = response
+        .header("content-length")
+        .expect("content-length")
+        .parse()
+        .expect("number");
+    assert_eq!(
+        response.body.len(),
+        length,
+        "the in-flight scrape was cut short"
+    );
+    assert_eq!(response.body.matches("test_big{").count(), 20_000);
+
+    let stopped_at = stopper.join().expect("shutdown thread");
+    assert!(
+        stopped_at.duration_since(shutdown_started) < Duration::from_secs(10),
+        "shutdown took too long"
+    );
+}
+
+#[test]
+fn shutdown_is_bounded_when_a_client_never_reads() {
+    let (recorder, server) = start(
+        loopback()
+            .with_shutdown_timeout(Duration::from_millis(500))
+            .with_header_read_timeout(Duration::from_secs(30)),
+    );
+    fill(&recorder, 20_000);
+    let addr = server.local_addr();
+    let mut stream = common::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send request");
+    thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    server.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown waited {:?} for a client that never reads",
+        started.elapsed()
+    );
+    drop(stream);
+}
+
+#[test]
+fn dropping_the_handle_stops_the_listener() {
+    let (_recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/health").status, 200);
+    drop(server);
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn idle_keep_alive_connections_do_not_delay_shutdown() {
+    let (_recorder, server) = start(loopback().with_header_read_timeout(Duration::from_secs(30)));
+    let addr = server.local_addr();
+    let mut stream = common::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    server.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(closed_by_server(&mut stream, Duration::from_secs(2)));
+}
+
+#[test]
+fn port_in_use_is_a_typed_error_and_fails_fast() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let started = Instant::now();
+    let error = ExporterBuilder::new()
+        .with_listen_addr(addr)
+        .spawn()
+        .expect_err("port is taken");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(error, ExporterError::AddressInUse { addr: a } if a == addr),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&addr.to_string()), "{error}");
+}
+
+#[test]
+fn handle_renders_what_the_listener_serves() {
+    let (recorder, server) = start(loopback());
+    let key = Key::from_parts(
+        "llm_requests_total",
+        vec![Label::new("model", "m"), Label::new("status", "ok")],
+    );
+    recorder.register_counter(&key, &META).increment(7);
+    let rendered = common::samples(&server.metrics().render());
+    let served = common::samples(&get(server.local_addr(), "/metrics").body);
+    let series = "llm_requests_total{model=\"m\",status=\"ok\"}";
+    assert_eq!(rendered.get(series), Some(&7.0));
+    assert_eq!(served.get(series), Some(&7.0));
+}

@@ -1,0 +1,217 @@
+//! HTTPS (feature `tls`): a self-signed certificate made with `openssl`, a rustls client.
+#![cfg(feature = "tls")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llm_span_prometheus::{ExporterBuilder, ExporterError};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, or `None` (printed) when
+/// openssl is not installed.
+fn certificate(name: &str) -> Option<(TempDir, PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!(
+        "llm-span-prometheus-tls-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = TempDir(dir);
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .output();
+    match status {
+        Ok(out) if out.status.success() => Some((dir, cert, key)),
+        Ok(out) => panic!("openssl failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "openssl is required in CI: {e}"
+            );
+            eprintln!("SKIPPED TLS test: openssl not available ({e})");
+            None
+        }
+    }
+}
+
+fn client(cert: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(cert).expect("cert file") {
+        roots.add(der.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn https_scrape_with_bearer_token() {
+    let Some((_dir, cert, key)) = certificate("scrape") else {
+        return;
+    };
+    let (_recorder, server) = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_tls(&cert, &key)
+        .with_bearer_token("tls-tok")
+        .spawn()
+        .expect("TLS server starts");
+    let addr = server.local_addr();
+
+    let scrape = |auth: &str| {
+        let name = ServerName::try_from("localhost").expect("name");
+        let conn = rustls::ClientConnection::new(client(&cert), name).expect("client");
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).expect("write");
+        let mut bytes = Vec::new();
+        // A peer that closes without close_notify is an error in rustls; the bytes are in.
+        let _ = tls.read_to_end(&mut bytes);
+        common::parse_response(&bytes).expect("response")
+    };
+    let denied = scrape("");
+    assert_eq!(denied.status, 401);
+    let ok = scrape("Authorization: Bearer tls-tok\r\n");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("content-type"), Some(common::CONTENT_TYPE));
+    assert!(ok.body.contains("# TYPE llm_ttft_seconds histogram"));
+
+    // Plain HTTP on the TLS port gets no metrics.
+    let plain = common::try_request(addr, "GET", "/metrics", &[]);
+    assert!(plain.map_or(true, |r| r.status != 200));
+}
+
+#[test]
+fn silent_clients_cannot_hold_the_handshake_open() {
+    let Some((_dir, cert, key)) = certificate("silent") else {
+        return;
+    };
+    let (_recorder, server) = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_tls(&cert, &key)
+        .with_header_read_timeout(Duration::from_millis(500))
+        .spawn()
+        .expect("TLS server starts");
+    let mut silent = TcpStream::connect(server.local_addr()).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let closed = match silent.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the server kept a silent TLS client");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn tls_file_errors_name_the_path_not_the_content() {
+    let Some((_dir, cert, key)) = certificate("errors") else {
+        return;
+    };
+    let missing = cert.with_file_name("missing.pem");
+    let error = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_tls(&missing, &key)
+        .spawn()
+        .expect_err("missing cert");
+    assert!(
+        matches!(&error, ExporterError::Tls { path, .. } if *path == missing),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("missing.pem"));
+
+    // A key file with a secret-looking malformed line: the error must not quote it.
+    let bad_key = key.with_file_name("bad-key.pem");
+    std::fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nS3CR3TLINE\n").expect("write");
+    let error = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_tls(&cert, &bad_key)
+        .spawn()
+        .expect_err("bad key");
+    assert!(
+        matches!(&error, ExporterError::Tls { path, .. } if *path == bad_key),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("S3CR3T") && !format!("{error:?}").contains("S3CR3T"));
+
+    // The certificate where the key should be: no private key in it.
+    let error = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_tls(&cert, &cert)
+        .spawn()
+        .expect_err("no key");
+    assert!(
+        error.to_string().contains("no PRIVATE KEY block"),
+        "{error}"
+    );
+}
+
+#[test]
+fn env_sets_tls_files() {
+    let Some((_dir, cert, key)) = certificate("env") else {
+        return;
+    };
+    let vars = [
+        ("LLM_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
+        ("LLM_METRICS_TLS_CERT", cert.display().to_string()),
+        ("LLM_METRICS_TLS_KEY", key.display().to_string()),
+    ];
+    let builder = ExporterBuilder::from_env_map(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("env");
+    let (_recorder, server) = builder.spawn().expect("TLS server from env");
+    let plain = common::try_request(server.local_addr(), "GET", "/health", &[]);
+    assert!(plain.map_or(true, |r| r.status != 200), "served plain HTTP");
+}

@@ -1,0 +1,55 @@
+//! Upkeep runs while the recorder or any handle lives, and stops with the last of them.
+//! One test in its own binary: it counts this process's threads by name.
+#![cfg(target_os = "linux")]
+
+use std::time::{Duration, Instant};
+
+use llm_span_prometheus::ExporterBuilder;
+
+fn upkeep_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        // Thread names are cut to 15 bytes.
+        .filter(|name| name.trim_end() == "llm-metrics-upk")
+        .count()
+}
+
+fn wait_for(count: usize) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if upkeep_threads() == count {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn upkeep_lives_as_long_as_the_recorder_or_a_handle() {
+    assert_eq!(upkeep_threads(), 0);
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
+    assert!(wait_for(1), "upkeep thread started");
+    let clone = handle.clone();
+    drop(recorder);
+    drop(handle);
+    // A handle serving /metrics from the user's own router keeps upkeep going.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(upkeep_threads(), 1);
+    assert!(clone.render().contains("# TYPE llm_ttft_seconds histogram"));
+    drop(clone);
+    // Dropping the last one joins the thread.
+    assert_eq!(upkeep_threads(), 0);
+
+    // The server's own handle counts too.
+    let (recorder, server) = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .spawn()
+        .expect("server");
+    drop(recorder);
+    assert_eq!(upkeep_threads(), 1);
+    server.shutdown();
+    assert_eq!(upkeep_threads(), 0);
+}
