@@ -1,0 +1,333 @@
+//! The simulated inference engine: per-model scheduler with a bounded queue, a prefix
+//! cache, prefill and decode with real wall-clock timing, and occasional failures.
+//!
+//! Instrumented only through the span contract: `#[instrument]` fields, `Span::record`
+//! and events. There is not a single `metrics` call here.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Bytes;
+use llm_span_suite::demo::{fake_token, natural_length, stable_hash, Rng};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::field::Empty;
+use tracing::Instrument;
+
+use crate::config::{Config, ModelSpec};
+
+/// Prompt tokens per prefix-cache block.
+const BLOCK: usize = 16;
+/// Blocks each model's prefix cache keeps.
+const CACHE_BLOCKS: usize = 8192;
+/// Simulated KV-cache size per model, in tokens.
+const KV_CAPACITY_TOKENS: i64 = 262_144;
+/// Simulated bytes of KV cache per token.
+const KV_BYTES_PER_TOKEN: i64 = 131_072;
+
+pub(crate) struct Model {
+    pub(crate) spec: ModelSpec,
+    slots: Semaphore,
+    waiting: AtomicUsize,
+    max_queue: usize,
+    cache: Mutex<PrefixCache>,
+    kv_tokens: AtomicI64,
+}
+
+impl Model {
+    /// A place in the queue, or `None` when the queue is full.
+    pub(crate) fn enqueue(self: &Arc<Self>) -> Option<QueueTicket> {
+        let previous = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.max_queue + self.spec.concurrency {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(QueueTicket(self.clone()))
+    }
+}
+
+/// Holds a request's place in its model's queue (and then its slot).
+pub(crate) struct QueueTicket(Arc<Model>);
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) struct Engine {
+    pub(crate) models: Vec<Arc<Model>>,
+    error_rate: f64,
+    jitter: f64,
+    seed: u64,
+}
+
+/// A request the API accepted.
+pub(crate) struct Job {
+    pub(crate) ticket: QueueTicket,
+    pub(crate) prompt: String,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) max_tokens: u64,
+    pub(crate) stream: bool,
+}
+
+/// What a finished request produced.
+pub(crate) struct Completion {
+    pub(crate) text: String,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) finish_reason: &'static str,
+}
+
+/// How a request ended.
+pub(crate) enum Outcome {
+    Completed(Completion),
+    /// The streaming client went away. Not an error of the server: the span closes
+    /// without a completion and the layer counts the request as `cancelled`.
+    ClientGone,
+}
+
+/// The simulated engine failed in prefill.
+#[derive(Debug)]
+pub(crate) struct EngineFailure {
+    pub(crate) prompt_tokens: u64,
+}
+
+impl std::fmt::Display for EngineFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulated engine failure: CUDA error: an illegal memory access")
+    }
+}
+
+impl std::error::Error for EngineFailure {}
+
+/// The client went away.
+struct Gone;
+
+/// Where generated tokens go.
+pub(crate) enum Sink {
+    /// Collected for a JSON response.
+    Buffer(String),
+    /// Streamed to the client; see [`Sink::emit`].
+    Stream(mpsc::Sender<Bytes>),
+}
+
+impl Sink {
+    /// Hands a chunk over and, when streaming, waits until the response body took it:
+    /// a token counts as produced once it is on its way to the client, so a client that
+    /// disconnects sees exactly the tokens the server counted.
+    async fn emit(&mut self, text: &str, chunk: impl FnOnce() -> Bytes) -> Result<(), Gone> {
+        match self {
+            Sink::Buffer(buffer) => {
+                buffer.push_str(text);
+                Ok(())
+            }
+            Sink::Stream(tx) => {
+                let permit = tx.reserve().await.map_err(|_| Gone)?;
+                permit.send(chunk());
+                // The channel holds one chunk: capacity returns once the body took it.
+                drop(tx.reserve().await.map_err(|_| Gone)?);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn new(config: &Config) -> Self {
+        let models = config
+            .models
+            .iter()
+            .map(|spec| {
+                Arc::new(Model {
+                    slots: Semaphore::new(spec.concurrency),
+                    waiting: AtomicUsize::new(0),
+                    max_queue: config.max_queue,
+                    cache: Mutex::new(PrefixCache::default()),
+                    kv_tokens: AtomicI64::new(0),
+                    spec: spec.clone(),
+                })
+            })
+            .collect();
+        Self {
+            models,
+            error_rate: config.error_rate,
+            jitter: config.jitter,
+            seed: config.seed,
+        }
+    }
+
+    pub(crate) fn model(&self, name: &str) -> Option<&Arc<Model>> {
+        self.models.iter().find(|m| m.spec.name == name)
+    }
+
+    fn scaled(&self, base: Duration, rng: &mut Rng) -> Duration {
+        let factor = 1.0 + self.jitter * (2.0 * rng.unit() - 1.0);
+        base.mul_f64(factor.max(0.0))
+    }
+
+    /// Runs one request: queue, prefill (with prefix cache), decode.
+    #[tracing::instrument(
+        name = "completion",
+        skip_all,
+        err(Display),
+        fields(
+            model = %job.ticket.0.spec.name,
+            model_revision = %job.ticket.0.spec.revision,
+            tokens_in = job.prompt_tokens,
+            tokens_cached = Empty,
+            tokens_out = Empty,
+            finish_reason = Empty,
+            stream = job.stream,
+        )
+    )]
+    pub(crate) async fn generate(
+        &self,
+        job: Job,
+        sink: &mut Sink,
+        chunk: &(dyn Fn(&str) -> Bytes + Sync),
+    ) -> Result<Outcome, EngineFailure> {
+        let model = job.ticket.0.clone();
+        let prompt_seed = stable_hash(&job.prompt);
+        let mut rng = Rng::new(self.seed ^ prompt_seed);
+        let Ok(_slot) = model
+            .slots
+            .acquire()
+            .instrument(tracing::info_span!("queue"))
+            .await
+        else {
+            return Ok(Outcome::ClientGone);
+        };
+        let mut kv = KvUsage::new(&model, job.prompt_tokens);
+
+        let words: Vec<&str> = job.prompt.split_whitespace().collect();
+        let cached = model
+            .cache
+            .lock()
+            .map(|mut cache| cache.lookup_and_insert(&words))
+            .unwrap_or(0);
+        tracing::Span::current().record("tokens_cached", cached);
+        let uncached = job.prompt_tokens.saturating_sub(cached);
+        tokio::time::sleep(self.scaled(
+            model.spec.prefill_per_token.mul_f64(uncached as f64),
+            &mut rng,
+        ))
+        .await;
+        if rng.chance(self.error_rate) {
+            return Err(EngineFailure {
+                prompt_tokens: job.prompt_tokens,
+            });
+        }
+
+        let natural = natural_length(prompt_seed);
+        let produced = natural.min(job.max_tokens);
+        for index in 0..produced {
+            if index > 0 {
+                tokio::time::sleep(self.scaled(model.spec.decode_per_token, &mut rng)).await;
+            }
+            let token = fake_token(prompt_seed, index);
+            if sink.emit(&token, || chunk(&token)).await.is_err() {
+                return Ok(Outcome::ClientGone);
+            }
+            kv.grow(1);
+            tracing::info!(tokens_out_delta = 1u64);
+        }
+        let finish_reason = if natural > job.max_tokens {
+            "length"
+        } else {
+            "stop"
+        };
+        tracing::info!(finish_reason);
+        tracing::Span::current().record("tokens_out", produced);
+        Ok(Outcome::Completed(Completion {
+            text: match sink {
+                Sink::Buffer(text) => std::mem::take(text),
+                Sink::Stream(_) => String::new(),
+            },
+            prompt_tokens: job.prompt_tokens,
+            completion_tokens: produced,
+            finish_reason,
+        }))
+    }
+
+    /// Reports simulated GPU memory and KV-cache usage as engine gauge events, forever.
+    pub(crate) async fn report_gpu_memory(self: Arc<Self>) {
+        const WEIGHTS: i64 = 16_000_000_000;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let mut per_gpu: std::collections::BTreeMap<u32, i64> = Default::default();
+            for model in &self.models {
+                let tokens = model.kv_tokens.load(Ordering::Relaxed).max(0);
+                *per_gpu.entry(model.spec.gpu).or_default() +=
+                    WEIGHTS + tokens * KV_BYTES_PER_TOKEN;
+                let ratio = tokens as f64 / KV_CAPACITY_TOKENS as f64;
+                tracing::info!(model = %model.spec.name, kv_cache_usage_ratio = ratio.min(1.0));
+            }
+            for (gpu, bytes) in per_gpu {
+                tracing::info!(gpu, gpu_memory_used_bytes = bytes);
+            }
+        }
+    }
+}
+
+/// Tokens a request holds in its model's KV cache, released however it ends.
+struct KvUsage<'a> {
+    model: &'a Model,
+    tokens: i64,
+}
+
+impl<'a> KvUsage<'a> {
+    fn new(model: &'a Model, prompt_tokens: u64) -> Self {
+        let tokens = prompt_tokens as i64;
+        model.kv_tokens.fetch_add(tokens, Ordering::Relaxed);
+        Self { model, tokens }
+    }
+
+    fn grow(&mut self, tokens: i64) {
+        self.tokens += tokens;
+        self.model.kv_tokens.fetch_add(tokens, Ordering::Relaxed);
+    }
+}
+
+impl Drop for KvUsage<'_> {
+    fn drop(&mut self) {
+        self.model
+            .kv_tokens
+            .fetch_sub(self.tokens, Ordering::Relaxed);
+    }
+}
+
+/// Remembers prompt prefixes in blocks of [`BLOCK`] tokens, oldest evicted first.
+#[derive(Default)]
+struct PrefixCache {
+    blocks: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl PrefixCache {
+    /// Tokens of `words` whose leading blocks were cached; caches every full block.
+    fn lookup_and_insert(&mut self, words: &[&str]) -> u64 {
+        let mut chain = 0u64;
+        let mut hit = true;
+        let mut cached = 0u64;
+        for block in words.chunks_exact(BLOCK) {
+            chain = stable_hash(&format!("{chain:x} {}", block.join(" ")));
+            if hit && self.blocks.contains(&chain) {
+                cached += BLOCK as u64;
+                continue;
+            }
+            hit = false;
+            if self.blocks.insert(chain) {
+                self.order.push_back(chain);
+                if self.order.len() > CACHE_BLOCKS {
+                    if let Some(old) = self.order.pop_front() {
+                        self.blocks.remove(&old);
+                    }
+                }
+            }
+        }
+        cached
+    }
+}

@@ -1,0 +1,170 @@
+//! Running the examples as child processes from integration tests.
+//!
+//! Every child is killed when its handle drops, so a failing test leaves nothing behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a built example binary (`cargo test` builds the examples before the tests).
+pub fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (which builds the examples) or `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running demo inference server.
+#[derive(Debug)]
+pub struct DemoServer {
+    /// The API address.
+    pub api: SocketAddr,
+    /// The `/metrics` address.
+    pub metrics: SocketAddr,
+    _child: ChildGuard,
+}
+
+impl DemoServer {
+    /// Starts `inference_server` on free loopback ports with extra `args`, and waits
+    /// until it printed its addresses.
+    pub fn start(args: &[&str]) -> DemoServer {
+        let mut command = Command::new(example("inference_server"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // The demo reads LLM_METRICS_* variables: a test must not inherit stray ones.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("LLM_METRICS_") || key.starts_with("DEMO_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = ChildGuard(command.spawn().expect("start inference_server"));
+        let stdout = child.0.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut first = String::new();
+        reader
+            .read_line(&mut first)
+            .expect("read the server's first line");
+        // Keep draining: a closed pipe would make the server's next print fail.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        // "inference_server: API on http://A, metrics on http://B/metrics"
+        let addr = |marker: &str| -> SocketAddr {
+            let start = first
+                .find(marker)
+                .unwrap_or_else(|| panic!("no {marker:?} in {first:?}"))
+                + marker.len();
+            let rest = &first[start..];
+            let end = rest.find([',', '/', '\n']).unwrap_or(rest.len());
+            rest[..end]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad address in {first:?}"))
+        };
+        DemoServer {
+            api: addr("API on http://"),
+            metrics: addr("metrics on http://"),
+            _child: child,
+        }
+    }
+}
+
+/// An HTTP/1.1 request over a fresh connection; returns status and body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Scrapes `/metrics` and parses it.
+pub fn scrape(addr: SocketAddr) -> crate::prom::Scrape {
+    let (status, body) = http(addr, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "{body}");
+    crate::prom::Scrape::parse(&body)
+        .unwrap_or_else(|e| panic!("scrape does not parse: {e}\n{body}"))
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
