@@ -8,7 +8,9 @@ fn readme() -> String {
 
 /// Rows of the reference table: (name, type, labels).
 fn rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
-    let start = readme.find("## Metrics reference").expect("reference section");
+    let start = readme
+        .find("## Metrics reference")
+        .expect("reference section");
     readme[start..]
         .lines()
         .filter(|line| line.starts_with("| `llm_"))
@@ -53,6 +55,9 @@ fn every_metric_has_a_matching_row_and_no_row_is_stale() {
 fn every_anomaly_reason_is_documented() {
     let readme = readme();
     for reason in llm_span_layer::catalog::ANOMALY_REASON_VALUES {
-        assert!(readme.contains(&format!("`{reason}`")), "{reason} is not in the README");
+        assert!(
+            readme.contains(&format!("`{reason}`")),
+            "{reason} is not in the README"
+        );
     }
 }
