@@ -11,7 +11,10 @@ fn rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
     let start = readme
         .find("## Metrics reference")
         .expect("reference section");
-    readme[start..]
+    let section = &readme[start..];
+    // The section ends at the next heading of the same level.
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    section[..end]
         .lines()
         .filter(|line| line.starts_with("| `llm_"))
         .map(|line| {
