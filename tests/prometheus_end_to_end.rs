@@ -1,0 +1,438 @@
+//! The shipped alert rules, recording rules and dashboard, proven with promtool and a
+//! real Prometheus server scraping two replicas of the demo server.
+//!
+//! Needs Debian's `prometheus` package (`prometheus` and `promtool`). Without it the
+//! tests say so and pass, unless `CI` is set: then a missing binary is a failure.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llm_span_suite::process::{example, http, wait_for, ChildGuard, DemoServer};
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(ROOT).join("deploy").join(path)
+}
+
+/// Whether `tool` can run here; a missing tool fails the test under CI.
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is missing: apt-get install -y prometheus"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install -y prometheus)");
+    }
+    found
+}
+
+fn promtool(args: &[&str]) {
+    let output = Command::new("promtool")
+        .args(args)
+        .current_dir(deploy("prometheus"))
+        .output()
+        .expect("run promtool");
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn rules_and_config_pass_promtool() {
+    if !have("promtool") {
+        return;
+    }
+    promtool(&[
+        "check",
+        "rules",
+        "rules/llm-recording.yml",
+        "rules/llm-alerts.yml",
+    ]);
+    promtool(&["check", "config", "prometheus.yml"]);
+    promtool(&["test", "rules", "tests/llm-alerts.test.yml"]);
+}
+
+/// Every `<latency quantile> > N` or `< N` in the alerts compares with a bucket boundary
+/// of the exporter's preset for that histogram, so the threshold is exact.
+#[test]
+fn latency_thresholds_sit_on_bucket_boundaries() {
+    let alerts =
+        std::fs::read_to_string(deploy("prometheus/rules/llm-alerts.yml")).expect("alerts");
+    let mut checked = 0;
+    for line in alerts.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, window) in words.windows(3).enumerate() {
+            let [series, op, number] = window else {
+                continue;
+            };
+            // `> 1.5 * (...)` is a relative threshold, not a latency.
+            if !matches!(*op, ">" | "<" | ">=" | "<=") || words.get(i + 3) == Some(&"*") {
+                continue;
+            }
+            let Some(metric) = series
+                .strip_prefix("model:")
+                .and_then(|s| s.split(':').next())
+            else {
+                continue;
+            };
+            let Some(preset) = llm_span_prometheus::buckets::preset(metric) else {
+                continue;
+            };
+            if !metric.ends_with("_seconds") {
+                continue;
+            }
+            let threshold: f64 = number
+                .parse()
+                .unwrap_or_else(|_| panic!("threshold {number:?} in {line:?}"));
+            assert!(
+                preset.contains(&threshold),
+                "{threshold} is not a bucket boundary of {metric}: {preset:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "found no latency threshold to check");
+}
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(deploy("grafana/llm-inference.json")).expect("dashboard");
+    serde_json::from_str(&text).expect("dashboard is JSON")
+}
+
+fn dashboard_exprs() -> Vec<String> {
+    let mut exprs = Vec::new();
+    for panel in dashboard()["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    exprs
+}
+
+#[test]
+fn dashboard_queries_aggregate_across_replicas() {
+    let dashboard = dashboard();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(variables.contains(&"model"), "{variables:?}");
+    let mut ids: Vec<i64> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("id"))
+        .collect();
+    let count = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), count, "panel ids are unique");
+    let exprs = dashboard_exprs();
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    for expr in &exprs {
+        if expr.contains("histogram_quantile") {
+            assert!(
+                expr.contains("sum by (le, model)"),
+                "aggregate buckets before the quantile: {expr}"
+            );
+        }
+        if expr.contains("llm_")
+            && !expr.contains("llm_gpu_memory")
+            && !expr.contains("llm_layer_anomalies")
+        {
+            assert!(
+                expr.contains("$model"),
+                "panel ignores the model variable: {expr}"
+            );
+        }
+    }
+    for title in [
+        "Time to first token",
+        "Cost per hour",
+        "Queue depth and wait",
+        "GPU memory used",
+        "Prefix-cache hit rate",
+    ] {
+        assert!(
+            dashboard["panels"]
+                .as_array()
+                .expect("panels")
+                .iter()
+                .any(|p| p["title"] == title),
+            "no {title:?} panel"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Prometheus {
+    addr: SocketAddr,
+    _child: ChildGuard,
+    dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = std::env::temp_dir().join(format!(
+            "llm-span-prom-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [{}]\n",
+            deploy("prometheus/rules/llm-recording.yml").display(),
+            deploy("prometheus/rules/llm-alerts.yml").display(),
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _child: ChildGuard(child),
+            dir,
+        };
+        let ready = wait_for(Duration::from_secs(15), || {
+            std::net::TcpStream::connect(prometheus.addr).ok()?;
+            (http(prometheus.addr, "GET", "/-/ready", &[], "").0 == 200).then_some(())
+        });
+        assert!(ready.is_some(), "prometheus did not become ready");
+        prometheus
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, body) = http(self.addr, "GET", path, &[], "");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("API JSON")
+    }
+
+    /// Instant query; returns the result vector.
+    fn query(&self, query: &str) -> Vec<Value> {
+        let value = self.get(&format!("/api/v1/query?query={}", encode(query)));
+        assert_eq!(value["status"], "success", "{query}: {value}");
+        value["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `{label value -> sample}` of a query whose series differ by `label`.
+    fn by(&self, query: &str, label: &str) -> std::collections::HashMap<String, f64> {
+        self.query(query)
+            .iter()
+            .map(|sample| {
+                let key = sample["metric"][label].as_str().unwrap_or("").to_owned();
+                let value = sample["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (key, value)
+            })
+            .collect()
+    }
+}
+
+fn load(server: &DemoServer, seed: u64, requests: u64) -> Value {
+    let output = Command::new(example("load_generator"))
+        .args(["--target", &format!("http://{}", server.api)])
+        .args(["--requests", &requests.to_string(), "--concurrency", "10"])
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--abort-share",
+            "0.1",
+            "--json",
+        ])
+        .output()
+        .expect("run load_generator");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("summary JSON")
+}
+
+#[test]
+fn prometheus_sees_the_load_and_the_slow_model_alerts() {
+    if !have("prometheus") {
+        return;
+    }
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("llm-span-prices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let prices = dir.join("prices.txt");
+    // "slow" stays unpriced on purpose: the unpriced-tokens query must have data too.
+    std::fs::write(&prices, "fast 0.2 0.1 0.6\n").expect("prices");
+    let args = [
+        "--model",
+        "fast:0.05:1:8",
+        "--model",
+        "slow:30:5:4",
+        "--error-rate",
+        "0",
+        "--prices",
+        prices.to_str().expect("path"),
+    ];
+    let replicas = [DemoServer::start(&args), DemoServer::start(&args)];
+    let prometheus = Prometheus::start(&[replicas[0].metrics, replicas[1].metrics]);
+    let up = wait_for(Duration::from_secs(20), || {
+        let up = prometheus.by("up", "instance");
+        (up.len() == 2 && up.values().all(|v| *v == 1.0)).then_some(())
+    });
+    assert!(up.is_some(), "both replicas are scraped");
+
+    let summaries = std::thread::scope(|s| {
+        let a = s.spawn(|| load(&replicas[0], 21, 80));
+        let b = s.spawn(|| load(&replicas[1], 22, 80));
+        [a.join().expect("load a"), b.join().expect("load b")]
+    });
+    let client = |model: &str, field: &str| -> f64 {
+        summaries
+            .iter()
+            .map(|s| s["models"][model][field].as_u64().unwrap_or(0) as f64)
+            .sum()
+    };
+
+    // Aggregated across replicas, the counters equal what the two clients saw.
+    let tokens_match = wait_for(Duration::from_secs(15), || {
+        let input = prometheus.by(
+            r#"sum by (model) (llm_tokens_total{type="input"})"#,
+            "model",
+        );
+        let output = prometheus.by(
+            r#"sum by (model) (llm_tokens_total{type="output"})"#,
+            "model",
+        );
+        ["fast", "slow"]
+            .iter()
+            .all(|m| {
+                input.get(*m) == Some(&client(m, "input_tokens"))
+                    && output.get(*m) == Some(&client(m, "output_tokens"))
+            })
+            .then_some(())
+    });
+    assert!(
+        tokens_match.is_some(),
+        "token counters {:?} / {:?} vs client {summaries:?}",
+        prometheus.by(
+            r#"sum by (model) (llm_tokens_total{type="input"})"#,
+            "model"
+        ),
+        prometheus.by(
+            r#"sum by (model) (llm_tokens_total{type="output"})"#,
+            "model"
+        ),
+    );
+    let rates = prometheus.by("model_type:llm_tokens:rate5m", "model");
+    assert!(
+        rates.values().all(|r| *r > 0.0) && rates.len() == 2,
+        "{rates:?}"
+    );
+    let requests = prometheus.by("sum by (model) (llm_requests_total)", "model");
+    assert_eq!(requests.get("fast"), Some(&client("fast", "requests")));
+    assert_eq!(requests.get("slow"), Some(&client("slow", "requests")));
+
+    // The slow model's p99 TTFT is above the 2 s threshold, the fast one's below.
+    let p99 = wait_for(Duration::from_secs(10), || {
+        let p99 = prometheus.by("model:llm_ttft_seconds:p99_5m", "model");
+        (p99.len() == 2).then_some(p99)
+    })
+    .expect("p99 recording rule");
+    assert!(p99["slow"] > 2.0, "slow p99 {}", p99["slow"]);
+    assert!(p99["fast"] < 2.0, "fast p99 {}", p99["fast"]);
+
+    // HighTTFT is pending (its `for` is 2 minutes) or firing, for the slow model only.
+    let alerts = wait_for(Duration::from_secs(10), || {
+        let alerts = prometheus.get("/api/v1/alerts");
+        let high: Vec<(String, String)> = alerts["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "HighTTFT")
+            .map(|a| {
+                (
+                    a["labels"]["model"].as_str().unwrap_or("").to_owned(),
+                    a["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        (!high.is_empty()).then_some(high)
+    })
+    .expect("HighTTFT becomes active");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].0, "slow");
+    assert!(
+        ["pending", "firing"].contains(&alerts[0].1.as_str()),
+        "{alerts:?}"
+    );
+
+    // Every dashboard query parses and returns data.
+    for expr in dashboard_exprs() {
+        let query = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$model", ".*");
+        let result = prometheus.query(&query);
+        assert!(!result.is_empty(), "no data for dashboard query {query}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+    eprintln!("prometheus end-to-end took {:?}", started.elapsed());
+}
