@@ -4,11 +4,10 @@
 //! label interns at most `cap` values, and anything past the cap (or not a sensible
 //! label value) maps to one overflow value that the caller counts as an anomaly.
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use crate::catalog::{OVERFLOW_LABEL_VALUE, UNKNOWN_LABEL_VALUE};
-use crate::table::BoundedTable;
+use crate::table::{BoundedTable, SeededMixHasher};
 
 /// Longest label value accepted, in bytes. Longer values map to the overflow value.
 pub(crate) const MAX_LABEL_VALUE_LEN: usize = 128;
@@ -45,7 +44,7 @@ pub(crate) enum Interned {
 
 pub(crate) struct LabelValues {
     values: BoundedTable<Box<str>, ()>,
-    hasher: RandomState,
+    hasher: SeededMixHasher,
 }
 
 impl LabelValues {
@@ -53,7 +52,7 @@ impl LabelValues {
         Self {
             values: BoundedTable::with_max_len(cap),
             // Keyed randomly: label values come from clients and must not choose collisions.
-            hasher: RandomState::new(),
+            hasher: SeededMixHasher::random(),
         }
     }
 
@@ -84,6 +83,11 @@ impl LabelValues {
                 .get(slot)
                 .map_or(OVERFLOW_LABEL_VALUE, |(text, ())| text),
         }
+    }
+
+    /// Every id of an interned value is below this.
+    pub(crate) fn id_bound(&self) -> usize {
+        self.values.slot_count()
     }
 
     /// Distinct values interned so far.

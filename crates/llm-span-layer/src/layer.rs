@@ -1,6 +1,7 @@
 //! The `tracing_subscriber::Layer` and its builder.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::Recorder;
@@ -14,6 +15,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::callsites::CallsiteMap;
 use crate::contract::{is_error_level, CallsiteSpec, Contract, Kind};
+use crate::inflight::InFlight;
 use crate::labels::{LabelId, LabelValues};
 use crate::pricing::PriceTable;
 use crate::series::{Binding, Pricing, Series, SeriesConfig, SeriesKey, SeriesRef};
@@ -24,6 +26,10 @@ use crate::update::{
 
 /// How many distinct recorders one layer keeps handles for over its life.
 const MAX_BINDINGS: usize = 8;
+/// Slots of the cache of uninteresting callsites.
+const UNINTERESTING_SLOTS: usize = 1024;
+/// Spans in flight the table holds before state spills to span extensions.
+const IN_FLIGHT: usize = 2048;
 /// Distinct `gpu` label values.
 const MAX_GPUS: usize = 64;
 /// Label names the layer uses itself, which extra labels may not take.
@@ -57,6 +63,10 @@ enum RecorderSource {
 pub struct LlmSpanLayer {
     contract: Contract,
     callsites: CallsiteMap,
+    /// Addresses of callsites known not to matter, direct-mapped: the common case of
+    /// an ordinary span or event costs one load.
+    uninteresting: Box<[AtomicUsize]>,
+    inflight: InFlight,
     labels: LabelSets,
     series_config: SeriesConfig,
     bindings: [OnceLock<Binding>; MAX_BINDINGS],
@@ -102,6 +112,10 @@ impl LlmSpanLayer {
                 queue_span_name: builder.queue_span_name,
             },
             callsites: CallsiteMap::new(),
+            uninteresting: (0..UNINTERESTING_SLOTS)
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
+            inflight: InFlight::with_capacity(IN_FLIGHT),
             labels: LabelSets {
                 model: LabelValues::with_cap(builder.max_models),
                 revision: LabelValues::with_cap(builder.max_models),
@@ -122,13 +136,22 @@ impl LlmSpanLayer {
     /// way on another thread.
     #[inline]
     fn callsite(&self, metadata: &'static Metadata<'static>) -> Option<&CallsiteSpec> {
+        let address = metadata as *const Metadata<'static> as usize;
+        let hint = &self.uninteresting[(address >> 4) & (UNINTERESTING_SLOTS - 1)];
+        if hint.load(Ordering::Relaxed) == address {
+            return None;
+        }
         let id = metadata.callsite();
-        match self.callsites.get(&id) {
+        let spec = match self.callsites.get(&id) {
             Some(spec) => spec,
             None => self
                 .callsites
                 .insert(&id, || self.contract.classify(metadata)),
+        };
+        if spec.is_none() {
+            hint.store(address, Ordering::Relaxed);
         }
+        spec
     }
 
     /// Runs `f` with the handles registered for the recorder in effect, creating them
@@ -137,8 +160,8 @@ impl LlmSpanLayer {
         match &self.source {
             RecorderSource::Fixed(recorder) => {
                 let recorder: &dyn Recorder = &**recorder;
-                let binding =
-                    self.bindings[0].get_or_init(|| Binding::new(0, recorder, &self.series_config));
+                let binding = self.bindings[0]
+                    .get_or_init(|| Binding::new(0, recorder, &self.series_config, &self.labels));
                 Some(f(0, binding, recorder))
             }
             RecorderSource::Current => metrics::with_recorder(|recorder| {
@@ -157,8 +180,9 @@ impl LlmSpanLayer {
                 Some(_) => continue,
                 None => {
                     let _guard = self.binding_lock.lock().unwrap_or_else(|p| p.into_inner());
-                    let binding =
-                        slot.get_or_init(|| Binding::new(key, recorder, &self.series_config));
+                    let binding = slot.get_or_init(|| {
+                        Binding::new(key, recorder, &self.series_config, &self.labels)
+                    });
                     if binding.recorder_key() == key {
                         return Some(index);
                     }
@@ -272,13 +296,13 @@ impl LlmSpanLayer {
         (state, anomalies)
     }
 
-    fn finish_request(&self, mut state: RequestState) {
+    fn finish_request(&self, state: &mut RequestState) {
         let mut anomalies = Anomalies::default();
         let end = state.completed.unwrap_or_else(|| self.clock.now());
-        let series = self.bind(&mut state, &mut anomalies);
-        self.flush(&mut state, &mut anomalies);
+        let series = self.bind(state, &mut anomalies);
+        self.flush(state, &mut anomalies);
         if let Some(series) = series.and_then(|s| self.series(s)) {
-            self.emit_final(series, &state, end, &mut anomalies);
+            self.emit_final(series, state, end, &mut anomalies);
         }
         self.count(&anomalies);
     }
@@ -324,6 +348,52 @@ impl LlmSpanLayer {
         }
     }
 
+    /// Runs `f` on the tracked state of span `id`, wherever it lives.
+    fn with_tracked<S, R>(
+        &self,
+        id: &Id,
+        ctx: &Context<'_, S>,
+        f: impl FnOnce(&mut Tracked) -> R,
+    ) -> Option<R>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(mut entry) = self.inflight.get(id) {
+            return entry.get().map(f);
+        }
+        if self.inflight.has_spilled() && self.inflight.may_contain(id) {
+            let span = ctx.span(id)?;
+            let mut extensions = span.extensions_mut();
+            return extensions.get_mut::<Tracked>().map(f);
+        }
+        None
+    }
+
+    /// Keeps the state of a new span until it closes.
+    fn track<S>(&self, id: &Id, tracked: Tracked, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Err(mut tracked) = self.inflight.insert(id, tracked) else {
+            return;
+        };
+        match ctx.span(id) {
+            Some(span) => {
+                span.extensions_mut().insert(tracked);
+                self.inflight.note_spilled(id);
+            }
+            // The span is gone already: finish it now so the gauges stay right.
+            None => self.finish(&mut tracked),
+        }
+    }
+
+    fn finish(&self, tracked: &mut Tracked) {
+        match tracked {
+            Tracked::Request(state) => self.finish_request(state),
+            Tracked::Queue(queue) => self.finish_queue(queue),
+        }
+    }
+
     fn new_queue<S>(&self, id: &Id, ctx: &Context<'_, S>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -335,9 +405,12 @@ impl LlmSpanLayer {
         let mut anomalies = Anomalies::default();
         let mut series = None;
         for ancestor in span.scope().skip(1) {
-            let mut extensions = ancestor.extensions_mut();
-            if let Some(Tracked::Request(request)) = extensions.get_mut::<Tracked>() {
-                series = self.bind(request, &mut anomalies);
+            let found = self.with_tracked(&ancestor.id(), ctx, |tracked| match tracked {
+                Tracked::Request(request) => Some(self.bind(request, &mut anomalies)),
+                Tracked::Queue(_) => None,
+            });
+            if let Some(Some(bound)) = found {
+                series = bound;
                 break;
             }
         }
@@ -348,14 +421,15 @@ impl LlmSpanLayer {
         };
         if let Some(series) = self.series(series_ref) {
             series.queue_depth.increment(1.0);
-            span.extensions_mut().insert(Tracked::Queue(QueueState {
+            let queue = Tracked::Queue(QueueState {
                 start,
                 series: series_ref,
-            }));
+            });
+            self.track(id, queue, ctx);
         }
     }
 
-    fn finish_queue(&self, queue: QueueState) {
+    fn finish_queue(&self, queue: &QueueState) {
         if let Some(series) = self.series(queue.series) {
             series
                 .queue_wait
@@ -377,31 +451,42 @@ impl LlmSpanLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         for span in ctx.event_scope(event)? {
-            let mut extensions = span.extensions_mut();
-            let Some(Tracked::Request(state)) = extensions.get_mut::<Tracked>() else {
-                continue;
-            };
-            let effects = state.apply_event(update, || self.clock.now(), anomalies);
-            if effects.first_token || effects.streamed > 0 || state.series.is_some() {
-                self.bind(state, anomalies);
+            let found = self.with_tracked(&span.id(), ctx, |tracked| {
+                let Tracked::Request(state) = tracked else {
+                    return None;
+                };
+                Some(self.apply_to_request(state, update, anomalies))
+            });
+            if let Some(Some(model)) = found {
+                return Some(model);
             }
-            if let Some(series) = state.series.and_then(|s| self.series(s)) {
-                if effects.first_token {
-                    if let Some(first) = state.first_token {
-                        series.ttft.record(seconds(first, state.start));
-                    }
-                }
-                add_tokens(series, 1, effects.streamed);
-            }
-            self.flush(state, anomalies);
-            return Some(
-                state
-                    .model
-                    .or(state.response_model)
-                    .unwrap_or(LabelId::UNKNOWN),
-            );
         }
         None
+    }
+
+    fn apply_to_request(
+        &self,
+        state: &mut RequestState,
+        update: &Update,
+        anomalies: &mut Anomalies,
+    ) -> LabelId {
+        let effects = state.apply_event(update, || self.clock.now(), anomalies);
+        if effects.first_token || effects.streamed > 0 || state.series.is_some() {
+            self.bind(state, anomalies);
+        }
+        if let Some(series) = state.series.and_then(|s| self.series(s)) {
+            if effects.first_token {
+                if let Some(first) = state.first_token {
+                    series.ttft.record(seconds(first, state.start));
+                }
+            }
+            add_tokens(series, 1, effects.streamed);
+        }
+        self.flush(state, anomalies);
+        state
+            .model
+            .or(state.response_model)
+            .unwrap_or(LabelId::UNKNOWN)
     }
 
     fn set_engine_gauges(&self, update: &Update, request_model: Option<LabelId>) {
@@ -486,11 +571,8 @@ where
         };
         match spec.kind {
             Kind::Request => {
-                let Some(span) = ctx.span(id) else {
-                    return;
-                };
                 let (state, anomalies) = self.new_request(attrs, spec);
-                span.extensions_mut().insert(Tracked::Request(state));
+                self.track(id, Tracked::Request(state), &ctx);
                 self.count(&anomalies);
             }
             Kind::Queue => self.new_queue(id, &ctx),
@@ -499,6 +581,10 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        // Every request span is tracked from its creation: others end here.
+        if !self.inflight.may_contain(id) {
+            return;
+        }
         let mut first = FirstField(None);
         values.record(&mut first);
         let Some(callsite) = first.0 else {
@@ -522,9 +608,8 @@ where
         let update = visitor.update;
         let mut anomalies = update.anomalies;
         if update.touches_request() {
-            if let Some(span) = ctx.span(id) {
-                let mut extensions = span.extensions_mut();
-                if let Some(Tracked::Request(state)) = extensions.get_mut::<Tracked>() {
+            self.with_tracked(id, &ctx, |tracked| {
+                if let Tracked::Request(state) = tracked {
                     state.apply_fields(&update);
                     if state.model.is_some()
                         || state.response_model.is_some()
@@ -534,7 +619,7 @@ where
                     }
                     self.flush(state, &mut anomalies);
                 }
-            }
+            });
         }
         self.count(&anomalies);
     }
@@ -577,14 +662,25 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else {
+        // One load answers for every span the layer does not track.
+        if !self.inflight.may_contain(&id) {
             return;
-        };
-        let tracked = span.extensions_mut().remove::<Tracked>();
-        match tracked {
-            Some(Tracked::Request(state)) => self.finish_request(state),
-            Some(Tracked::Queue(queue)) => self.finish_queue(queue),
-            None => {}
+        }
+        if self
+            .inflight
+            .remove_with(&id, |tracked| self.finish(tracked))
+            .is_some()
+        {
+            return;
+        }
+        if self.inflight.has_spilled() {
+            let removed = ctx
+                .span(&id)
+                .and_then(|span| span.extensions_mut().remove::<Tracked>());
+            if let Some(mut tracked) = removed {
+                self.inflight.note_unspilled(&id);
+                self.finish(&mut tracked);
+            }
         }
     }
 }

@@ -118,10 +118,12 @@
 //! [`LlmSpanLayerBuilder::with_recorder`] in tests that run on several threads.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod callsites;
 pub mod catalog;
 mod contract;
+mod inflight;
 mod labels;
 mod layer;
 mod pricing;

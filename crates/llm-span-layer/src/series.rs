@@ -183,6 +183,8 @@ pub(crate) struct SeriesConfig {
 pub(crate) struct Binding {
     recorder_key: usize,
     series: BoundedTable<SeriesKey, Box<Series>>,
+    /// Series slot by model id, when the model is the only label: skips hashing.
+    by_model: Box<[OnceLock<u32>]>,
     overflow: OnceLock<Box<Series>>,
     anomalies: [Counter; ANOMALY_COUNT],
     models: BoundedTable<LabelId, ModelGauges>,
@@ -195,7 +197,12 @@ fn mix_hash(value: impl Hash) -> u64 {
 }
 
 impl Binding {
-    pub(crate) fn new(recorder_key: usize, recorder: &dyn Recorder, config: &SeriesConfig) -> Self {
+    pub(crate) fn new(
+        recorder_key: usize,
+        recorder: &dyn Recorder,
+        config: &SeriesConfig,
+        labels: &LabelSets,
+    ) -> Self {
         catalog::describe(recorder);
         let anomalies = std::array::from_fn(|i| {
             let key = Key::from_parts(
@@ -210,6 +217,13 @@ impl Binding {
         Self {
             recorder_key,
             series: BoundedTable::with_max_len(config.max_series),
+            by_model: if config.extra_label_names.is_empty() {
+                (0..labels.model.id_bound())
+                    .map(|_| OnceLock::new())
+                    .collect()
+            } else {
+                Box::new([])
+            },
             overflow: OnceLock::new(),
             anomalies,
             models: BoundedTable::with_max_len(config.max_models + 2),
@@ -238,6 +252,13 @@ impl Binding {
         labels: &LabelSets,
         config: &SeriesConfig,
     ) -> Result<SeriesRef, SeriesRef> {
+        let cached = self.by_model.get(key.0[0].raw() as usize);
+        if let Some(slot) = cached.and_then(OnceLock::get) {
+            return Ok(SeriesRef {
+                binding,
+                slot: *slot,
+            });
+        }
         let make = || {
             let model = labels.model.text(key.0[0]);
             let price = config.prices.get(model).copied();
@@ -248,7 +269,12 @@ impl Binding {
             .series
             .find_or_insert(mix_hash(key), |k| *k == key, make)
         {
-            Ok((slot, _)) => Ok(SeriesRef { binding, slot }),
+            Ok((slot, _)) => {
+                if let Some(cache) = cached {
+                    let _ = cache.set(slot);
+                }
+                Ok(SeriesRef { binding, slot })
+            }
             Err(_) => {
                 self.overflow.get_or_init(|| {
                     let key = SeriesKey([LabelId::OVERFLOW; 1 + MAX_EXTRA_LABELS]);

@@ -89,6 +89,11 @@ impl<K, V> BoundedTable<K, V> {
         Ok((index as u32, value))
     }
 
+    /// Number of slots: every slot index returned is below it.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Most entries the table takes.
     pub(crate) fn max_len(&self) -> usize {
         self.max_len
@@ -160,6 +165,24 @@ impl BuildHasher for BuildMixHasher {
     type Hasher = MixHasher;
     fn build_hasher(&self) -> MixHasher {
         MixHasher::default()
+    }
+}
+
+/// [`MixHasher`] started from a random seed, for keys a client chooses (label values):
+/// collisions cannot be planned offline, and a table's cap bounds any probe anyway.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SeededMixHasher(u64);
+
+impl SeededMixHasher {
+    pub(crate) fn random() -> Self {
+        Self(std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1)
+    }
+}
+
+impl BuildHasher for SeededMixHasher {
+    type Hasher = MixHasher;
+    fn build_hasher(&self) -> MixHasher {
+        MixHasher(self.0)
     }
 }
 

@@ -1,0 +1,72 @@
+//! More requests open at once than the in-flight table holds: state spills to span
+//! extensions and every request is still counted exactly.
+
+mod common;
+
+use common::Harness;
+use tracing::field::Empty;
+
+#[test]
+fn thousands_of_open_requests_are_all_counted() {
+    const OPEN: u64 = 10_000;
+    let h = Harness::new();
+    h.run(|| {
+        let spans: Vec<tracing::Span> = (0..OPEN)
+            .map(|i| {
+                tracing::info_span!(
+                    "generate",
+                    model = "m",
+                    tokens_in = i % 7,
+                    tokens_out = Empty
+                )
+            })
+            .collect();
+        let during = h.snapshot();
+        assert_eq!(
+            during.gauge("llm_active_requests", &[("model", "m")]),
+            OPEN as f64
+        );
+        let input: u64 = (0..OPEN).map(|i| i % 7).sum();
+        assert_eq!(
+            during.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
+            input
+        );
+        for (i, span) in spans.iter().enumerate() {
+            tracing::info!(parent: span, first_token = true);
+            span.record("tokens_out", 2 + i as u64 % 3);
+            let queue = tracing::info_span!(parent: span, "queue");
+            drop(queue);
+        }
+    });
+    let m = h.snapshot();
+    let output: u64 = (0..OPEN).map(|i| 2 + i % 3).sum();
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        OPEN
+    );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
+        0,
+        "counted while open"
+    );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        output
+    );
+    assert_eq!(
+        m.histogram("llm_ttft_seconds", &[("model", "m")]).len() as u64,
+        OPEN
+    );
+    assert_eq!(
+        m.histogram("llm_queue_wait_seconds", &[("model", "m")])
+            .len() as u64,
+        OPEN
+    );
+    assert_eq!(
+        m.gauge("llm_active_requests", &[("model", "m")]),
+        -(OPEN as f64),
+        "delta since the last snapshot"
+    );
+    assert_eq!(m.gauge("llm_queue_depth", &[("model", "m")]), 0.0);
+    assert_eq!(m.all_anomalies(), 0);
+}
