@@ -4,11 +4,13 @@
 //! in applications that have none); rendering goes to `spawn_blocking` so that a large
 //! render does not stall other connections or `/health`.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -23,7 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::allow::Allowlist;
 use crate::auth::{AuthResult, Credentials};
@@ -180,6 +182,8 @@ async fn accept_loop(
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let mut connections = JoinSet::new();
+    // Connections in accept order, with whether each has sent a request yet.
+    let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         let accepted = match race(listener.accept(), wait_stop(&mut stopped)).await {
             Either::Left(accepted) => accepted,
@@ -194,19 +198,51 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            // Over the cap: close at once rather than queue behind slow clients.
-            drop(stream);
-            continue;
+        open.retain(|(handle, _)| !handle.is_finished());
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Full: make room by evicting the oldest connection that never sent a
+            // request (a silent or byte-a-second client), so that such clients cannot
+            // lock Prometheus out; the new one takes its place once it is gone.
+            Err(_) => match open
+                .iter()
+                .position(|(_, served)| !served.load(Ordering::Acquire))
+            {
+                Some(index) => {
+                    if let Some((victim, _)) = open.remove(index) {
+                        victim.abort();
+                    }
+                    None
+                }
+                // Every connection is serving real requests: refuse the new one.
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            },
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         let http = http.clone();
         let stopped = stopped.clone();
-        connections.spawn(async move {
-            connection(stream, peer.ip(), state, http, stopped).await;
+        let served = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&served);
+        let permits = Arc::clone(&permits);
+        let handle = connections.spawn(async move {
+            let permit = match permit {
+                Some(permit) => permit,
+                // The evicted connection frees its permit as soon as it is dropped.
+                None => match tokio::time::timeout(Duration::from_secs(1), permits.acquire_owned())
+                    .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    _ => return,
+                },
+            };
+            connection(stream, peer.ip(), state, http, stopped, flag).await;
             drop(permit);
         });
+        open.push_back((handle, served));
     }
     // Closes the port before waiting for in-flight requests.
     drop(listener);
@@ -222,6 +258,7 @@ async fn connection(
     state: Arc<State>,
     http: http1::Builder,
     stopped: watch::Receiver<bool>,
+    served: Arc<AtomicBool>,
 ) {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = state.tls.clone() {
@@ -229,11 +266,11 @@ async fn connection(
         let handshake =
             tokio::time::timeout(state.config.header_read_timeout, acceptor.accept(stream));
         if let Ok(Ok(tls)) = handshake.await {
-            serve(TokioIo::new(tls), peer, state, http, stopped).await;
+            serve(TokioIo::new(tls), peer, state, http, stopped, served).await;
         }
         return;
     }
-    serve(TokioIo::new(stream), peer, state, http, stopped).await;
+    serve(TokioIo::new(stream), peer, state, http, stopped, served).await;
 }
 
 async fn serve<I>(
@@ -242,11 +279,14 @@ async fn serve<I>(
     state: Arc<State>,
     http: http1::Builder,
     mut stopped: watch::Receiver<bool>,
+    served: Arc<AtomicBool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service_state = Arc::clone(&state);
     let service = service_fn(move |request| {
+        // A whole request arrived: this connection is no longer evictable.
+        served.store(true, Ordering::Release);
         let state = Arc::clone(&service_state);
         async move { Ok::<_, Infallible>(respond(request, peer, &state).await) }
     });

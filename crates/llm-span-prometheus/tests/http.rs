@@ -412,13 +412,47 @@ fn slow_clients_do_not_block_scrapes() {
 }
 
 #[test]
-fn connections_over_the_cap_are_closed_at_once() {
+fn silent_connections_at_the_cap_make_room_for_a_scrape() {
     let (_recorder, server) = start(loopback().with_max_connections(2));
     let addr = server.local_addr();
-    let held: Vec<TcpStream> = (0..2)
+    let mut held: Vec<TcpStream> = (0..2)
         .map(|_| common::connect(addr).expect("connect"))
         .collect();
     thread::sleep(Duration::from_millis(200));
+    // Both slots are taken by clients that never sent a request: a scrape evicts one.
+    let started = Instant::now();
+    let response = common::try_request(addr, "GET", "/metrics", &[]).expect("scrape");
+    assert_eq!(response.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let evicted = held
+        .iter_mut()
+        .map(|stream| closed_by_server(stream, Duration::from_secs(2)))
+        .filter(|closed| *closed)
+        .count();
+    assert!(evicted >= 1, "a silent connection was evicted");
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
+    let (_recorder, server) = start(loopback().with_max_connections(2));
+    let addr = server.local_addr();
+    // Two keep-alive clients that did send a request: they are not evictable.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = common::connect(addr).expect("connect");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+            let mut buffer = [0u8; 256];
+            let read = stream.read(&mut buffer).expect("response");
+            assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+            stream
+        })
+        .collect();
     let mut extra = common::connect(addr).expect("the kernel still accepts");
     let started = Instant::now();
     assert!(closed_by_server(&mut extra, Duration::from_secs(3)));
