@@ -1,0 +1,189 @@
+//! Hostile HTTP against /metrics: floods of silent connections, byte-a-second
+//! clients, oversized headers and bodies, garbage, wrong methods and paths, failed
+//! authentication, all at once. A legitimate scrape keeps succeeding within 2 s, the
+//! server's connections stay bounded, and everything is closed once the attack stops.
+//! (Its own binary: it counts this process's sockets.)
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llm_span_prometheus::ExporterBuilder;
+
+const MAX_CONNECTIONS: usize = 64;
+const ATTACK: Duration = Duration::from_secs(5);
+/// What a legitimate scrape may take while the attack runs.
+const SCRAPE_BOUND: Duration = Duration::from_secs(2);
+/// `Basic prometheus:s3cret`
+const GOOD_AUTH: &str = "Basic cHJvbWV0aGV1czpzM2NyZXQ=";
+
+/// Server-side sockets of `port` that are established (accepted or in the backlog).
+fn established(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let local = format!(":{port:04X} ");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && format!("{} ", fields[1]).ends_with(&local) && fields[3] == "01"
+        })
+        .count()
+}
+
+fn connect(addr: SocketAddr) -> Option<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .ok()?;
+    Some(stream)
+}
+
+/// Sends `request` and returns the status code, if the server answered one.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Option<u16> {
+    let mut stream = connect(addr)?;
+    stream.write_all(request).ok()?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn legit_scrape(addr: SocketAddr) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, SCRAPE_BOUND).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(SCRAPE_BOUND))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {GOOD_AUTH}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    if !text.starts_with("HTTP/1.1 200") || !text.contains("llm_requests_total") {
+        return Err(format!(
+            "unexpected response: {}",
+            text.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(started.elapsed())
+}
+
+#[test]
+fn scrapes_succeed_while_the_endpoint_is_attacked() {
+    let (_recorder, server) = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_basic_auth("prometheus", "s3cret")
+        .with_max_connections(MAX_CONNECTIONS)
+        .with_header_read_timeout(Duration::from_secs(2))
+        .spawn()
+        .expect("exporter");
+    let addr = server.local_addr();
+    let port = addr.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers = Arc::new(AtomicU64::new(0));
+    let mut attackers = Vec::new();
+
+    // A churn of silent connections: far more than the cap, replaced as they close.
+    for _ in 0..2 {
+        let stop = stop.clone();
+        attackers.push(std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                if held.len() < 150 {
+                    held.extend(connect(addr));
+                } else {
+                    held.remove(0);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
+    // Byte-a-second clients that never finish their headers.
+    for _ in 0..2 {
+        let stop = stop.clone();
+        attackers.push(std::thread::spawn(move || {
+            let mut slow: Vec<TcpStream> = (0..10).filter_map(|_| connect(addr)).collect();
+            let line = b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            let mut i = 0;
+            while !stop.load(Ordering::Acquire) {
+                for stream in &mut slow {
+                    let _ = stream.write_all(&line[i % line.len()..i % line.len() + 1]);
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        }));
+    }
+    // Oversized headers, oversized bodies, garbage, wrong methods and paths, bad auth.
+    let requests: Vec<Vec<u8>> = vec![
+        [b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec(), vec![b'a'; 64 * 1024], b"\r\n\r\n".to_vec()].concat(),
+        [b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n".to_vec(), vec![b'b'; 256 * 1024]].concat(),
+        (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(),
+        b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        b"GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic cHJvbWV0aGV1czp3cm9uZw==\r\nConnection: close\r\n\r\n".to_vec(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer guess\r\nConnection: close\r\n\r\n".to_vec(),
+    ];
+    for request in requests {
+        let (stop, answers) = (stop.clone(), answers.clone());
+        attackers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                if exchange(addr, &request).is_some() {
+                    answers.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+
+    let started = Instant::now();
+    let (mut scrapes, mut slowest, mut most_connections) = (0, Duration::ZERO, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    while started.elapsed() < ATTACK {
+        let took = legit_scrape(addr)
+            .unwrap_or_else(|e| panic!("scrape {scrapes} failed under attack: {e}"));
+        assert!(took < SCRAPE_BOUND, "scrape took {took:?}");
+        slowest = slowest.max(took);
+        scrapes += 1;
+        most_connections = most_connections.max(established(port));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Release);
+    for attacker in attackers {
+        attacker.join().expect("attacker");
+    }
+    let answered = answers.load(Ordering::Relaxed);
+    // Once the attackers are gone, so are their connections on the server side.
+    let drained = llm_span_suite::process::wait_for(Duration::from_secs(5), || {
+        (established(port) == 0).then_some(())
+    });
+    eprintln!(
+        "{scrapes} scrapes under attack, slowest {slowest:?}; {answered} hostile requests answered; at most {most_connections} server-side connections (cap {MAX_CONNECTIONS}, backlog included)"
+    );
+    assert!(scrapes >= 10);
+    assert!(
+        answered > 100,
+        "the hostile requests were answered (401/404/413/431/400), not hung"
+    );
+    assert!(
+        most_connections <= 3 * MAX_CONNECTIONS,
+        "{most_connections} connections"
+    );
+    assert!(
+        drained.is_some(),
+        "{} connections left after the attack",
+        established(port)
+    );
+    server.shutdown();
+}
