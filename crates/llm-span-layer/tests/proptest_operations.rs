@@ -205,7 +205,8 @@ fn run(ops: &[Op]) -> (Totals, common::Metrics) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+    // PROPTEST_CASES sets the number of cases (256 by default).
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn counters_match_and_gauges_return_to_zero(ops in proptest::collection::vec(op(), 0..60)) {
