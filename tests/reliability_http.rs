@@ -34,6 +34,16 @@ fn established(port: u16) -> usize {
         .count()
 }
 
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
 fn connect(addr: SocketAddr) -> Option<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
@@ -147,6 +157,8 @@ fn scrapes_succeed_while_the_endpoint_is_attacked() {
         }));
     }
 
+    let rss_before = rss_bytes();
+    let mut rss_peak = rss_before;
     let started = Instant::now();
     let (mut scrapes, mut slowest, mut most_connections) = (0, Duration::ZERO, 0);
     std::thread::sleep(Duration::from_millis(300));
@@ -157,6 +169,7 @@ fn scrapes_succeed_while_the_endpoint_is_attacked() {
         slowest = slowest.max(took);
         scrapes += 1;
         most_connections = most_connections.max(established(port));
+        rss_peak = rss_peak.max(rss_bytes());
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.store(true, Ordering::Release);
@@ -168,8 +181,15 @@ fn scrapes_succeed_while_the_endpoint_is_attacked() {
     let drained = llm_span_suite::process::wait_for(Duration::from_secs(5), || {
         (established(port) == 0).then_some(())
     });
+    let rss_growth = rss_peak.saturating_sub(rss_before);
     eprintln!(
-        "{scrapes} scrapes under attack, slowest {slowest:?}; {answered} hostile requests answered; at most {most_connections} server-side connections (cap {MAX_CONNECTIONS}, backlog included)"
+        "{scrapes} scrapes under attack, slowest {slowest:?}; {answered} hostile requests answered; at most {most_connections} server-side connections (cap {MAX_CONNECTIONS}, backlog included); RSS +{} KiB (attackers included)",
+        rss_growth >> 10
+    );
+    // Attackers and server share this process: the bound covers both.
+    assert!(
+        rss_growth < 64 << 20,
+        "resident memory grew by {rss_growth} bytes"
     );
     assert!(scrapes >= 10);
     assert!(
