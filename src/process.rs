@@ -155,6 +155,34 @@ pub fn scrape(addr: SocketAddr) -> crate::prom::Scrape {
         .unwrap_or_else(|e| panic!("scrape does not parse: {e}\n{body}"))
 }
 
+/// Resident memory of this process, in bytes (Linux; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// Runs the load generator against `server` with `args` and `--json`; returns its
+/// summary as printed.
+pub fn load_generator(server: &DemoServer, args: &[&str]) -> String {
+    let output = Command::new(example("load_generator"))
+        .args(["--target", &format!("http://{}", server.api)])
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run load_generator");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 summary")
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

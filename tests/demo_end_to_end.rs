@@ -1,8 +1,6 @@
 //! The demo server under seeded load: /metrics agrees exactly with what the client saw.
 
-use std::process::Command;
-
-use llm_span_suite::process::{example, http, scrape, DemoServer};
+use llm_span_suite::process::{http, load_generator, scrape, DemoServer};
 use serde_json::Value;
 
 const MODELS: [&str; 2] = ["fast", "slow"];
@@ -21,25 +19,18 @@ fn start() -> DemoServer {
 }
 
 fn load(server: &DemoServer, requests: u64) -> Value {
-    let output = Command::new(example("load_generator"))
-        .args(["--target", &format!("http://{}", server.api)])
-        .args([
-            "--requests",
-            &requests.to_string(),
-            "--concurrency",
-            "8",
-            "--seed",
-            "11",
-        ])
-        .args(["--abort-share", "0.3", "--json"])
-        .output()
-        .expect("run load_generator");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("summary JSON")
+    let requests = requests.to_string();
+    let args = [
+        "--requests",
+        &requests,
+        "--concurrency",
+        "8",
+        "--seed",
+        "11",
+        "--abort-share",
+        "0.3",
+    ];
+    serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use llm_span_suite::process::{example, http, wait_for, ChildGuard, DemoServer};
+use llm_span_suite::process::{http, load_generator, wait_for, ChildGuard, DemoServer};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -287,24 +287,18 @@ impl Prometheus {
 }
 
 fn load(server: &DemoServer, seed: u64, requests: u64) -> Value {
-    let output = Command::new(example("load_generator"))
-        .args(["--target", &format!("http://{}", server.api)])
-        .args(["--requests", &requests.to_string(), "--concurrency", "10"])
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--abort-share",
-            "0.1",
-            "--json",
-        ])
-        .output()
-        .expect("run load_generator");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("summary JSON")
+    let (seed, requests) = (seed.to_string(), requests.to_string());
+    let args = [
+        "--requests",
+        &requests,
+        "--concurrency",
+        "10",
+        "--seed",
+        &seed,
+        "--abort-share",
+        "0.1",
+    ];
+    serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
 use llm_span_suite::demo::Rng;
+use llm_span_suite::process::rss_bytes;
 use llm_span_suite::prom::Scrape;
 use tracing_subscriber::prelude::*;
 
@@ -18,16 +19,6 @@ const MAX_TENANTS: usize = 100;
 const MAX_SERIES: usize = 150;
 /// Resident memory the attack may add (measured: about 4 MiB).
 const RSS_BOUND_BYTES: u64 = 16 << 20;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
 
 #[test]
 fn a_million_model_names_cannot_explode_the_series() {

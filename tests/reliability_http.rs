@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llm_span_prometheus::ExporterBuilder;
+use llm_span_suite::process::rss_bytes;
 
 const MAX_CONNECTIONS: usize = 64;
 const ATTACK: Duration = Duration::from_secs(5);
@@ -32,16 +33,6 @@ fn established(port: u16) -> usize {
             fields.len() > 3 && format!("{} ", fields[1]).ends_with(&local) && fields[3] == "01"
         })
         .count()
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
 }
 
 fn connect(addr: SocketAddr) -> Option<TcpStream> {

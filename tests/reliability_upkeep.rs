@@ -5,20 +5,11 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
+use llm_span_suite::process::rss_bytes;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
 
 const REQUESTS: u64 = 1_000_000;
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
-}
 
 #[test]
 fn memory_stays_bounded_without_scrapes() {
