@@ -1,5 +1,6 @@
 //! The `tracing_subscriber::Layer` and its builder.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -40,6 +41,29 @@ const RESERVED_LABELS: [&str; 9] = [
 const DEFAULT_MAX_MODELS: usize = 100;
 const DEFAULT_MAX_LABEL_VALUES: usize = 100;
 const DEFAULT_MAX_SERIES: usize = 1000;
+
+thread_local! {
+    /// Whether this thread is inside one of the layer's callbacks.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as inside the layer until dropped. `None` when it already is:
+/// a recorder that emits tracing events while the layer calls it would otherwise
+/// re-enter the layer while it holds a lock, and the application would hang.
+struct Reentry;
+
+impl Reentry {
+    fn enter() -> Option<Reentry> {
+        // Lazily: a `Reentry` built and dropped here would clear the flag.
+        IN_CALLBACK.with(|inside| (!inside.replace(true)).then(|| Reentry))
+    }
+}
+
+impl Drop for Reentry {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|inside| inside.set(false));
+    }
+}
 
 enum RecorderSource {
     /// Whatever `metrics::with_recorder` gives at the time: local, then global, then no-op.
@@ -559,6 +583,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        let Some(_reentry) = Reentry::enter() else {
+            return Interest::always();
+        };
         self.callsites
             .insert(&metadata.callsite(), || self.contract.classify(metadata));
         // Never `never`: other layers must keep seeing everything they saw before.
@@ -567,6 +594,9 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(spec) = self.callsite(attrs.metadata()) else {
+            return;
+        };
+        let Some(_reentry) = Reentry::enter() else {
             return;
         };
         match spec.kind {
@@ -585,6 +615,9 @@ where
         if !self.inflight.may_contain(id) {
             return;
         }
+        let Some(_reentry) = Reentry::enter() else {
+            return;
+        };
         let mut first = FirstField(None);
         values.record(&mut first);
         let Some(callsite) = first.0 else {
@@ -631,6 +664,9 @@ where
         if spec.is_none() && !error {
             return;
         }
+        let Some(_reentry) = Reentry::enter() else {
+            return;
+        };
         let mut update = match spec {
             Some(spec) => {
                 let mut visitor = FieldVisitor::new(spec, &self.labels);
@@ -666,6 +702,9 @@ where
         if !self.inflight.may_contain(&id) {
             return;
         }
+        let Some(_reentry) = Reentry::enter() else {
+            return;
+        };
         if self
             .inflight
             .remove_with(&id, |tracked| self.finish(tracked))
