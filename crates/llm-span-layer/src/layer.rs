@@ -787,7 +787,8 @@ impl fmt::Debug for LlmSpanLayerBuilder {
 
 impl LlmSpanLayerBuilder {
     /// Promotes the request-span field `field` to a label of the same name on every
-    /// request metric. At most four extra labels; each is capped like `model`.
+    /// request metric. At most four extra labels; each takes at most
+    /// [`with_max_label_values`](Self::with_max_label_values) values.
     pub fn with_label(self, field: &'static str) -> Self {
         self.with_label_as(field, field)
     }
@@ -845,8 +846,9 @@ impl LlmSpanLayerBuilder {
 
     /// Emits to this recorder instead of the one current at each registration.
     ///
-    /// Use it in tests on a multi-thread runtime, where a local recorder (which is
-    /// thread-local) cannot reach every thread.
+    /// Use it in tests: they create and drop recorders (the default cache knows a
+    /// recorder by its address), and on a multi-thread runtime a local recorder (which
+    /// is thread-local) cannot reach every thread.
     pub fn with_recorder(mut self, recorder: impl Recorder + Send + Sync + 'static) -> Self {
         self.recorder = Some(Arc::new(recorder));
         self

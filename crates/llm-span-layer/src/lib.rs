@@ -53,7 +53,7 @@
 //! | `tokens_cached` | `gen_ai.usage.cache_read.input_tokens` | prompt tokens served from the prefix cache |
 //! | `finish_reason` | `gen_ai.response.finish_reasons` | why generation stopped |
 //! | `status` | `otel.status_code` | `ok`, `error` or `cancelled` (overrides the inferred status) |
-//! | `error` | `error.type` | any value marks the request failed |
+//! | `error` | `error.type` | any value but `false` marks the request failed |
 //!
 //! Events inside the request span or any of its descendants (the layer walks the
 //! scope to the nearest request span):
@@ -66,7 +66,7 @@
 //! | `tokens_in`, `tokens_out`, `tokens_cached` | the same as recording them on the span |
 //! | any field at `ERROR` level | the request failed (`#[instrument(err)]` emits such an event) |
 //! | `gpu_memory_used_bytes` (+ `gpu`) | sets `llm_gpu_memory_used_bytes{gpu}`; needs no request |
-//! | `kv_cache_usage_ratio` (+ `model`) | sets `llm_kv_cache_usage_ratio{model}`; needs no request |
+//! | `kv_cache_usage_ratio` (+ `model`) | sets `llm_kv_cache_usage_ratio{model}`; without `model`, the enclosing request's |
 //!
 //! Emit contract events at `INFO` or above: a global filter at `INFO` hides a `DEBUG`
 //! first-token event from every layer.
@@ -98,8 +98,10 @@
 //!   `llm_active_requests` goes up then and down at span close, so it returns to 0
 //!   however requests end, on whatever thread the span closes.
 //! - **Cardinality**: at most [`LlmSpanLayerBuilder::with_max_models`] distinct models
-//!   (default 100) and as many values per extra label; further values, empty ones
-//!   excepted, become `__overflow__` and are counted as anomalies. Values longer than
+//!   (default 100), [`LlmSpanLayerBuilder::with_max_label_values`] values per extra label
+//!   (default 100) and [`LlmSpanLayerBuilder::with_max_series`] label combinations
+//!   (default 1000); further values, empty ones excepted, become `__overflow__` and are
+//!   counted as anomalies. Values longer than
 //!   128 bytes or with control characters are `__overflow__` too.
 //! - **Cost** is `llm_cost_micro_usd_total`, an integer counter of micro-dollars that
 //!   carries sub-micro-dollar remainders exactly. Models without a price count their
@@ -114,8 +116,11 @@
 //! Handles are registered once per series and reused. By default the layer uses the
 //! recorder current at registration (a local recorder, else the global one), keeping
 //! a separate set of handles per recorder, so it works when the recorder is installed
-//! after the layer. Give the layer its own recorder with
-//! [`LlmSpanLayerBuilder::with_recorder`] in tests that run on several threads.
+//! after the layer. Recorders are told apart by address, at most 8 of them: the global
+//! one always works, but a recorder created after another was dropped may reuse its
+//! address and its stale handles. Give the layer its own recorder with
+//! [`LlmSpanLayerBuilder::with_recorder`] in tests, which create and drop recorders and
+//! run on several threads.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

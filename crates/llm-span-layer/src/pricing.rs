@@ -76,8 +76,9 @@ fn pico_per_token(usd_per_million: f64, field: &'static str) -> Result<u64, Pric
     let scaled = usd_per_million * 1e6;
     let rounded = scaled.round();
     // f64 cannot hold most decimals exactly; anything within rounding noise of a whole
-    // picodollar is that picodollar, anything further has more than six decimals.
-    if (scaled - rounded).abs() > 1e-6 * rounded.max(1.0) {
+    // picodollar is that picodollar, anything further has more than six decimals. Up to
+    // 1e12 picodollars that noise is below 1e-3 picodollar.
+    if (scaled - rounded).abs() > 1e-3 {
         return Err(invalid("has more than 6 decimals"));
     }
     Ok(rounded as u64)
@@ -316,6 +317,14 @@ mod tests {
         assert!(ModelPrice::usd_per_million_tokens(1.0, 2e6).is_err());
         let err = ModelPrice::usd_per_million_tokens(0.000_000_1, 1.0).expect_err("too precise");
         assert!(err.to_string().contains("more than 6 decimals"), "{err}");
+        for too_precise in [3.000_000_1, 1.000_000_4, 100.123_456_7, 0.200_000_4] {
+            assert!(
+                ModelPrice::usd_per_million_tokens(too_precise, 1.0).is_err(),
+                "{too_precise}"
+            );
+        }
+        let big = ModelPrice::usd_per_million_tokens(999_999.999_999, 1.0).expect("six decimals");
+        assert_eq!(big.input, 999_999_999_999);
     }
 
     #[test]

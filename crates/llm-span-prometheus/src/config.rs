@@ -121,8 +121,9 @@ impl ExporterBuilder {
         self
     }
 
-    /// Adds a label to every series, e.g. `service` or `instance`. A second call with
-    /// the same name replaces the value.
+    /// Adds a label to every series, e.g. `service` or `region` (Prometheus sets
+    /// `instance` itself, from the target). A second call with the same name replaces
+    /// the value.
     pub fn with_global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
         self.global_labels.retain(|(n, _)| *n != name);
@@ -131,8 +132,8 @@ impl ExporterBuilder {
     }
 
     /// Admits clients from `network` (`10.0.0.0/8`, `fd00::/8`, or a bare address);
-    /// others get 403. With no network given, every client is admitted. Checked when
-    /// the listener starts.
+    /// others get 403. Adds to the networks of `LLM_METRICS_ALLOW`, if any. With no
+    /// network given, every client is admitted. Checked when the listener starts.
     pub fn with_allowed_network(mut self, network: impl Into<String>) -> Self {
         self.allow.push(network.into());
         self
@@ -184,7 +185,9 @@ impl ExporterBuilder {
         self
     }
 
-    /// The most connections served at once; further ones are closed at once.
+    /// The most connections served at once. At the cap, a new connection evicts the
+    /// oldest one that has not sent a request; it is closed at once only when every
+    /// connection is serving requests.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
@@ -224,7 +227,8 @@ impl ExporterBuilder {
 
     /// Builds the recorder, starts the listener and installs the recorder globally.
     ///
-    /// The listener and upkeep run until the returned handle is shut down or dropped.
+    /// The listener runs until the returned handle is shut down or dropped; upkeep runs
+    /// for the life of the process, with the global recorder.
     pub fn install(self) -> Result<ExporterHandle, ExporterError> {
         let (recorder, server) = self.spawn()?;
         // On failure the server is dropped here, which stops it.

@@ -124,7 +124,7 @@
 //! | `LLM_METRICS_BEARER_TOKEN` | bearer token | |
 //! | `LLM_METRICS_BEARER_TOKEN_FILE` | file holding the bearer token | `/run/secrets/metrics-token` |
 //! | `LLM_METRICS_ALLOW_PUBLIC` | `1` allows a public bind without auth or allowlist | `1` |
-//! | `LLM_METRICS_GLOBAL_LABELS` | comma-separated `name=value` labels for every series | `service=chat,instance=a` |
+//! | `LLM_METRICS_GLOBAL_LABELS` | comma-separated `name=value` labels for every series | `service=chat,region=eu` |
 //! | `LLM_METRICS_TLS_CERT` | PEM certificate chain (feature `tls`) | `/etc/metrics/tls.crt` |
 //! | `LLM_METRICS_TLS_KEY` | PEM private key (feature `tls`) | `/etc/metrics/tls.key` |
 //!

@@ -86,7 +86,7 @@ impl fmt::Debug for MetricsHandle {
 impl MetricsHandle {
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     ///
-    /// It takes time proportional to the number of series (about a microsecond per
+    /// It takes time proportional to the number of series (about half a microsecond per
     /// line): call it off async worker threads, e.g. in `spawn_blocking`.
     pub fn render(&self) -> String {
         let mut out = self.shared.prometheus.render();
