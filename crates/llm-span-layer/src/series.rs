@@ -402,22 +402,14 @@ impl Binding {
         };
         current.set(1.0);
         if previous != u32::MAX {
-            if let Some(old) = self
-                .model_info
-                .find(mix_hash((model, revision_id(previous))), |k| {
-                    *k == (model, revision_id(previous))
-                })
-            {
-                old.1.set(0.0);
+            let old_key = (model, LabelId::from_raw(previous));
+            if let Some((_, old)) = self.model_info.find(mix_hash(old_key), |k| *k == old_key) {
+                old.set(0.0);
             }
         }
         gauges.revision.store(revision.raw(), Ordering::Release);
         true
     }
-}
-
-fn revision_id(raw: u32) -> LabelId {
-    LabelId::from_raw(raw)
 }
 
 fn label_pairs(key: &SeriesKey, labels: &LabelSets, config: &SeriesConfig) -> Vec<Label> {
