@@ -1,6 +1,6 @@
 //! The README's metrics reference table lists exactly what the layer emits.
 
-use llm_span_layer::catalog::{MetricKind, METRICS};
+use llm_span_layer::catalog::METRICS;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
@@ -40,12 +40,7 @@ fn every_metric_has_a_matching_row_and_no_row_is_stale() {
             .iter()
             .find(|(name, ..)| name == def.name)
             .unwrap_or_else(|| panic!("{} has no row in the README", def.name));
-        let expected_kind = match def.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        };
-        assert_eq!(kind, expected_kind, "{}", def.name);
+        assert_eq!(kind, def.kind.as_str(), "{}", def.name);
         let mut expected: Vec<String> = def.labels.iter().map(|l| (*l).to_owned()).collect();
         if def.per_request_series {
             expected.insert(0, "model".to_owned());
@@ -57,10 +52,68 @@ fn every_metric_has_a_matching_row_and_no_row_is_stale() {
 #[test]
 fn every_anomaly_reason_is_documented() {
     let readme = readme();
-    for reason in llm_span_layer::catalog::ANOMALY_REASON_VALUES {
+    for reason in llm_span_layer::catalog::Anomaly::ALL
+        .iter()
+        .map(|a| a.as_str())
+    {
         assert!(
             readme.contains(&format!("`{reason}`")),
             "{reason} is not in the README"
+        );
+    }
+}
+
+/// The first column (and, for the span table, the aliases column) of the tables in the
+/// README's "The span contract" section: (first cell, second cell) per row.
+fn contract_rows(readme: &str, header: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let start = readme
+        .find("## The span contract")
+        .expect("contract section");
+    let section = &readme[start..];
+    let table = &section[section.find(header).expect("table header")..];
+    let codes = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            // `tokens_out_delta = n` names the field `tokens_out_delta`.
+            .filter_map(|code| code.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    };
+    table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (codes(cells[1]), codes(cells[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn the_contract_table_lists_every_field_and_alias() {
+    use llm_span_layer::fields::CONTRACT;
+    let readme = readme();
+    let span_rows = contract_rows(&readme, "| field | aliases");
+    let span_fields: Vec<_> = CONTRACT.iter().filter(|def| def.on_span).collect();
+    assert_eq!(span_rows.len(), span_fields.len(), "one row per span field");
+    for def in span_fields {
+        let (_, aliases) = span_rows
+            .iter()
+            .find(|(names, _)| names.first().map(String::as_str) == Some(def.name))
+            .unwrap_or_else(|| panic!("span field {} has no row", def.name));
+        let expected: Vec<String> = def.aliases.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(aliases, &expected, "aliases of {}", def.name);
+    }
+    let event_rows = contract_rows(&readme, "| event field |");
+    for def in CONTRACT.iter().filter(|def| def.on_event) {
+        assert!(
+            event_rows
+                .iter()
+                .any(|(names, _)| names.iter().any(|n| n == def.name)),
+            "event field {} is not in the events table",
+            def.name
         );
     }
 }

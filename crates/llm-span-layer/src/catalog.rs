@@ -1,10 +1,13 @@
-//! Every metric the layer emits: name, type, labels, unit and help text.
+//! Every metric the layer emits (name, type, labels, unit and help text) and the closed
+//! sets of label values it uses ([`Status`], [`TokenType`], [`FinishReason`],
+//! [`Anomaly`]).
 //!
 //! Exporters use [`METRICS`] to describe families before the first request and to
 //! pick histogram buckets per metric; the README's reference table lists the same.
 
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MetricKind {
     /// A monotonic `u64` counter (`_total` suffix).
     Counter,
@@ -14,8 +17,20 @@ pub enum MetricKind {
     Histogram,
 }
 
+impl MetricKind {
+    /// The Prometheus `# TYPE` name: `counter`, `gauge` or `histogram`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
 /// Description of one metric family the layer can emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MetricDef {
     /// Prometheus metric name.
     pub name: &'static str,
@@ -73,25 +88,99 @@ pub const UNKNOWN_LABEL_VALUE: &str = "unknown";
 /// Label value that replaces values past a label's cap, and invalid values.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 
-/// Values of the `status` label of [`REQUESTS_TOTAL`].
-pub const STATUS_VALUES: [&str; 3] = ["ok", "error", "cancelled"];
-/// Values of the `type` label of [`TOKENS_TOTAL`] and [`UNPRICED_TOKENS_TOTAL`].
-pub const TOKEN_TYPE_VALUES: [&str; 2] = ["input", "output"];
-/// Values of the `reason` label of [`FINISH_REASONS_TOTAL`].
-pub const FINISH_REASON_VALUES: [&str; 5] =
-    ["stop", "length", "tool_calls", "content_filter", "other"];
-/// Values of the `reason` label of [`LAYER_ANOMALIES_TOTAL`].
-pub const ANOMALY_REASON_VALUES: [&str; 9] = [
-    "missing_model",
-    "malformed_value",
-    "invalid_label",
-    "label_overflow",
-    "series_overflow",
-    "duplicate_first_token",
-    "duplicate_completion",
-    "event_outside_request",
-    "token_count_mismatch",
-];
+/// Defines a closed set of label values: an enum, its values in order, and their text.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order the layer registers them.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// How many values there are.
+            pub(crate) const COUNT: usize = $name::ALL.len();
+
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// Position in [`Self::ALL`], for arrays of handles indexed by value.
+            pub(crate) const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// How a request ended: the `status` label of [`REQUESTS_TOTAL`].
+    Status {
+        /// It completed.
+        Ok => "ok",
+        /// It failed.
+        Error => "error",
+        /// Its span closed before it completed (a dropped future, a client gone).
+        Cancelled => "cancelled",
+    }
+}
+
+vocabulary! {
+    /// The `type` label of [`TOKENS_TOTAL`] and [`UNPRICED_TOKENS_TOTAL`].
+    TokenType {
+        /// Prompt tokens.
+        Input => "input",
+        /// Generated tokens.
+        Output => "output",
+    }
+}
+
+vocabulary! {
+    /// Why generation stopped, normalized: the `reason` label of [`FINISH_REASONS_TOTAL`].
+    FinishReason {
+        /// A natural stop (end of sequence, a stop sequence).
+        Stop => "stop",
+        /// The token limit.
+        Length => "length",
+        /// The model called a tool.
+        ToolCalls => "tool_calls",
+        /// A content filter ended it.
+        ContentFilter => "content_filter",
+        /// Anything else.
+        Other => "other",
+    }
+}
+
+vocabulary! {
+    /// Why the layer could not use an input as given: the `reason` label of
+    /// [`LAYER_ANOMALIES_TOTAL`].
+    Anomaly {
+        /// A request closed without naming its model (counted under `model="unknown"`).
+        MissingModel => "missing_model",
+        /// A value of the wrong type or out of range.
+        MalformedValue => "malformed_value",
+        /// A label value too long or with control or format characters.
+        InvalidLabel => "invalid_label",
+        /// A label value past its cap.
+        LabelOverflow => "label_overflow",
+        /// A label combination past the series cap.
+        SeriesOverflow => "series_overflow",
+        /// A second first-token event.
+        DuplicateFirstToken => "duplicate_first_token",
+        /// A second completion event.
+        DuplicateCompletion => "duplicate_completion",
+        /// A request event outside any request span.
+        EventOutsideRequest => "event_outside_request",
+        /// A token total below what was already counted, or more cached than input tokens.
+        TokenCountMismatch => "token_count_mismatch",
+    }
+}
 
 /// Every metric family the layer can emit, in reference-table order.
 pub const METRICS: &[MetricDef] = &[

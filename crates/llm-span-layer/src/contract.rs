@@ -1,6 +1,6 @@
 //! The span contract: which field names mean what, and which callsites matter.
 //!
-//! Classification happens once per callsite, in `register_callsite`; the hot path only
+//! Classification happens once per callsite, when it registers; the hot path only
 //! reads the result.
 
 use tracing_core::{Level, Metadata};
@@ -27,11 +27,13 @@ pub(crate) enum Role {
     KvCacheUsage,
 }
 
-/// Field names the layer reads, shared by spans and events.
+/// Field names the layer reads, and the one table of their aliases.
 ///
 /// The OpenTelemetry GenAI semantic-convention names are aliases, so code written for
 /// `tracing-opentelemetry` produces the same metrics unchanged.
 pub mod fields {
+    use super::Role;
+
     /// Model name (request span). Alias: `gen_ai.request.model`.
     pub const MODEL: &str = "model";
     /// Model name reported by the response; used only when the request names none.
@@ -61,76 +63,137 @@ pub mod fields {
     pub const GPU_MEMORY_USED_BYTES: &str = "gpu_memory_used_bytes";
     /// Event field: share of the KV cache in use, from 0 to 1.
     pub const KV_CACHE_USAGE_RATIO: &str = "kv_cache_usage_ratio";
+
+    /// One field of the contract: its name, its aliases and where it is read.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct FieldDef {
+        /// The field name.
+        pub name: &'static str,
+        /// Other names with the same meaning (OpenTelemetry GenAI conventions).
+        pub aliases: &'static [&'static str],
+        /// Read on request spans.
+        pub on_span: bool,
+        /// Read on events.
+        pub on_event: bool,
+        pub(crate) role: Role,
+    }
+
+    const fn field(
+        name: &'static str,
+        aliases: &'static [&'static str],
+        on_span: bool,
+        on_event: bool,
+        role: Role,
+    ) -> FieldDef {
+        FieldDef {
+            name,
+            aliases,
+            on_span,
+            on_event,
+            role,
+        }
+    }
+
+    /// Every field the layer reads, with its aliases: the README's contract tables.
+    pub const CONTRACT: &[FieldDef] = &[
+        field(MODEL, &["gen_ai.request.model"], true, true, Role::Model),
+        field(RESPONSE_MODEL, &[], true, false, Role::ResponseModel),
+        field(MODEL_REVISION, &[], true, false, Role::Revision),
+        field(
+            TOKENS_IN,
+            &["gen_ai.usage.input_tokens"],
+            true,
+            true,
+            Role::InputTokens,
+        ),
+        field(
+            TOKENS_OUT,
+            &["gen_ai.usage.output_tokens"],
+            true,
+            true,
+            Role::OutputTokens,
+        ),
+        field(
+            TOKENS_CACHED,
+            &[
+                "gen_ai.usage.cache_read.input_tokens",
+                "gen_ai.usage.cache_read_input_tokens",
+            ],
+            true,
+            true,
+            Role::CachedTokens,
+        ),
+        field(
+            FINISH_REASON,
+            &["gen_ai.response.finish_reasons"],
+            true,
+            true,
+            Role::FinishReason,
+        ),
+        field(STATUS, &["otel.status_code"], true, false, Role::Status),
+        field(ERROR, &["error.type"], true, false, Role::Error),
+        field(FIRST_TOKEN, &[], false, true, Role::FirstToken),
+        field(TOKENS_OUT_DELTA, &[], false, true, Role::OutputDelta),
+        field(GPU, &[], false, true, Role::GpuId),
+        field(GPU_MEMORY_USED_BYTES, &[], false, true, Role::GpuMemoryUsed),
+        field(KV_CACHE_USAGE_RATIO, &[], false, true, Role::KvCacheUsage),
+    ];
+
+    /// The role of a field name on a span (`on_event == false`) or an event.
+    pub(crate) fn role_of(name: &str, on_event: bool) -> Role {
+        CONTRACT
+            .iter()
+            .filter(|def| if on_event { def.on_event } else { def.on_span })
+            .find(|def| def.name == name || def.aliases.contains(&name))
+            .map_or(Role::Ignored, |def| def.role)
+    }
 }
 
-/// Field names recognised on request spans.
-const SPAN_FIELDS: &[(&str, Role)] = &[
-    (fields::MODEL, Role::Model),
-    ("gen_ai.request.model", Role::Model),
-    (fields::RESPONSE_MODEL, Role::ResponseModel),
-    (fields::MODEL_REVISION, Role::Revision),
-    (fields::TOKENS_IN, Role::InputTokens),
-    ("gen_ai.usage.input_tokens", Role::InputTokens),
-    (fields::TOKENS_OUT, Role::OutputTokens),
-    ("gen_ai.usage.output_tokens", Role::OutputTokens),
-    (fields::TOKENS_CACHED, Role::CachedTokens),
-    ("gen_ai.usage.cache_read.input_tokens", Role::CachedTokens),
-    ("gen_ai.usage.cache_read_input_tokens", Role::CachedTokens),
-    (fields::FINISH_REASON, Role::FinishReason),
-    ("gen_ai.response.finish_reasons", Role::FinishReason),
-    (fields::STATUS, Role::Status),
-    ("otel.status_code", Role::Status),
-    (fields::ERROR, Role::Error),
-    ("error.type", Role::Error),
-];
-
-/// Field names recognised on events.
-const EVENT_FIELDS: &[(&str, Role)] = &[
-    (fields::FIRST_TOKEN, Role::FirstToken),
-    (fields::TOKENS_OUT_DELTA, Role::OutputDelta),
-    (fields::FINISH_REASON, Role::FinishReason),
-    ("gen_ai.response.finish_reasons", Role::FinishReason),
-    (fields::TOKENS_IN, Role::InputTokens),
-    ("gen_ai.usage.input_tokens", Role::InputTokens),
-    (fields::TOKENS_OUT, Role::OutputTokens),
-    ("gen_ai.usage.output_tokens", Role::OutputTokens),
-    (fields::TOKENS_CACHED, Role::CachedTokens),
-    ("gen_ai.usage.cache_read.input_tokens", Role::CachedTokens),
-    ("gen_ai.usage.cache_read_input_tokens", Role::CachedTokens),
-    (fields::MODEL, Role::Model),
-    ("gen_ai.request.model", Role::Model),
-    (fields::GPU, Role::GpuId),
-    (fields::GPU_MEMORY_USED_BYTES, Role::GpuMemoryUsed),
-    (fields::KV_CACHE_USAGE_RATIO, Role::KvCacheUsage),
-];
-
-/// How a callsite takes part in the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Request,
+/// How a callsite takes part in the contract, decided once when it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallsiteClass {
+    /// A request span; the role of each field, by `Field::index()`.
+    Request { roles: Box<[Role]> },
+    /// A queue-phase span.
     Queue,
-    /// An event that updates its request (first token, tokens, completion).
-    RequestEvent,
+    /// An event that updates its request (first token, tokens, completion), and
+    /// perhaps engine gauges too.
+    RequestEvent {
+        roles: Box<[Role]>,
+        sets_gauges: bool,
+    },
     /// An event that only sets engine gauges.
-    GaugeEvent,
+    GaugeEvent { roles: Box<[Role]> },
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct CallsiteSpec {
-    pub(crate) kind: Kind,
-    /// Role of each field, by `Field::index()`.
-    pub(crate) roles: Box<[Role]>,
-    /// Whether an event also sets engine gauges.
-    pub(crate) sets_gauges: bool,
-}
-
-impl CallsiteSpec {
+impl CallsiteClass {
+    /// The role of the field at `field_index`.
     #[inline]
     pub(crate) fn role(&self, field_index: usize) -> Role {
-        self.roles
-            .get(field_index)
-            .copied()
-            .unwrap_or(Role::Ignored)
+        let roles = match self {
+            CallsiteClass::Request { roles }
+            | CallsiteClass::RequestEvent { roles, .. }
+            | CallsiteClass::GaugeEvent { roles } => roles,
+            CallsiteClass::Queue => return Role::Ignored,
+        };
+        roles.get(field_index).copied().unwrap_or(Role::Ignored)
+    }
+
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(self, CallsiteClass::Request { .. })
+    }
+
+    pub(crate) fn is_request_event(&self) -> bool {
+        matches!(self, CallsiteClass::RequestEvent { .. })
+    }
+
+    pub(crate) fn sets_gauges(&self) -> bool {
+        match self {
+            CallsiteClass::RequestEvent { sets_gauges, .. } => *sets_gauges,
+            CallsiteClass::GaugeEvent { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -143,16 +206,8 @@ pub(crate) struct Contract {
     pub(crate) queue_span_name: &'static str,
 }
 
-impl Default for Contract {
-    fn default() -> Self {
-        Self {
-            extra_labels: Vec::new(),
-            request_span_names: Vec::new(),
-            target_prefixes: Vec::new(),
-            queue_span_name: "queue",
-        }
-    }
-}
+/// The default name of queue-phase spans.
+pub(crate) const DEFAULT_QUEUE_SPAN_NAME: &str = "queue";
 
 impl Contract {
     fn span_role(&self, name: &str) -> Role {
@@ -163,16 +218,16 @@ impl Contract {
         {
             return Role::Label(position as u8);
         }
-        lookup(SPAN_FIELDS, name)
+        fields::role_of(name, false)
     }
 
     /// Whether a span field name already has a meaning in the contract.
-    pub(crate) fn is_contract_field(&self, name: &str) -> bool {
-        lookup(SPAN_FIELDS, name) != Role::Ignored
+    pub(crate) fn is_contract_field(name: &str) -> bool {
+        fields::role_of(name, false) != Role::Ignored
     }
 
     /// Decides once per callsite whether and how it matters.
-    pub(crate) fn classify(&self, metadata: &Metadata<'_>) -> Option<CallsiteSpec> {
+    pub(crate) fn classify(&self, metadata: &Metadata<'_>) -> Option<CallsiteClass> {
         if metadata.is_span() {
             let roles: Box<[Role]> = metadata
                 .fields()
@@ -188,25 +243,17 @@ impl Contract {
             let named = self.request_span_names.contains(&metadata.name());
             let by_fields = has(&[Role::Model, Role::ResponseModel]) && has(&[Role::InputTokens]);
             if in_scope && (named || by_fields) {
-                return Some(CallsiteSpec {
-                    kind: Kind::Request,
-                    roles,
-                    sets_gauges: false,
-                });
+                return Some(CallsiteClass::Request { roles });
             }
             if metadata.name() == self.queue_span_name {
-                return Some(CallsiteSpec {
-                    kind: Kind::Queue,
-                    roles: Box::new([]),
-                    sets_gauges: false,
-                });
+                return Some(CallsiteClass::Queue);
             }
             return None;
         }
         let roles: Box<[Role]> = metadata
             .fields()
             .iter()
-            .map(|f| lookup(EVENT_FIELDS, f.name()))
+            .map(|f| fields::role_of(f.name(), true))
             .collect();
         let updates_request = roles.iter().any(|r| {
             matches!(
@@ -222,27 +269,40 @@ impl Contract {
         let sets_gauges = roles
             .iter()
             .any(|r| matches!(r, Role::GpuMemoryUsed | Role::KvCacheUsage));
-        let kind = match (updates_request, sets_gauges) {
-            (true, _) => Kind::RequestEvent,
-            (false, true) => Kind::GaugeEvent,
-            (false, false) => return None,
-        };
-        Some(CallsiteSpec {
-            kind,
-            roles,
-            sets_gauges,
-        })
+        match (updates_request, sets_gauges) {
+            (true, _) => Some(CallsiteClass::RequestEvent { roles, sets_gauges }),
+            (false, true) => Some(CallsiteClass::GaugeEvent { roles }),
+            (false, false) => None,
+        }
     }
-}
-
-fn lookup(table: &[(&str, Role)], name: &str) -> Role {
-    table
-        .iter()
-        .find(|(field, _)| *field == name)
-        .map_or(Role::Ignored, |(_, role)| *role)
 }
 
 /// Whether an event's level marks its request as failed (as `#[instrument(err)]` emits).
 pub(crate) fn is_error_level(metadata: &Metadata<'_>) -> bool {
     *metadata.level() == Level::ERROR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields::{role_of, CONTRACT};
+    use super::*;
+
+    #[test]
+    fn names_and_aliases_are_unique_per_place() {
+        for on_event in [false, true] {
+            let mut seen = std::collections::HashSet::new();
+            for def in CONTRACT
+                .iter()
+                .filter(|d| if on_event { d.on_event } else { d.on_span })
+            {
+                for name in std::iter::once(&def.name).chain(def.aliases) {
+                    assert!(seen.insert(*name), "{name} twice");
+                    assert_eq!(role_of(name, on_event), def.role, "{name}");
+                }
+            }
+        }
+        assert_eq!(role_of("first_token", false), Role::Ignored);
+        assert_eq!(role_of("status", true), Role::Ignored);
+        assert_eq!(role_of("nope", true), Role::Ignored);
+    }
 }

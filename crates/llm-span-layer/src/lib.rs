@@ -37,79 +37,29 @@
 //!
 //! # The span contract
 //!
-//! A **request span** is a span that declares a model field and an input-token field
-//! (either may be [`Empty`](tracing::field::Empty) at creation and recorded later), or
-//! whose name was given to [`LlmSpanLayerBuilder::with_request_span_name`]. The class
-//! of each callsite is decided once, when it registers; the layer never disables a
-//! callsite, so other layers see everything they saw before.
+//! A **request span** declares a model field and an input-token field (either may be
+//! [`Empty`](tracing::field::Empty) at creation and recorded later), or has a name given
+//! to [`LlmSpanLayerBuilder::with_request_span_name`]. Events inside it (a first token,
+//! streamed token counts, a finish reason, anything at `ERROR` level) update it; a
+//! child span named `queue` marks the time it waited for a slot. The layer never
+//! disables a callsite, so other layers see everything they saw before.
 //!
-//! | field (span) | aliases | meaning |
-//! |---|---|---|
-//! | `model` | `gen_ai.request.model` | model name; the `model` label |
-//! | `gen_ai.response.model` | | model name, used only if the request names none |
-//! | `model_revision` | | feeds `llm_model_info{model,revision}` |
-//! | `tokens_in` | `gen_ai.usage.input_tokens` | prompt tokens |
-//! | `tokens_out` | `gen_ai.usage.output_tokens` | generated tokens (the request's total) |
-//! | `tokens_cached` | `gen_ai.usage.cache_read.input_tokens` | prompt tokens served from the prefix cache |
-//! | `finish_reason` | `gen_ai.response.finish_reasons` | why generation stopped |
-//! | `status` | `otel.status_code` | `ok`, `error` or `cancelled` (overrides the inferred status) |
-//! | `error` | `error.type` | any value but `false` marks the request failed |
+//! Every field the layer reads, its OpenTelemetry GenAI aliases and what it means are
+//! listed in the README's [span contract][contract] table, the single place that
+//! documents it (the same list in code: [`fields::CONTRACT`]); the README's
+//! [semantics][semantics] section says when each metric moves.
 //!
-//! Events inside the request span or any of its descendants (the layer walks the
-//! scope to the nearest request span):
-//!
-//! | event field | meaning |
-//! |---|---|
-//! | `first_token` | the first output token exists: TTFT is recorded (once; a second is an anomaly) |
-//! | `tokens_out_delta = n` | `n` more output tokens were streamed; counted at once; the first also marks the first token |
-//! | `finish_reason` | generation completed: the end time for latency and decode speed |
-//! | `tokens_in`, `tokens_out`, `tokens_cached` | the same as recording them on the span |
-//! | any field at `ERROR` level | the request failed (`#[instrument(err)]` emits such an event) |
-//! | `gpu_memory_used_bytes` (+ `gpu`) | sets `llm_gpu_memory_used_bytes{gpu}`; needs no request |
-//! | `kv_cache_usage_ratio` (+ `model`) | sets `llm_kv_cache_usage_ratio{model}`; without `model`, the enclosing request's |
-//!
-//! Emit contract events at `INFO` or above: a global filter at `INFO` hides a `DEBUG`
-//! first-token event from every layer.
-//!
-//! A **queue span** is a child of a request span named `queue` (see
-//! [`LlmSpanLayerBuilder::with_queue_span_name`]); while it is open the request counts
-//! in `llm_queue_depth`, and its lifetime is observed in `llm_queue_wait_seconds`.
-//!
-//! Values may be `u64`, `i64`, integral `f64`, `&str`, or `%`/`?` formatted. Token
-//! counts must be integers from 0 to 2^32 - 1; anything else is dropped and counted in
-//! `llm_layer_anomalies_total{reason="malformed_value"}`.
-//!
-//! # Semantics
-//!
-//! - **Time** comes from a monotonic [`quanta::Clock`] (injectable with
-//!   [`LlmSpanLayerBuilder::with_clock`]), never from enter/exit, which async spans do
-//!   on every poll. TTFT is first-token event minus span creation. End-to-end latency
-//!   is span creation to the completion event, or to span close if there is none.
-//! - **Decode speed**: with `n` output tokens, a first token at `f` and an end at `e`,
-//!   time per output token is `(e - f) / (n - 1)` and tokens per second is
-//!   `(n - 1) / (e - f)`. Nothing is recorded for `n < 2` or without a first token.
-//! - **Status**: an explicit `status` wins; else an error seen in scope makes it
-//!   `error`; else `ok` if the request signalled completion (a finish reason or a
-//!   recorded `tokens_out`), else `cancelled` (the span closed early, as when a future
-//!   is dropped mid-stream). End-to-end latency and decode speed are recorded for `ok`
-//!   requests only; TTFT for every request that produced a first token.
-//! - **Labels** are bound when a request's series is first needed (at creation when
-//!   the model is known); later changes of the model or extra labels are ignored.
-//!   `llm_active_requests` goes up then and down at span close, so it returns to 0
-//!   however requests end, on whatever thread the span closes.
-//! - **Cardinality**: at most [`LlmSpanLayerBuilder::with_max_models`] distinct models
-//!   (default 100), [`LlmSpanLayerBuilder::with_max_label_values`] values per extra label
-//!   (default 100) and [`LlmSpanLayerBuilder::with_max_series`] label combinations
-//!   (default 1000); further values, empty ones excepted, become `__overflow__` and are
-//!   counted as anomalies. Values longer than
-//!   128 bytes or with control characters are `__overflow__` too.
-//! - **Cost** is `llm_cost_micro_usd_total`, an integer counter of micro-dollars that
-//!   carries sub-micro-dollar remainders exactly. Models without a price count their
-//!   tokens in `llm_unpriced_tokens_total` instead.
+//! Emit contract spans and events at `INFO` or above, and filter your logs with a
+//! per-layer filter (`fmt::layer().with_filter(..)`): a *global* filter at `WARN`
+//! disables `INFO` request spans for every layer, this one included.
 //!
 //! # Metrics
 //!
-//! [`catalog::METRICS`] lists every family with its type, labels, unit and help text.
+//! [`catalog::METRICS`] lists every family with its type, labels, unit and help text,
+//! and [`catalog`] the closed sets of label values.
+//!
+//! [contract]: https://example.invalid/llm-span-metrics/blob/main/README.md#the-span-contract
+//! [semantics]: https://example.invalid/llm-span-metrics/blob/main/README.md#semantics
 //!
 //! # Recorders
 //!
@@ -125,18 +75,21 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod callsites;
+mod builder;
 pub mod catalog;
+mod containers;
 mod contract;
-mod inflight;
-mod labels;
+mod decode;
 mod layer;
 mod pricing;
+mod recorders;
+mod reentry;
+mod request;
 mod series;
 mod state;
-mod table;
-mod update;
 
+pub use builder::{ConfigError, LlmSpanLayerBuilder};
 pub use contract::fields;
-pub use layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder};
+pub use layer::LlmSpanLayer;
 pub use pricing::{ModelPrice, PriceError, PriceTable};
+

@@ -2,8 +2,9 @@
 //!
 //! A `counter!` with a dynamic label builds and hashes a key on every call; a cached
 //! handle is one atomic add. Handles belong to the recorder they were registered
-//! with, so the cache is kept per recorder ("binding"): installing the recorder
-//! after the layer, or using a local recorder in tests, gets fresh handles.
+//! with, so [`RecorderHandles`] holds every handle registered with one recorder:
+//! installing the recorder after the layer, or using a local recorder in tests, gets
+//! fresh handles.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -11,11 +12,11 @@ use std::sync::{Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
 
-use crate::catalog::{self, FINISH_REASON_VALUES, STATUS_VALUES, TOKEN_TYPE_VALUES};
-use crate::labels::LabelId;
+use crate::catalog::{self, Anomaly, FinishReason, Status, TokenType};
+use crate::containers::labels::{LabelId, LabelSets};
+use crate::containers::table::{BoundedTable, BuildMixHasher};
+use crate::decode::MAX_EXTRA_LABELS;
 use crate::pricing::{CostCarry, ModelPrice, PriceTable};
-use crate::table::{BoundedTable, BuildMixHasher};
-use crate::update::{LabelSets, ANOMALY_COUNT, MAX_EXTRA_LABELS};
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("llm_span_layer", metrics::Level::INFO, Some(module_path!()));
@@ -24,10 +25,10 @@ static METADATA: metrics::Metadata<'static> =
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct SeriesKey(pub(crate) [LabelId; 1 + MAX_EXTRA_LABELS]);
 
-/// Where a request's handles live: which binding, which series slot.
+/// Where a request's handles live: which recorder's handles, which series slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SeriesRef {
-    pub(crate) binding: u8,
+    pub(crate) recorder: u8,
     pub(crate) slot: u32,
 }
 
@@ -44,21 +45,18 @@ pub(crate) enum Pricing {
         carry: CostCarry,
     },
     Unpriced {
-        /// Input, output.
-        tokens: [Counter; 2],
+        /// By [`TokenType`].
+        tokens: [Counter; TokenType::COUNT],
     },
 }
 
 /// Every handle a request of one series touches.
 #[derive(Debug)]
 pub(crate) struct Series {
-    /// By `Status` discriminant: ok, error, cancelled.
-    pub(crate) requests: [Counter; 3],
-    /// Input, output.
-    pub(crate) tokens: [Counter; 2],
+    requests: [Counter; Status::COUNT],
+    tokens: [Counter; TokenType::COUNT],
     pub(crate) cached_input: Counter,
-    /// By `FinishReason` discriminant.
-    pub(crate) finish_reasons: [Counter; 5],
+    finish_reasons: [Counter; FinishReason::COUNT],
     pub(crate) pricing: Pricing,
     pub(crate) ttft: Histogram,
     pub(crate) e2e: Histogram,
@@ -84,11 +82,8 @@ impl Series {
         let counter = |name, extra| recorder.register_counter(&key(name, extra), &METADATA);
         let gauge = |name| recorder.register_gauge(&key(name, None), &METADATA);
         let histogram = |name| recorder.register_histogram(&key(name, None), &METADATA);
-        let by = |name, label, values: &[&'static str]| -> Vec<Counter> {
-            values
-                .iter()
-                .map(|v| counter(name, Some((label, *v))))
-                .collect()
+        let by_type = |name| {
+            std::array::from_fn(|i| counter(name, Some(("type", TokenType::ALL[i].as_str()))))
         };
         let pricing = match price {
             Some(price) => Pricing::Priced {
@@ -97,22 +92,24 @@ impl Series {
                 carry: CostCarry::default(),
             },
             None => Pricing::Unpriced {
-                tokens: to_array(by(
-                    catalog::UNPRICED_TOKENS_TOTAL,
-                    "type",
-                    &TOKEN_TYPE_VALUES,
-                )),
+                tokens: by_type(catalog::UNPRICED_TOKENS_TOTAL),
             },
         };
         Self {
-            requests: to_array(by(catalog::REQUESTS_TOTAL, "status", &STATUS_VALUES)),
-            tokens: to_array(by(catalog::TOKENS_TOTAL, "type", &TOKEN_TYPE_VALUES)),
+            requests: std::array::from_fn(|i| {
+                counter(
+                    catalog::REQUESTS_TOTAL,
+                    Some(("status", Status::ALL[i].as_str())),
+                )
+            }),
+            tokens: by_type(catalog::TOKENS_TOTAL),
             cached_input: counter(catalog::CACHED_INPUT_TOKENS_TOTAL, None),
-            finish_reasons: to_array(by(
-                catalog::FINISH_REASONS_TOTAL,
-                "reason",
-                &FINISH_REASON_VALUES,
-            )),
+            finish_reasons: std::array::from_fn(|i| {
+                counter(
+                    catalog::FINISH_REASONS_TOTAL,
+                    Some(("reason", FinishReason::ALL[i].as_str())),
+                )
+            }),
             pricing,
             ttft: histogram(catalog::TTFT_SECONDS),
             e2e: histogram(catalog::E2E_LATENCY_SECONDS),
@@ -124,6 +121,27 @@ impl Series {
             kv_cache_hit_rate: gauge(catalog::KV_CACHE_HIT_RATE),
             input_total: AtomicU64::new(0),
             cached_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a finished request.
+    pub(crate) fn count_request(&self, status: Status) {
+        self.requests[status.index()].increment(1);
+    }
+
+    /// Counts a reported finish reason.
+    pub(crate) fn count_finish_reason(&self, reason: FinishReason) {
+        self.finish_reasons[reason.index()].increment(1);
+    }
+
+    /// Adds tokens of one type, and to the unpriced counter if the model has no price.
+    pub(crate) fn add_tokens(&self, token_type: TokenType, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.tokens[token_type.index()].increment(count);
+        if let Pricing::Unpriced { tokens } = &self.pricing {
+            tokens[token_type.index()].increment(count);
         }
     }
 
@@ -153,11 +171,6 @@ impl Series {
     }
 }
 
-fn to_array<const N: usize>(handles: Vec<Counter>) -> [Counter; N] {
-    let mut handles = handles.into_iter();
-    std::array::from_fn(|_| handles.next().unwrap_or_else(Counter::noop))
-}
-
 /// Per-model state of engine gauges and model revisions.
 #[derive(Debug)]
 struct ModelGauges {
@@ -178,15 +191,15 @@ pub(crate) struct SeriesConfig {
     pub(crate) max_gpus: usize,
 }
 
-/// All handles registered with one recorder.
+/// Every handle registered with one recorder.
 #[derive(Debug)]
-pub(crate) struct Binding {
+pub(crate) struct RecorderHandles {
     recorder_key: usize,
     series: BoundedTable<SeriesKey, Box<Series>>,
     /// Series slot by model id, when the model is the only label: skips hashing.
     by_model: Box<[OnceLock<u32>]>,
     overflow: OnceLock<Box<Series>>,
-    anomalies: [Counter; ANOMALY_COUNT],
+    anomalies: [Counter; Anomaly::COUNT],
     models: BoundedTable<LabelId, ModelGauges>,
     model_info: BoundedTable<(LabelId, LabelId), Gauge>,
     gpus: BoundedTable<LabelId, Gauge>,
@@ -196,7 +209,7 @@ fn mix_hash(value: impl Hash) -> u64 {
     BuildMixHasher.hash_one(value)
 }
 
-impl Binding {
+impl RecorderHandles {
     pub(crate) fn new(
         recorder_key: usize,
         recorder: &dyn Recorder,
@@ -207,10 +220,7 @@ impl Binding {
         let anomalies = std::array::from_fn(|i| {
             let key = Key::from_parts(
                 catalog::LAYER_ANOMALIES_TOTAL,
-                vec![Label::from_static_parts(
-                    "reason",
-                    catalog::ANOMALY_REASON_VALUES[i],
-                )],
+                vec![Label::from_static_parts("reason", Anomaly::ALL[i].as_str())],
             );
             recorder.register_counter(&key, &METADATA)
         });
@@ -236,17 +246,15 @@ impl Binding {
         self.recorder_key
     }
 
-    pub(crate) fn count_anomaly(&self, reason: usize, count: u32) {
-        if let Some(counter) = self.anomalies.get(reason) {
-            counter.increment(u64::from(count));
-        }
+    pub(crate) fn count_anomaly(&self, anomaly: Anomaly, count: u32) {
+        self.anomalies[anomaly.index()].increment(u64::from(count));
     }
 
     /// The series for `key`, registering it on first use. `Err` carries the overflow
     /// series when the series cap is reached.
     pub(crate) fn series_for(
         &self,
-        binding: u8,
+        recorder_index: u8,
         key: SeriesKey,
         recorder: &dyn Recorder,
         labels: &LabelSets,
@@ -255,7 +263,7 @@ impl Binding {
         let cached = self.by_model.get(key.0[0].raw() as usize);
         if let Some(slot) = cached.and_then(OnceLock::get) {
             return Ok(SeriesRef {
-                binding,
+                recorder: recorder_index,
                 slot: *slot,
             });
         }
@@ -273,7 +281,10 @@ impl Binding {
                 if let Some(cache) = cached {
                     let _ = cache.set(slot);
                 }
-                Ok(SeriesRef { binding, slot })
+                Ok(SeriesRef {
+                    recorder: recorder_index,
+                    slot,
+                })
             }
             Err(_) => {
                 self.overflow.get_or_init(|| {
@@ -285,7 +296,7 @@ impl Binding {
                     ))
                 });
                 Err(SeriesRef {
-                    binding,
+                    recorder: recorder_index,
                     slot: SeriesRef::OVERFLOW_SLOT,
                 })
             }

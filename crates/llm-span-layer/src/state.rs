@@ -2,9 +2,10 @@
 
 use quanta::Instant;
 
-use crate::labels::LabelId;
+use crate::catalog::{Anomaly, FinishReason, Status};
+use crate::containers::labels::LabelId;
+use crate::decode::{Anomalies, Update, MAX_EXTRA_LABELS};
 use crate::series::SeriesRef;
-use crate::update::{Anomalies, Anomaly, FinishReason, Status, Update, MAX_EXTRA_LABELS};
 
 /// A token count as reported by the user, and how much of it the counters already have.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

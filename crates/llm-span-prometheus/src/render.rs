@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use llm_span_layer::catalog::{self, MetricKind};
+use llm_span_layer::catalog;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 
@@ -179,12 +179,7 @@ fn complete_catalog(out: &mut String) {
         .filter(|def| !present.contains(def.name))
         .collect();
     for def in missing {
-        let kind = match def.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        };
-        write_header(out, def.name, def.help, kind);
+        write_header(out, def.name, def.help, def.kind.as_str());
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 
 use common::{get, samples};
-use llm_span_layer::catalog::{self, MetricKind};
+use llm_span_layer::catalog;
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::{buckets, ExporterBuilder, ExporterHandle, MetricsRecorder};
 use tracing::field::Empty;
@@ -139,11 +139,7 @@ fn assert_histograms_well_formed(text: &str) {
 fn assert_catalog_complete(text: &str) {
     let families = common::families(text);
     for def in catalog::METRICS {
-        let kind = match def.kind {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-        };
+        let kind = def.kind.as_str();
         assert_eq!(
             families.get(def.name).map(String::as_str),
             Some(kind),

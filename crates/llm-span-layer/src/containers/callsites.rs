@@ -13,15 +13,15 @@ use std::sync::{Mutex, OnceLock};
 
 use tracing_core::callsite::Identifier;
 
-use crate::contract::CallsiteSpec;
-use crate::table::{BoundedTable, BuildMixHasher};
+use super::table::{BoundedTable, BuildMixHasher};
+use crate::contract::CallsiteClass;
 
 /// First level's capacity; level `n` holds `FIRST << n` callsites.
 const FIRST: usize = 256;
 /// Level count: the last holds 256 << 15 = 8 million callsites.
 const LEVELS: usize = 16;
 
-type Level = BoundedTable<Identifier, Option<CallsiteSpec>>;
+type Level = BoundedTable<Identifier, Option<CallsiteClass>>;
 
 pub(crate) struct CallsiteMap {
     levels: [OnceLock<Level>; LEVELS],
@@ -42,7 +42,7 @@ impl CallsiteMap {
 
     /// `Some(class)` for a callsite seen before (`None` inside: not interesting).
     #[inline]
-    pub(crate) fn get(&self, id: &Identifier) -> Option<Option<&CallsiteSpec>> {
+    pub(crate) fn get(&self, id: &Identifier) -> Option<Option<&CallsiteClass>> {
         let level = self.levels[self.current.load(Ordering::Acquire)].get()?;
         let hash = BuildMixHasher.hash_one(id);
         level
@@ -54,8 +54,8 @@ impl CallsiteMap {
     pub(crate) fn insert(
         &self,
         id: &Identifier,
-        classify: impl FnOnce() -> Option<CallsiteSpec>,
-    ) -> Option<&CallsiteSpec> {
+        classify: impl FnOnce() -> Option<CallsiteClass>,
+    ) -> Option<&CallsiteClass> {
         let _guard = self.grow.lock().unwrap_or_else(|p| p.into_inner());
         let hash = BuildMixHasher.hash_one(id);
         let mut index = self.current.load(Ordering::Acquire);
@@ -117,12 +117,7 @@ mod tests {
 
     #[test]
     fn grows_past_the_first_level_and_keeps_every_class() {
-        use crate::contract::Kind;
-        let queue = || CallsiteSpec {
-            kind: Kind::Queue,
-            roles: Box::new([]),
-            sets_gauges: false,
-        };
+        let queue = || CallsiteClass::Queue;
         let map = CallsiteMap::new();
         let sites: Vec<&'static Site> = (0..1000)
             .map(|_| &*Box::leak(Box::new(Site(OnceLock::new()))))
@@ -137,7 +132,10 @@ mod tests {
         for (i, site) in sites.iter().enumerate() {
             match map.get(&Identifier(*site)) {
                 Some(Some(spec)) => {
-                    assert!(interesting(i) && spec.kind == Kind::Queue, "callsite {i}")
+                    assert!(
+                        interesting(i) && *spec == CallsiteClass::Queue,
+                        "callsite {i}"
+                    )
                 }
                 Some(None) => assert!(!interesting(i), "callsite {i}"),
                 None => panic!("callsite {i} was lost when the map grew"),

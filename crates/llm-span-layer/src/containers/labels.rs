@@ -7,7 +7,7 @@
 use std::hash::BuildHasher;
 
 use crate::catalog::{OVERFLOW_LABEL_VALUE, UNKNOWN_LABEL_VALUE};
-use crate::table::{BoundedTable, SeededMixHasher};
+use crate::containers::table::{BoundedTable, SeededMixHasher};
 
 /// Longest label value accepted, in bytes. Longer values map to the overflow value.
 pub(crate) const MAX_LABEL_VALUE_LEN: usize = 128;
@@ -40,6 +40,16 @@ pub(crate) enum Interned {
     Invalid,
     /// A new value past the cap: mapped to the overflow value.
     Overflow,
+}
+
+/// The label value sets the layer interns into: one per label.
+#[derive(Debug)]
+pub(crate) struct LabelSets {
+    pub(crate) model: LabelValues,
+    pub(crate) revision: LabelValues,
+    pub(crate) gpu: LabelValues,
+    /// One per allowlisted extra label, in configuration order.
+    pub(crate) extra: Vec<LabelValues>,
 }
 
 pub(crate) struct LabelValues {

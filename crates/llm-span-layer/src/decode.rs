@@ -1,4 +1,5 @@
-//! Reading field values into a typed update, without allocating.
+//! Reading the fields of a span, record or event into a typed [`Update`], without
+//! allocating.
 //!
 //! Values arrive in whatever form the user wrote (`u64`, `i64`, `f64`, `&str`, or
 //! `%`/`?` formatted). Anything that cannot be used is dropped and counted as an
@@ -8,88 +9,63 @@ use std::fmt::{self, Write as _};
 
 use tracing_core::field::{Field, Visit};
 
-use crate::contract::{CallsiteSpec, Role};
-use crate::labels::{Interned, LabelId, LabelValues};
+use crate::catalog::{Anomaly, FinishReason, Status};
+use crate::containers::labels::{Interned, LabelId, LabelSets, LabelValues};
+use crate::contract::{CallsiteClass, Role};
 
 /// Largest token count accepted in one field value: 2^32 - 1.
 pub(crate) const MAX_TOKENS: u64 = u32::MAX as u64;
 /// How many extra labels may be allowlisted.
 pub(crate) const MAX_EXTRA_LABELS: usize = 4;
 
-/// Why an input could not be used as given. The index is the position in
-/// [`crate::catalog::ANOMALY_REASON_VALUES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Anomaly {
-    MissingModel = 0,
-    MalformedValue = 1,
-    InvalidLabel = 2,
-    LabelOverflow = 3,
-    SeriesOverflow = 4,
-    DuplicateFirstToken = 5,
-    DuplicateCompletion = 6,
-    EventOutsideRequest = 7,
-    TokenCountMismatch = 8,
-}
-
-pub(crate) const ANOMALY_COUNT: usize = 9;
-
 /// Anomalies seen while handling one callback, counted before they are emitted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Anomalies([u32; ANOMALY_COUNT]);
+pub(crate) struct Anomalies([u32; Anomaly::COUNT]);
 
 impl Anomalies {
     pub(crate) fn add(&mut self, anomaly: Anomaly) {
-        self.0[anomaly as usize] += 1;
+        self.0[anomaly.index()] += 1;
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0.iter().all(|n| *n == 0)
     }
 
-    pub(crate) fn counts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        self.0.iter().copied().enumerate().filter(|(_, n)| *n > 0)
+    /// Each anomaly seen at least once, with its count.
+    pub(crate) fn counts(&self) -> impl Iterator<Item = (Anomaly, u32)> + '_ {
+        Anomaly::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(anomaly, n)| (*anomaly, n))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn count(&self, anomaly: Anomaly) -> u32 {
+        self.0[anomaly.index()]
     }
 }
 
-/// How a request ended, as far as the user said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    Ok = 0,
-    Error = 1,
-    Cancelled = 2,
-}
-
-/// Finish reasons, normalized to a fixed vocabulary so they cannot explode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FinishReason {
-    Stop = 0,
-    Length = 1,
-    ToolCalls = 2,
-    ContentFilter = 3,
-    Other = 4,
-}
-
-impl FinishReason {
-    fn parse(text: &str) -> FinishReason {
-        // OpenTelemetry records an array: take its first element.
-        let text = text.trim().trim_start_matches('[');
-        let first = text.split([',', ']']).next().unwrap_or("");
-        let first = strip_quotes(first.trim());
-        const STOP: [&str; 5] = ["stop", "eos", "end_turn", "stop_sequence", "end"];
-        const LENGTH: [&str; 3] = ["length", "max_tokens", "max_length"];
-        const TOOLS: [&str; 3] = ["tool_calls", "tool_use", "function_call"];
-        let is = |set: &[&str]| set.iter().any(|s| s.eq_ignore_ascii_case(first));
-        if is(&STOP) {
-            FinishReason::Stop
-        } else if is(&LENGTH) {
-            FinishReason::Length
-        } else if is(&TOOLS) {
-            FinishReason::ToolCalls
-        } else if first.eq_ignore_ascii_case("content_filter") {
-            FinishReason::ContentFilter
-        } else {
-            FinishReason::Other
-        }
+/// Normalizes a finish reason to the fixed vocabulary, so that it cannot explode.
+fn parse_finish_reason(text: &str) -> FinishReason {
+    // OpenTelemetry records an array: take its first element.
+    let text = text.trim().trim_start_matches('[');
+    let first = text.split([',', ']']).next().unwrap_or("");
+    let first = strip_quotes(first.trim());
+    const STOP: [&str; 5] = ["stop", "eos", "end_turn", "stop_sequence", "end"];
+    const LENGTH: [&str; 3] = ["length", "max_tokens", "max_length"];
+    const TOOLS: [&str; 3] = ["tool_calls", "tool_use", "function_call"];
+    let is = |set: &[&str]| set.iter().any(|s| s.eq_ignore_ascii_case(first));
+    if is(&STOP) {
+        FinishReason::Stop
+    } else if is(&LENGTH) {
+        FinishReason::Length
+    } else if is(&TOOLS) {
+        FinishReason::ToolCalls
+    } else if first.eq_ignore_ascii_case("content_filter") {
+        FinishReason::ContentFilter
+    } else {
+        FinishReason::Other
     }
 }
 
@@ -133,15 +109,6 @@ impl Update {
     }
 }
 
-/// The label value sets a visitor interns into.
-#[derive(Debug)]
-pub(crate) struct LabelSets {
-    pub(crate) model: LabelValues,
-    pub(crate) revision: LabelValues,
-    pub(crate) gpu: LabelValues,
-    pub(crate) extra: Vec<LabelValues>,
-}
-
 /// A value as it arrived, before its role decides what it must be.
 #[derive(Debug, Clone, Copy)]
 enum Value<'a> {
@@ -154,15 +121,15 @@ enum Value<'a> {
 
 /// Visits the fields of one span, record or event into an [`Update`].
 pub(crate) struct FieldVisitor<'a> {
-    spec: &'a CallsiteSpec,
+    class: &'a CallsiteClass,
     labels: &'a LabelSets,
     pub(crate) update: Update,
 }
 
 impl<'a> FieldVisitor<'a> {
-    pub(crate) fn new(spec: &'a CallsiteSpec, labels: &'a LabelSets) -> Self {
+    pub(crate) fn new(class: &'a CallsiteClass, labels: &'a LabelSets) -> Self {
         Self {
-            spec,
+            class,
             labels,
             update: Update::default(),
         }
@@ -195,7 +162,7 @@ impl<'a> FieldVisitor<'a> {
             Role::FirstToken => update.first_token = flag(value),
             Role::Error => update.error = flag(value),
             Role::FinishReason => match value {
-                Value::Text(text) => update.finish_reason = Some(FinishReason::parse(text)),
+                Value::Text(text) => update.finish_reason = Some(parse_finish_reason(text)),
                 _ => update.anomalies.add(Anomaly::MalformedValue),
             },
             Role::Status => match status(value) {
@@ -212,7 +179,7 @@ impl<'a> FieldVisitor<'a> {
     }
 
     fn visit(&mut self, field: &Field, value: Value<'_>) {
-        let role = self.spec.role(field.index());
+        let role = self.class.role(field.index());
         if role != Role::Ignored {
             self.apply(role, value);
         }
@@ -221,7 +188,7 @@ impl<'a> FieldVisitor<'a> {
 
 impl Visit for FieldVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.spec.role(field.index()) == Role::Ignored {
+        if self.class.role(field.index()) == Role::Ignored {
             return;
         }
         let mut text = StackText::new();
@@ -443,24 +410,24 @@ mod tests {
         ] {
             let mut a = Anomalies::default();
             assert_eq!(tokens(bad, &mut a), None, "{bad:?}");
-            assert_eq!(a.0[Anomaly::MalformedValue as usize], 1, "{bad:?}");
+            assert_eq!(a.count(Anomaly::MalformedValue), 1, "{bad:?}");
         }
     }
 
     #[test]
     fn finish_reasons_normalize() {
-        assert_eq!(FinishReason::parse("stop"), FinishReason::Stop);
-        assert_eq!(FinishReason::parse("EOS"), FinishReason::Stop);
-        assert_eq!(FinishReason::parse("[\"length\"]"), FinishReason::Length);
+        assert_eq!(parse_finish_reason("stop"), FinishReason::Stop);
+        assert_eq!(parse_finish_reason("EOS"), FinishReason::Stop);
+        assert_eq!(parse_finish_reason("[\"length\"]"), FinishReason::Length);
         assert_eq!(
-            FinishReason::parse("[\"tool_calls\", \"stop\"]"),
+            parse_finish_reason("[\"tool_calls\", \"stop\"]"),
             FinishReason::ToolCalls
         );
         assert_eq!(
-            FinishReason::parse("content_filter"),
+            parse_finish_reason("content_filter"),
             FinishReason::ContentFilter
         );
-        assert_eq!(FinishReason::parse("banana"), FinishReason::Other);
+        assert_eq!(parse_finish_reason("banana"), FinishReason::Other);
     }
 
     #[test]

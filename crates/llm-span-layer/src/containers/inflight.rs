@@ -203,7 +203,7 @@ mod tests {
         Tracked::Queue(QueueState {
             start: clock.now(),
             series: SeriesRef {
-                binding: 0,
+                recorder: 0,
                 slot: 0,
             },
         })

@@ -1,0 +1,101 @@
+//! Which recorder the layer writes to, and the handles it registered with each.
+//!
+//! By default the layer writes to the recorder current at each call (a local
+//! recorder, else the global one), keeping a separate [`RecorderHandles`] per recorder
+//! so that a recorder installed after the layer gets handles of its own. Recorders are
+//! told apart by address, at most [`MAX_RECORDERS`] of them.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use metrics::Recorder;
+
+use crate::containers::labels::LabelSets;
+use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
+
+/// How many distinct recorders one layer keeps handles for over its life.
+const MAX_RECORDERS: usize = 8;
+
+pub(crate) enum RecorderSource {
+    /// Whatever `metrics::with_recorder` gives at the time: local, then global, then no-op.
+    Current,
+    /// A recorder handed to the layer.
+    Fixed(Arc<dyn Recorder + Send + Sync>),
+}
+
+/// The handles of every recorder the layer has written to.
+pub(crate) struct Recorders {
+    source: RecorderSource,
+    handles: [OnceLock<RecorderHandles>; MAX_RECORDERS],
+    /// Serializes creating the handles of a new recorder.
+    creating: Mutex<()>,
+}
+
+impl Recorders {
+    pub(crate) fn new(source: RecorderSource) -> Self {
+        Self {
+            source,
+            handles: std::array::from_fn(|_| OnceLock::new()),
+            creating: Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn is_fixed(&self) -> bool {
+        matches!(self.source, RecorderSource::Fixed(_))
+    }
+
+    /// Runs `f` with the handles registered for the recorder in effect, creating them
+    /// on first use. `None` only when more than [`MAX_RECORDERS`] recorders were seen.
+    pub(crate) fn with_handles<R>(
+        &self,
+        config: &SeriesConfig,
+        labels: &LabelSets,
+        f: impl FnOnce(u8, &RecorderHandles, &dyn Recorder) -> R,
+    ) -> Option<R> {
+        match &self.source {
+            RecorderSource::Fixed(recorder) => {
+                let recorder: &dyn Recorder = &**recorder;
+                let handles = self.handles[0]
+                    .get_or_init(|| RecorderHandles::new(0, recorder, config, labels));
+                Some(f(0, handles, recorder))
+            }
+            RecorderSource::Current => metrics::with_recorder(|recorder| {
+                let key = recorder as *const dyn Recorder as *const () as usize;
+                let index = self.index_of(key, recorder, config, labels)?;
+                let handles = self.handles[index].get()?;
+                Some(f(index as u8, handles, recorder))
+            }),
+        }
+    }
+
+    fn index_of(
+        &self,
+        key: usize,
+        recorder: &dyn Recorder,
+        config: &SeriesConfig,
+        labels: &LabelSets,
+    ) -> Option<usize> {
+        for (index, slot) in self.handles.iter().enumerate() {
+            match slot.get() {
+                Some(handles) if handles.recorder_key() == key => return Some(index),
+                Some(_) => continue,
+                None => {
+                    let _guard = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+                    let handles =
+                        slot.get_or_init(|| RecorderHandles::new(key, recorder, config, labels));
+                    if handles.recorder_key() == key {
+                        return Some(index);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The handles of a series bound earlier.
+    pub(crate) fn series(&self, series: SeriesRef) -> Option<&Series> {
+        self.handles
+            .get(usize::from(series.recorder))?
+            .get()?
+            .series(series.slot)
+    }
+}
