@@ -93,3 +93,27 @@ pub use contract::fields;
 pub use layer::LlmSpanLayer;
 pub use pricing::{ModelPrice, PriceError, PriceTable};
 
+/// Whether request spans at `INFO` can reach this layer at all.
+///
+/// `false` when the process-wide maximum level is below `INFO`: a *global* filter
+/// (a global `EnvFilter` at `warn`, say, or `fmt().with_env_filter(..)`) disables `INFO`
+/// spans for every layer before any layer sees them, and no request is counted. Give
+/// the filter to the log layer instead (`fmt::layer().with_filter(..)`). The exporter
+/// `llm-span-prometheus` serves this as the gauge `llm_layer_request_spans_enabled`; with
+/// another recorder, check it after installing the subscriber.
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// use tracing_subscriber::filter::LevelFilter;
+///
+/// // Logs at WARN through a per-layer filter: requests still reach the layer.
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer().with_filter(LevelFilter::WARN))
+///     .with(llm_span_layer::LlmSpanLayer::new());
+/// tracing::subscriber::with_default(subscriber, || {
+///     assert!(llm_span_layer::request_spans_enabled());
+/// });
+/// ```
+pub fn request_spans_enabled() -> bool {
+    tracing_core::LevelFilter::current() >= tracing_core::LevelFilter::INFO
+}

@@ -1,0 +1,139 @@
+//! Applications that quiet their logs: a per-layer filter keeps every request counted,
+//! a global one hides request spans from every layer, and `request_spans_enabled` says so.
+//!
+//! One test function: the maximum level is process-wide state.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use llm_span_layer::LlmSpanLayer;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::EnvFilter;
+
+fn layer() -> (LlmSpanLayer, Snapshotter) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = LlmSpanLayer::builder()
+        .with_recorder(recorder)
+        .build()
+        .expect("valid layer");
+    (layer, snapshotter)
+}
+
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    DebugValue,
+)>;
+
+/// Counter totals, or histogram sample counts, of `name` (with `label`, if given).
+fn total(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
+    snapshot
+        .iter()
+        .filter(|(key, ..)| key.key().name() == name)
+        .filter(|(key, ..)| {
+            label.map_or(true, |(k, v)| {
+                key.key().labels().any(|l| l.key() == k && l.value() == v)
+            })
+        })
+        .map(|(.., value)| match value {
+            DebugValue::Counter(n) => *n,
+            DebugValue::Histogram(samples) => samples.len() as u64,
+            DebugValue::Gauge(_) => 0,
+        })
+        .sum()
+}
+
+/// A log sink the test can read back.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("logs").clone()).expect("utf-8 logs")
+    }
+}
+
+fn serve_requests() {
+    for i in 0..3u64 {
+        let span = tracing::info_span!("generate", model = "m", tokens_in = 10 + i, tokens_out = 4);
+        let _enter = span.enter();
+        tracing::info!(first_token = true, "first token");
+        tracing::info!("an info log line");
+    }
+    tracing::warn!("the only line the logs keep");
+}
+
+#[test]
+fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
+    // The per-layer form: logs at warn, every request counted.
+    let (metrics_layer, metrics) = layer();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let layered = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("warn")),
+        )
+        .with(metrics_layer);
+    tracing::subscriber::with_default(layered, || {
+        assert!(llm_span_layer::request_spans_enabled());
+        serve_requests();
+    });
+    let snapshot = metrics.snapshot().into_vec();
+    assert_eq!(
+        total(&snapshot, "llm_requests_total", Some(("status", "ok"))),
+        3
+    );
+    assert_eq!(
+        total(&snapshot, "llm_tokens_total", Some(("type", "input"))),
+        33
+    );
+    assert_eq!(
+        total(&snapshot, "llm_tokens_total", Some(("type", "output"))),
+        12
+    );
+    assert_eq!(
+        total(&snapshot, "llm_ttft_seconds", Some(("model", "m"))),
+        3
+    );
+    let text = logs.text();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("the only line the logs keep"), "{text}");
+
+    // The same filter given globally: the logs are the same, the metrics are gone, and
+    // the check says why.
+    let (metrics_layer, metrics) = layer();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let global = tracing_subscriber::registry()
+        .with(EnvFilter::new("warn"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false),
+        )
+        .with(metrics_layer);
+    tracing::subscriber::with_default(global, || {
+        assert!(!llm_span_layer::request_spans_enabled());
+        serve_requests();
+    });
+    let snapshot = metrics.snapshot().into_vec();
+    assert_eq!(total(&snapshot, "llm_requests_total", None), 0);
+    assert_eq!(total(&snapshot, "llm_tokens_total", None), 0);
+    assert_eq!(logs.text().lines().count(), 1);
+}
