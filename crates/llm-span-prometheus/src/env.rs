@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use crate::allow::Cidr;
 use crate::auth::Secret;
-use crate::config::ExporterBuilder;
+use crate::builder::ExporterBuilder;
 use crate::error::ExporterError;
 
 /// Listen address, e.g. `0.0.0.0:9000`.

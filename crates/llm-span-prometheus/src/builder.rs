@@ -12,7 +12,7 @@ use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
-use crate::render::{MetricsHandle, MetricsRecorder};
+use crate::recorder::{MetricsHandle, MetricsRecorder};
 use crate::server::{self, ExporterHandle, ServerConfig};
 
 /// The default listen address: loopback only, port 9000.
