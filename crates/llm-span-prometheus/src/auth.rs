@@ -3,6 +3,9 @@
 use std::fmt;
 use std::path::Path;
 
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
+
 use crate::error::ExporterError;
 
 /// A credential (password or bearer token) that never shows up in `Debug` output,
@@ -94,48 +97,18 @@ pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Decodes standard base64 (RFC 4648 alphabet `A-Z a-z 0-9 + /`), with or without `=`
-/// padding. `None` for any other character, misplaced padding or a dangling bit group.
+/// padding. `None` for any other character, misplaced or partial padding, a dangling
+/// symbol, or non-zero trailing bits (a non-canonical encoding such as `Zh==`).
 pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let bytes = input.as_bytes();
-    let unpadded = match bytes.iter().position(|&b| b == b'=') {
-        Some(pos) => {
-            let padding = &bytes[pos..];
-            if padding.len() > 2 || padding.iter().any(|&b| b != b'=') || bytes.len() % 4 != 0 {
-                return None;
-            }
-            &bytes[..pos]
-        }
-        None => bytes,
+    // Both engines use the standard alphabet and reject non-canonical trailing bits.
+    // Padded input must be padded completely (`Zg==`, not `Zg=`); unpadded input must
+    // carry no `=` at all: so `=` decides the engine, and the engine decides the rest.
+    let engine = if input.contains('=') {
+        &STANDARD
+    } else {
+        &STANDARD_NO_PAD
     };
-    // One leftover character carries only 6 bits: not a whole byte.
-    if unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &c in unpadded {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be zero in canonical encodings.
-    if acc != 0 {
-        return None;
-    }
-    Some(out)
+    engine.decode(input).ok()
 }
 
 /// The configured credentials of the /metrics endpoint.
