@@ -5,6 +5,7 @@ use std::path::Path;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
+use subtle::ConstantTimeEq;
 
 use crate::error::ExporterError;
 
@@ -82,18 +83,20 @@ impl Drop for Secret {
     }
 }
 
-/// Compares `given` with `expected` in time that depends only on `expected.len()`:
-/// every byte of `expected` is visited and differences are accumulated, with no exit
-/// on the first mismatch; a length mismatch is folded into the result.
+/// Compares `given` with `expected` in time that depends only on `expected.len()`,
+/// with [`subtle`]'s constant-time comparison: no exit on the first differing byte.
+///
+/// subtle returns at once when the lengths differ, which would tell a client how long
+/// the secret is. So on a length mismatch `expected` is compared with itself (the same
+/// work as a real comparison) and the mismatch is folded into the result.
 pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != expected.len());
-    for (i, e) in expected.iter().enumerate() {
-        // A missing byte still costs a comparison; 0 ^ e with the length flag set.
-        let g = given.get(i).copied().unwrap_or(0);
-        diff |= g ^ e;
-    }
-    // Keeps the optimizer from turning the loop into an early-exit comparison.
-    std::hint::black_box(diff) == 0
+    let same_len = given.len().ct_eq(&expected.len());
+    let candidate = if bool::from(same_len) {
+        given
+    } else {
+        expected
+    };
+    bool::from(candidate.ct_eq(expected) & same_len)
 }
 
 /// Decodes standard base64 (RFC 4648 alphabet `A-Z a-z 0-9 + /`), with or without `=`
