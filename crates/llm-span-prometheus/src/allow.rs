@@ -1,15 +1,14 @@
-//! IP networks for the allowlist: a small CIDR parser and matcher.
+//! IP networks for the allowlist, on [`ipnet`]'s network types.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::error::ExporterError;
 
 /// An IPv4 or IPv6 network, kept with its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cidr {
-    V4 { net: u32, prefix: u8 },
-    V6 { net: u128, prefix: u8 },
-}
+pub(crate) struct Cidr(IpNet);
 
 impl Cidr {
     /// Parses `10.0.0.0/8`, `fd00::/8`, `[::1]/128`, or a bare address (a /32 or /128).
@@ -17,6 +16,12 @@ impl Cidr {
     /// Host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`). An IPv4-mapped IPv6 network
     /// (`::ffff:10.0.0.0/104`) becomes the IPv4 network it denotes, since clients are
     /// matched by their canonical address.
+    ///
+    /// ipnet checks the prefix length against the family and does the network
+    /// arithmetic. The text is read around it on purpose: the address by the standard
+    /// library's parser, because ipnet's own parser also takes IPv4 octets with leading
+    /// zeros (`010.0.0.0/8`, which some tools read as octal), and the prefix only as one
+    /// to three decimal digits; brackets and bare addresses are ours to allow.
     pub(crate) fn parse(text: &str) -> Result<Self, ExporterError> {
         let invalid = || ExporterError::InvalidCidr {
             text: text.to_owned(),
@@ -40,59 +45,35 @@ impl Cidr {
             .and_then(|a| a.strip_suffix(']'))
             .unwrap_or(addr);
         let ip: IpAddr = addr.parse().map_err(|_| invalid())?;
-        match ip {
-            IpAddr::V4(v4) => {
-                let prefix = prefix.unwrap_or(32);
-                if prefix > 32 {
-                    return Err(invalid());
-                }
-                Ok(Self::v4(v4, prefix))
-            }
-            IpAddr::V6(v6) => {
-                let prefix = prefix.unwrap_or(128);
-                if prefix > 128 {
-                    return Err(invalid());
-                }
-                match v6.to_ipv4_mapped() {
-                    Some(v4) if prefix >= 96 => Ok(Self::v4(v4, prefix - 96)),
-                    _ => Ok(Self::v6(v6, prefix)),
-                }
-            }
-        }
-    }
-
-    fn v4(addr: Ipv4Addr, prefix: u8) -> Self {
-        Self::V4 {
-            net: u32::from(addr) & mask32(prefix),
-            prefix,
-        }
-    }
-
-    fn v6(addr: Ipv6Addr, prefix: u8) -> Self {
-        Self::V6 {
-            net: u128::from(addr) & mask128(prefix),
-            prefix,
-        }
+        let net = match prefix {
+            // Fails for a prefix longer than the address (/33, /129).
+            Some(prefix) => IpNet::new(ip, prefix).map_err(|_| invalid())?,
+            None => IpNet::from(ip),
+        };
+        Ok(Self(unmap(net.trunc())))
     }
 
     /// Whether `ip` is in the network. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what
     /// an IPv4 client of a dual-stack socket looks like) are matched as IPv4.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        match (self, ip.to_canonical()) {
-            (Self::V4 { net, prefix }, IpAddr::V4(v4)) => u32::from(v4) & mask32(*prefix) == *net,
-            (Self::V6 { net, prefix }, IpAddr::V6(v6)) => u128::from(v6) & mask128(*prefix) == *net,
-            _ => false,
-        }
+        // ipnet never matches an address of the other family, /0 included.
+        self.0.contains(&ip.to_canonical())
     }
 }
 
-fn mask32(prefix: u8) -> u32 {
-    // checked_shl: a shift by 32 would overflow; /0 is the empty mask.
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+/// The IPv4 network that an IPv4-mapped IPv6 network of prefix 96 or more denotes
+/// (`::ffff:10.0.0.0/104` is `10.0.0.0/8`); any other network as it is.
+fn unmap(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(prefix)) =
+            (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            if let Ok(v4) = Ipv4Net::new(v4, prefix) {
+                return IpNet::V4(v4);
+            }
+        }
+    }
+    net
 }
 
 /// An allowlist; empty means every client is allowed.
@@ -121,6 +102,8 @@ impl Allowlist {
 
 #[cfg(test)]
 mod tests {
+    use ipnet::Ipv6Net;
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
@@ -131,70 +114,36 @@ mod tests {
         Cidr::parse(s).expect("valid cidr")
     }
 
+    /// The IPv4 network `net/prefix`, `net` given as a number.
+    fn v4(net: u32, prefix: u8) -> Cidr {
+        Cidr(IpNet::V4(
+            Ipv4Net::new(net.into(), prefix).expect("test prefix"),
+        ))
+    }
+
+    /// The IPv6 network `net/prefix`, `net` given as a number.
+    fn v6(net: u128, prefix: u8) -> Cidr {
+        Cidr(IpNet::V6(
+            Ipv6Net::new(net.into(), prefix).expect("test prefix"),
+        ))
+    }
+
     #[test]
     fn parses_v4_networks_and_bare_addresses() {
-        assert_eq!(
-            cidr("10.0.0.0/8"),
-            Cidr::V4 {
-                net: 0x0a00_0000,
-                prefix: 8
-            }
-        );
-        assert_eq!(
-            cidr("10.1.2.3/8"),
-            Cidr::V4 {
-                net: 0x0a00_0000,
-                prefix: 8
-            }
-        );
-        assert_eq!(
-            cidr("127.0.0.1"),
-            Cidr::V4 {
-                net: 0x7f00_0001,
-                prefix: 32
-            }
-        );
-        assert_eq!(cidr(" 0.0.0.0/0 "), Cidr::V4 { net: 0, prefix: 0 });
-        assert_eq!(
-            cidr("192.168.1.1/32"),
-            Cidr::V4 {
-                net: 0xc0a8_0101,
-                prefix: 32
-            }
-        );
+        assert_eq!(cidr("10.0.0.0/8"), v4(0x0a00_0000, 8));
+        assert_eq!(cidr("10.1.2.3/8"), v4(0x0a00_0000, 8));
+        assert_eq!(cidr("127.0.0.1"), v4(0x7f00_0001, 32));
+        assert_eq!(cidr(" 0.0.0.0/0 "), v4(0, 0));
+        assert_eq!(cidr("192.168.1.1/32"), v4(0xc0a8_0101, 32));
     }
 
     #[test]
     fn parses_v6_networks() {
-        assert_eq!(
-            cidr("::1"),
-            Cidr::V6 {
-                net: 1,
-                prefix: 128
-            }
-        );
-        assert_eq!(
-            cidr("[::1]"),
-            Cidr::V6 {
-                net: 1,
-                prefix: 128
-            }
-        );
-        assert_eq!(
-            cidr("[::1]/128"),
-            Cidr::V6 {
-                net: 1,
-                prefix: 128
-            }
-        );
-        assert_eq!(
-            cidr("fd00::1/8"),
-            Cidr::V6 {
-                net: 0xfd << 120,
-                prefix: 8
-            }
-        );
-        assert_eq!(cidr("::/0"), Cidr::V6 { net: 0, prefix: 0 });
+        assert_eq!(cidr("::1"), v6(1, 128));
+        assert_eq!(cidr("[::1]"), v6(1, 128));
+        assert_eq!(cidr("[::1]/128"), v6(1, 128));
+        assert_eq!(cidr("fd00::1/8"), v6(0xfd << 120, 8));
+        assert_eq!(cidr("::/0"), v6(0, 0));
     }
 
     #[test]
@@ -202,7 +151,7 @@ mod tests {
         assert_eq!(cidr("::ffff:10.0.0.0/104"), cidr("10.0.0.0/8"));
         assert_eq!(cidr("::ffff:127.0.0.1"), cidr("127.0.0.1/32"));
         // Too short a prefix to be an IPv4 network: stays IPv6.
-        assert!(matches!(cidr("::ffff:0.0.0.0/95"), Cidr::V6 { .. }));
+        assert!(matches!(cidr("::ffff:0.0.0.0/95"), Cidr(IpNet::V6(_))));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::path::Path;
 
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
 use crate::error::ExporterError;
 
 /// A credential (password or bearer token) that never shows up in `Debug` output,
@@ -79,63 +83,35 @@ impl Drop for Secret {
     }
 }
 
-/// Compares `given` with `expected` in time that depends only on `expected.len()`:
-/// every byte of `expected` is visited and differences are accumulated, with no exit
-/// on the first mismatch; a length mismatch is folded into the result.
+/// Compares `given` with `expected` in time that depends only on `expected.len()`,
+/// with [`subtle`]'s constant-time comparison: no exit on the first differing byte.
+///
+/// subtle returns at once when the lengths differ, which would tell a client how long
+/// the secret is. So on a length mismatch `expected` is compared with itself (the same
+/// work as a real comparison) and the mismatch is folded into the result.
 pub(crate) fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != expected.len());
-    for (i, e) in expected.iter().enumerate() {
-        // A missing byte still costs a comparison; 0 ^ e with the length flag set.
-        let g = given.get(i).copied().unwrap_or(0);
-        diff |= g ^ e;
-    }
-    // Keeps the optimizer from turning the loop into an early-exit comparison.
-    std::hint::black_box(diff) == 0
+    let same_len = given.len().ct_eq(&expected.len());
+    let candidate = if bool::from(same_len) {
+        given
+    } else {
+        expected
+    };
+    bool::from(candidate.ct_eq(expected) & same_len)
 }
 
 /// Decodes standard base64 (RFC 4648 alphabet `A-Z a-z 0-9 + /`), with or without `=`
-/// padding. `None` for any other character, misplaced padding or a dangling bit group.
+/// padding. `None` for any other character, misplaced or partial padding, a dangling
+/// symbol, or non-zero trailing bits (a non-canonical encoding such as `Zh==`).
 pub(crate) fn base64_decode(input: &str) -> Option<Vec<u8>> {
-    let bytes = input.as_bytes();
-    let unpadded = match bytes.iter().position(|&b| b == b'=') {
-        Some(pos) => {
-            let padding = &bytes[pos..];
-            if padding.len() > 2 || padding.iter().any(|&b| b != b'=') || bytes.len() % 4 != 0 {
-                return None;
-            }
-            &bytes[..pos]
-        }
-        None => bytes,
+    // Both engines use the standard alphabet and reject non-canonical trailing bits.
+    // Padded input must be padded completely (`Zg==`, not `Zg=`); unpadded input must
+    // carry no `=` at all: so `=` decides the engine, and the engine decides the rest.
+    let engine = if input.contains('=') {
+        &STANDARD
+    } else {
+        &STANDARD_NO_PAD
     };
-    // One leftover character carries only 6 bits: not a whole byte.
-    if unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &c in unpadded {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // Leftover bits must be zero in canonical encodings.
-    if acc != 0 {
-        return None;
-    }
-    Some(out)
+    engine.decode(input).ok()
 }
 
 /// The configured credentials of the /metrics endpoint.

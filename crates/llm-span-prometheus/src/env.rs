@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use crate::allow::Cidr;
 use crate::auth::Secret;
-use crate::config::ExporterBuilder;
+use crate::builder::ExporterBuilder;
 use crate::error::ExporterError;
 
 /// Listen address, e.g. `0.0.0.0:9000`.
@@ -21,35 +21,38 @@ pub(crate) const GLOBAL_LABELS: &str = "LLM_METRICS_GLOBAL_LABELS";
 pub(crate) const TLS_CERT: &str = "LLM_METRICS_TLS_CERT";
 pub(crate) const TLS_KEY: &str = "LLM_METRICS_TLS_KEY";
 
-pub(crate) fn apply(
-    mut builder: ExporterBuilder,
+/// A builder from [`ExporterBuilder::new`] with the settings of the variables that
+/// `lookup` finds, applied through the builder's public methods only: `with_*` calls
+/// made afterwards override them, and allowed networks add up.
+pub(crate) fn builder(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ExporterBuilder, ExporterError> {
+    let mut builder = ExporterBuilder::new();
     // An empty variable counts as unset, except for credentials (see `secret`).
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
     if let Some(listen) = get(LISTEN) {
-        builder.listen =
-            listen
-                .trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| ExporterError::InvalidEnv {
-                    var: LISTEN,
-                    reason: format!(
-                        "{listen:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"
-                    ),
-                })?;
+        let addr = listen
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| ExporterError::InvalidEnv {
+                var: LISTEN,
+                reason: format!(
+                    "{listen:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"
+                ),
+            })?;
+        builder = builder.with_listen_addr(addr);
     }
     if let Some(allow) = get(ALLOW) {
         for network in allow.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             // Parsed now so that a typo fails at start-up, with the text in the error.
             Cidr::parse(network)?;
-            builder.allow.push(network.to_owned());
+            builder = builder.with_allowed_network(network);
         }
     }
     let password = secret(lookup, BASIC_PASSWORD, BASIC_PASSWORD_FILE)?;
     match (lookup(BASIC_USER), password) {
-        (Some(user), Some(password)) => builder.basic_auth = Some((user, password)),
+        (Some(user), Some(password)) => builder = builder.with_basic_auth(user, password),
         (Some(_), None) => {
             return Err(ExporterError::InvalidEnv {
                 var: BASIC_USER,
@@ -65,19 +68,20 @@ pub(crate) fn apply(
         (None, None) => {}
     }
     if let Some(token) = secret(lookup, BEARER, BEARER_FILE)? {
-        builder.bearer_token = Some(token);
+        builder = builder.with_bearer_token(token);
     }
     if let Some(flag) = get(ALLOW_PUBLIC) {
-        builder.allow_public = match flag.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" => true,
-            "0" | "false" | "no" => false,
+        match flag.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => builder = builder.allow_unauthenticated_public_bind(),
+            // Off is the default of `ExporterBuilder::new`: nothing to set.
+            "0" | "false" | "no" => {}
             _ => {
                 return Err(ExporterError::InvalidEnv {
                     var: ALLOW_PUBLIC,
                     reason: format!("{flag:?} is not 1/true/yes or 0/false/no"),
                 })
             }
-        };
+        }
     }
     if let Some(labels) = get(GLOBAL_LABELS) {
         for pair in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -94,7 +98,7 @@ pub(crate) fn apply(
     match (get(TLS_CERT), get(TLS_KEY)) {
         (None, None) => {}
         #[cfg(feature = "tls")]
-        (Some(cert), Some(key)) => builder.tls = Some((cert.into(), key.into())),
+        (Some(cert), Some(key)) => builder = builder.with_tls(cert, key),
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => {
             return Err(ExporterError::InvalidEnv {

@@ -143,23 +143,28 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+// Where things live: `builder` (ExporterBuilder, checks of its settings), `env`
+// (LLM_METRICS_* variables, through the builder's public methods), `recorder`
+// (MetricsRecorder, MetricsHandle, upkeep), `buckets` (presets), `server` (the
+// listener), `auth` (Secret, basic and bearer checks), `allow` (the network
+// allowlist), `tls` and `process` (optional features), `error` (ExporterError).
 mod allow;
 mod auth;
 pub mod buckets;
-mod config;
+mod builder;
 mod env;
 mod error;
 #[cfg(feature = "process")]
 mod process;
-mod render;
+mod recorder;
 mod server;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use auth::Secret;
-pub use config::{ExporterBuilder, DEFAULT_LISTEN_ADDR};
+pub use builder::{ExporterBuilder, DEFAULT_LISTEN_ADDR};
 pub use error::ExporterError;
-pub use render::{MetricsHandle, MetricsRecorder};
+pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;
 
 /// The `Content-Type` of a `/metrics` response: the Prometheus text format 0.0.4.

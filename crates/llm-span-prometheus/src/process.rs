@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use crate::render::write_header;
+use crate::recorder::write_header;
 
 /// Clock ticks per second of `/proc/<pid>/stat` times: `USER_HZ`, which Linux fixes at
 /// 100 in its user-space ABI on the common architectures (no libc call needed).

@@ -30,7 +30,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::allow::Allowlist;
 use crate::auth::{AuthResult, Credentials};
 use crate::error::ExporterError;
-use crate::render::MetricsHandle;
+use crate::recorder::MetricsHandle;
 
 /// The content type of the Prometheus text exposition format.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -12,7 +12,7 @@ use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
-use crate::render::{MetricsHandle, MetricsRecorder};
+use crate::recorder::{MetricsHandle, MetricsRecorder};
 use crate::server::{self, ExporterHandle, ServerConfig};
 
 /// The default listen address: loopback only, port 9000.
@@ -39,16 +39,16 @@ const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
 /// | upkeep interval | 5 s |
 #[derive(Debug, Clone)]
 pub struct ExporterBuilder {
-    pub(crate) listen: SocketAddr,
+    listen: SocketAddr,
     bucket_overrides: Vec<(String, Vec<f64>)>,
     default_buckets: Vec<f64>,
-    pub(crate) global_labels: Vec<(String, String)>,
-    pub(crate) allow: Vec<String>,
-    pub(crate) basic_auth: Option<(String, Secret)>,
-    pub(crate) bearer_token: Option<Secret>,
-    pub(crate) allow_public: bool,
+    global_labels: Vec<(String, String)>,
+    allow: Vec<String>,
+    basic_auth: Option<(String, Secret)>,
+    bearer_token: Option<Secret>,
+    allow_public: bool,
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    tls: Option<(PathBuf, PathBuf)>,
     header_read_timeout: Duration,
     connection_timeout: Duration,
     shutdown_timeout: Duration,
@@ -94,7 +94,7 @@ impl ExporterBuilder {
     /// A builder configured from `lookup`, which maps a variable name to its value:
     /// [`from_env`](Self::from_env) without touching the process environment.
     pub fn from_env_map(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ExporterError> {
-        crate::env::apply(Self::new(), &lookup)
+        crate::env::builder(&lookup)
     }
 
     /// Listens on `addr` (port 0 picks a free port; see [`ExporterHandle::local_addr`]).

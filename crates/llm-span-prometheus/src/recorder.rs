@@ -1,4 +1,5 @@
-//! The recorder, the render handle, background upkeep and HELP/TYPE completion.
+//! [`MetricsRecorder`] and [`MetricsHandle`]: the recorder, the handle that renders it,
+//! background upkeep and HELP/TYPE completion.
 
 use std::collections::HashSet;
 use std::fmt;
