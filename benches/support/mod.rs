@@ -130,7 +130,7 @@ impl IdealHandles {
                 .register_counter(&key("llm_tokens_total", Some(("type", "output"))), &META),
             requests_ok: recorder
                 .register_counter(&key("llm_requests_total", Some(("status", "ok"))), &META),
-            cost: recorder.register_counter(&key("llm_cost_micro_usd_total", None), &META),
+            cost: recorder.register_counter(&key("llm_cost_pico_usd_total", None), &META),
             ttft: recorder.register_histogram(&key("llm_ttft_seconds", None), &META),
             e2e: recorder.register_histogram(&key("llm_e2e_latency_seconds", None), &META),
             tokens_per_second: recorder
@@ -407,7 +407,7 @@ mod naive {
                 .increment(state.tokens_out);
             metrics::counter!("llm_requests_total", "model" => model.clone(), "status" => "ok")
                 .increment(1);
-            metrics::counter!("llm_cost_micro_usd_total", "model" => model.clone())
+            metrics::counter!("llm_cost_pico_usd_total", "model" => model.clone())
                 .increment((state.tokens_in * 200_000 + state.tokens_out * 600_000) / 1_000_000);
             metrics::histogram!("llm_ttft_seconds", "model" => model.clone())
                 .record((first - start).as_secs_f64());
@@ -463,7 +463,7 @@ mod peers {
             status = "ok"
         );
         tracing::info!(
-            monotonic_counter.llm_cost_micro_usd_total =
+            monotonic_counter.llm_cost_pico_usd_total =
                 (tokens_in * 200_000 + tokens_out * 600_000) / 1_000_000,
             model
         );
@@ -506,7 +506,7 @@ mod peers {
         let decode = (end - first).as_secs_f64().max(1e-9);
         metrics::counter!("llm_tokens_total", "type" => "output").increment(tokens_out);
         metrics::counter!("llm_requests_total", "status" => "ok").increment(1);
-        metrics::counter!("llm_cost_micro_usd_total")
+        metrics::counter!("llm_cost_pico_usd_total")
             .increment((tokens_in * 200_000 + tokens_out * 600_000) / 1_000_000);
         metrics::histogram!("llm_ttft_seconds").record((first - start).as_secs_f64());
         metrics::histogram!("llm_e2e_latency_seconds").record((end - start).as_secs_f64());

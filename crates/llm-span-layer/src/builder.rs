@@ -83,6 +83,13 @@ impl fmt::Debug for LlmSpanLayerBuilder {
 }
 
 impl LlmSpanLayerBuilder {
+    /// The most [`with_max_models`](Self::with_max_models) accepts.
+    pub const MAX_MODELS: usize = 1_000_000;
+    /// The most [`with_max_label_values`](Self::with_max_label_values) accepts.
+    pub const MAX_LABEL_VALUES: usize = 1_000_000;
+    /// The most [`with_max_series`](Self::with_max_series) accepts.
+    pub const MAX_SERIES: usize = 10_000_000;
+
     /// Promotes the request-span field `field` to a label of the same name on every
     /// request metric. At most four extra labels; each takes at most
     /// [`with_max_label_values`](Self::with_max_label_values) values.
@@ -115,27 +122,30 @@ impl LlmSpanLayerBuilder {
         self
     }
 
-    /// Prices per model, for `llm_cost_micro_usd_total`.
+    /// Prices per model, for `llm_cost_pico_usd_total`.
     pub fn with_prices(mut self, prices: PriceTable) -> Self {
         self.prices = prices;
         self
     }
 
-    /// Most distinct `model` values (default 100); further models are counted under
-    /// `__overflow__`. Also caps distinct `revision` values.
+    /// Most distinct `model` values (default 100, at most [`MAX_MODELS`](Self::MAX_MODELS)); further
+    /// models are counted under `__overflow__`. Also caps distinct `revision` values.
+    /// Memory grows with the values seen, not with the cap.
     pub fn with_max_models(mut self, max: usize) -> Self {
         self.max_models = max;
         self
     }
 
-    /// Most distinct values of each extra label (default 100).
+    /// Most distinct values of each extra label (default 100, at most
+    /// [`MAX_LABEL_VALUES`](Self::MAX_LABEL_VALUES)).
     pub fn with_max_label_values(mut self, max: usize) -> Self {
         self.max_label_values = max;
         self
     }
 
-    /// Most label combinations per recorder (default 1000); requests past it are
-    /// counted in one series whose labels are all `__overflow__`.
+    /// Most label combinations per recorder (default 1000, at most
+    /// [`MAX_SERIES`](Self::MAX_SERIES)); requests past it are counted in one series whose labels
+    /// are all `__overflow__`.
     pub fn with_max_series(mut self, max: usize) -> Self {
         self.max_series = max;
         self
@@ -159,13 +169,24 @@ impl LlmSpanLayerBuilder {
 
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<LlmSpanLayer, ConfigError> {
-        for (setting, value) in [
-            ("max_models", self.max_models),
-            ("max_label_values", self.max_label_values),
-            ("max_series", self.max_series),
+        for (setting, value, max) in [
+            ("max_models", self.max_models, Self::MAX_MODELS),
+            (
+                "max_label_values",
+                self.max_label_values,
+                Self::MAX_LABEL_VALUES,
+            ),
+            ("max_series", self.max_series, Self::MAX_SERIES),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit { setting });
+            }
+            if value > max {
+                return Err(ConfigError::LimitTooLarge {
+                    setting,
+                    max,
+                    given: value,
+                });
             }
         }
         if self.extra_labels.len() > MAX_EXTRA_LABELS {
@@ -211,6 +232,15 @@ pub enum ConfigError {
         /// The builder setting.
         setting: &'static str,
     },
+    /// A limit is above its documented maximum.
+    LimitTooLarge {
+        /// The builder setting.
+        setting: &'static str,
+        /// The most it accepts.
+        max: usize,
+        /// What was given.
+        given: usize,
+    },
     /// More extra labels than the layer supports.
     TooManyLabels {
         /// The most allowed.
@@ -244,6 +274,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroLimit { setting } => write!(f, "{setting} must be at least 1"),
+            ConfigError::LimitTooLarge {
+                setting,
+                max,
+                given,
+            } => write!(f, "{setting} must be at most {max}, {given} was given"),
             ConfigError::TooManyLabels { max, given } => {
                 write!(f, "at most {max} extra labels are supported, {given} were given")
             }

@@ -54,8 +54,8 @@ pub const TOKENS_TOTAL: &str = "llm_tokens_total";
 pub const CACHED_INPUT_TOKENS_TOTAL: &str = "llm_cached_input_tokens_total";
 /// `llm_finish_reasons_total{model,reason}`.
 pub const FINISH_REASONS_TOTAL: &str = "llm_finish_reasons_total";
-/// `llm_cost_micro_usd_total{model}`.
-pub const COST_MICRO_USD_TOTAL: &str = "llm_cost_micro_usd_total";
+/// `llm_cost_pico_usd_total{model}`: cost in picodollars (10^-12 USD).
+pub const COST_PICO_USD_TOTAL: &str = "llm_cost_pico_usd_total";
 /// `llm_unpriced_tokens_total{model,type}`.
 pub const UNPRICED_TOKENS_TOTAL: &str = "llm_unpriced_tokens_total";
 /// `llm_ttft_seconds{model}`.
@@ -179,6 +179,8 @@ vocabulary! {
         EventOutsideRequest => "event_outside_request",
         /// A token total below what was already counted, or more cached than input tokens.
         TokenCountMismatch => "token_count_mismatch",
+        /// A model or extra label that changed after the request's labels were bound.
+        LateLabel => "late_label",
     }
 }
 
@@ -217,12 +219,12 @@ pub const METRICS: &[MetricDef] = &[
         help: "Requests that reported a finish reason, by normalized reason.",
     },
     MetricDef {
-        name: COST_MICRO_USD_TOTAL,
+        name: COST_PICO_USD_TOTAL,
         kind: MetricKind::Counter,
         labels: &[],
         per_request_series: true,
-        unit: "micro-USD",
-        help: "Cost of the tokens of priced models, in millionths of a US dollar.",
+        unit: "picodollars",
+        help: "Cost of the tokens of priced models, in picodollars (10^-12 US dollars).",
     },
     MetricDef {
         name: UNPRICED_TOKENS_TOTAL,

@@ -12,6 +12,7 @@ use tracing_core::field::{Field, Visit};
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::{Interned, LabelId, LabelSets, LabelValues};
 use crate::contract::{CallsiteClass, Role};
+use crate::pricing::PriceId;
 
 /// Largest token count accepted in one field value: 2^32 - 1.
 pub(crate) const MAX_TOKENS: u64 = u32::MAX as u64;
@@ -69,11 +70,19 @@ fn parse_finish_reason(text: &str) -> FinishReason {
     }
 }
 
+/// A model as a request names it: its label, and its price (also for a name that
+/// became `__overflow__`, so that a priced model past the cap is still priced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ModelRef {
+    pub(crate) label: LabelId,
+    pub(crate) price: Option<PriceId>,
+}
+
 /// Everything one span creation, record or event said, decoded.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Update {
-    pub(crate) model: Option<LabelId>,
-    pub(crate) response_model: Option<LabelId>,
+    pub(crate) model: Option<ModelRef>,
+    pub(crate) response_model: Option<ModelRef>,
     pub(crate) revision: Option<LabelId>,
     pub(crate) labels: [Option<LabelId>; MAX_EXTRA_LABELS],
     pub(crate) input_tokens: Option<u64>,
@@ -139,9 +148,9 @@ impl<'a> FieldVisitor<'a> {
         let update = &mut self.update;
         match role {
             Role::Ignored => {}
-            Role::Model => update.model = intern(&self.labels.model, value, &mut update.anomalies),
+            Role::Model => update.model = intern_model(self.labels, value, &mut update.anomalies),
             Role::ResponseModel => {
-                update.response_model = intern(&self.labels.model, value, &mut update.anomalies)
+                update.response_model = intern_model(self.labels, value, &mut update.anomalies)
             }
             Role::Revision => {
                 update.revision = intern(&self.labels.revision, value, &mut update.anomalies)
@@ -314,21 +323,49 @@ fn status(value: Value<'_>) -> Option<Option<Status>> {
     }
 }
 
-fn intern(set: &LabelValues, value: Value<'_>, anomalies: &mut Anomalies) -> Option<LabelId> {
-    let mut text = StackText::new();
-    let interned = match value {
-        Value::Text(t) => set.intern(t),
+/// A label value's text: numbers and booleans are written out, floats are refused.
+fn label_text<'t>(value: Value<'t>, buffer: &'t mut StackText) -> Option<&'t str> {
+    match value {
+        Value::Text(text) => Some(text),
         Value::Unsigned(n) => {
-            let _ = write!(text, "{n}");
-            set.intern(text.as_str())
+            let _ = write!(buffer, "{n}");
+            Some(buffer.as_str())
         }
         Value::Signed(n) => {
-            let _ = write!(text, "{n}");
-            set.intern(text.as_str())
+            let _ = write!(buffer, "{n}");
+            Some(buffer.as_str())
         }
-        Value::Bool(b) => set.intern(if b { "true" } else { "false" }),
-        Value::Float(_) => Interned::Invalid,
+        Value::Bool(b) => Some(if b { "true" } else { "false" }),
+        Value::Float(_) => None,
+    }
+}
+
+fn intern(set: &LabelValues, value: Value<'_>, anomalies: &mut Anomalies) -> Option<LabelId> {
+    let mut buffer = StackText::new();
+    let interned = label_text(value, &mut buffer).map_or(Interned::Invalid, |t| set.intern(t));
+    label_id(interned, anomalies)
+}
+
+fn intern_model(
+    labels: &LabelSets,
+    value: Value<'_>,
+    anomalies: &mut Anomalies,
+) -> Option<ModelRef> {
+    let mut buffer = StackText::new();
+    let text = label_text(value, &mut buffer);
+    let interned = text.map_or(Interned::Invalid, |t| {
+        labels.model.intern_priced(t, |t| labels.prices.id_of(t))
+    });
+    let label = label_id(interned, anomalies)?;
+    let price = match interned {
+        Interned::Value(id) => labels.model.price(id),
+        // Past the cap or not a sensible label: still priced by its name.
+        _ => text.and_then(|t| labels.prices.id_of(t)),
     };
+    Some(ModelRef { label, price })
+}
+
+fn label_id(interned: Interned, anomalies: &mut Anomalies) -> Option<LabelId> {
     match interned {
         Interned::Value(id) => Some(id),
         // An empty value says nothing; the request keeps whatever it had.

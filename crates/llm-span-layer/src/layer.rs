@@ -21,6 +21,7 @@ use crate::containers::inflight::InFlight;
 use crate::containers::labels::{LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
 use crate::decode::{FieldVisitor, Update};
+use crate::pricing::PriceIndex;
 use crate::recorders::{RecorderSource, Recorders};
 use crate::reentry::Reentry;
 use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
@@ -81,7 +82,6 @@ impl LlmSpanLayer {
                 .iter()
                 .map(|(_, label)| *label)
                 .collect(),
-            prices: builder.prices,
             max_series: builder.max_series,
             max_models: builder.max_models,
             max_revisions: builder.max_models,
@@ -101,6 +101,7 @@ impl LlmSpanLayer {
             inflight: InFlight::with_capacity(IN_FLIGHT_CAPACITY),
             labels: LabelSets {
                 model: LabelValues::with_cap(builder.max_models),
+                prices: PriceIndex::new(&builder.prices),
                 revision: LabelValues::with_cap(builder.max_models),
                 gpu: LabelValues::with_cap(MAX_GPUS),
                 extra,
@@ -142,8 +143,7 @@ impl LlmSpanLayer {
         &self,
         f: impl FnOnce(u8, &RecorderHandles, &dyn Recorder) -> R,
     ) -> Option<R> {
-        self.recorders
-            .with_handles(&self.series_config, &self.labels, f)
+        self.recorders.with_handles(&self.series_config, f)
     }
 
     /// The handles of a series bound earlier.
@@ -165,7 +165,7 @@ impl fmt::Debug for LlmSpanLayer {
             .field("callsites", &self.callsites)
             .field("models", &self.labels.model.len())
             .field("max_series", &self.series_config.max_series)
-            .field("priced_models", &self.series_config.prices.len())
+            .field("priced_models", &self.labels.prices.len())
             .field(
                 "recorder",
                 &if self.recorders.is_fixed() {
@@ -213,7 +213,7 @@ where
         match class {
             CallsiteClass::Request { .. } => {
                 let (state, anomalies) = self.new_request(attrs, class);
-                self.track(id, Tracked::Request(state), &ctx);
+                self.track(id, Tracked::Request(state));
                 self.count(&anomalies);
             }
             CallsiteClass::Queue => self.new_queue(id, &ctx),
@@ -249,16 +249,10 @@ where
         let update = visitor.update;
         let mut anomalies = update.anomalies;
         if update.touches_request() {
-            self.with_tracked(id, &ctx, |tracked| {
+            self.with_tracked(id, |tracked| {
                 if let Tracked::Request(state) = tracked {
-                    state.apply_fields(&update);
-                    if state.model.is_some()
-                        || state.response_model.is_some()
-                        || state.series.is_some()
-                    {
-                        self.bind_series(state, &mut anomalies);
-                    }
-                    self.count_new_tokens(state, &mut anomalies);
+                    state.apply_fields(&update, &mut anomalies);
+                    self.settle(state, &mut anomalies);
                 }
             });
         }
@@ -306,7 +300,7 @@ where
         self.count(&anomalies);
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+    fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
         // One load answers for every span the layer does not track.
         if !self.inflight.may_contain(&id) {
             return;
@@ -314,20 +308,25 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
-        if self
-            .inflight
-            .remove_with(&id, |tracked| self.finish(tracked))
-            .is_some()
-        {
-            return;
+        if let Some(mut tracked) = self.inflight.remove(&id) {
+            self.finish(&mut tracked);
         }
-        if self.inflight.has_spilled() {
-            let removed = ctx
-                .span(&id)
-                .and_then(|span| span.extensions_mut().remove::<Tracked>());
-            if let Some(mut tracked) = removed {
-                self.inflight.note_unspilled(&id);
-                self.finish(&mut tracked);
+    }
+}
+
+impl Drop for LlmSpanLayer {
+    /// Finishes every request still open, as if its span closed now: a layer replaced
+    /// at run time (`tracing_subscriber::reload`) leaves no gauge up and no request
+    /// uncounted, and the spans' later callbacks go to a layer that ignores them.
+    fn drop(&mut self) {
+        let Some(_reentry) = Reentry::enter() else {
+            return;
+        };
+        let mut open: Vec<Tracked> = self.inflight.drain().collect();
+        // Requests end their own queue phases.
+        for tracked in &mut open {
+            if let Tracked::Request(state) = tracked {
+                self.finish_request(state);
             }
         }
     }

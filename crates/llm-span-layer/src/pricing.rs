@@ -1,17 +1,13 @@
 //! Per-model token prices and exact cost arithmetic.
 //!
 //! Prices are kept as whole picodollars (1e-12 USD) per token, which is exactly
-//! "USD per million tokens" with six decimals. Costs are summed in integers and the
-//! counter advances in whole micro-dollars, carrying the remainder, so no amount of
-//! traffic makes the total drift.
+//! "USD per million tokens" with six decimals. Costs are integers of picodollars, so
+//! sums over any requests, series or replicas are exact.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Picodollars per micro-dollar.
-pub(crate) const PICO_PER_MICRO: u128 = 1_000_000;
 /// Highest accepted price: one million USD per million tokens.
 const MAX_USD_PER_MILLION: f64 = 1_000_000.0;
 const MAX_DECIMALS: usize = 6;
@@ -271,31 +267,39 @@ impl fmt::Display for PriceError {
 
 impl std::error::Error for PriceError {}
 
-/// Turns picodollar amounts into whole micro-dollar counter increments, exactly.
+/// The index of a model's price in a [`PriceIndex`]: small enough to keep per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PriceId(u32);
+
+/// The prices of a [`PriceTable`], numbered, for the layer's hot path.
 #[derive(Debug, Default)]
-pub(crate) struct CostCarry {
-    /// Picodollars not yet counted; always below one micro-dollar.
-    remainder: AtomicU64,
+pub(crate) struct PriceIndex {
+    prices: Vec<ModelPrice>,
+    by_model: HashMap<Box<str>, PriceId>,
 }
 
-impl CostCarry {
-    /// Adds `pico` and returns how many whole micro-dollars the counter must advance.
-    pub(crate) fn add(&self, pico: u128) -> u64 {
-        let mut current = self.remainder.load(Ordering::Relaxed);
-        loop {
-            let sum = u128::from(current) + pico;
-            let whole = sum / PICO_PER_MICRO;
-            let rest = (sum % PICO_PER_MICRO) as u64;
-            match self.remainder.compare_exchange_weak(
-                current,
-                rest,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return u64::try_from(whole).unwrap_or(u64::MAX),
-                Err(seen) => current = seen,
-            }
+impl PriceIndex {
+    pub(crate) fn new(table: &PriceTable) -> Self {
+        let mut index = PriceIndex::default();
+        for (model, price) in &table.prices {
+            let id = PriceId(index.prices.len() as u32);
+            index.prices.push(*price);
+            index.by_model.insert(model.clone(), id);
         }
+        index
+    }
+
+    /// The price of `model`, by name (a hash-map lookup: not for the hot path).
+    pub(crate) fn id_of(&self, model: &str) -> Option<PriceId> {
+        self.by_model.get(model).copied()
+    }
+
+    pub(crate) fn get(&self, id: PriceId) -> Option<&ModelPrice> {
+        self.prices.get(id.0 as usize)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.prices.len()
     }
 }
 
@@ -381,18 +385,5 @@ mod tests {
         );
         // More cached than input is clamped rather than underflowing.
         assert_eq!(p.cost_pico(10, 50, 0), 10 * 500_000);
-    }
-
-    #[test]
-    fn carry_never_loses_a_picodollar() {
-        let carry = CostCarry::default();
-        let mut micros = 0u64;
-        for _ in 0..3_000_000 {
-            micros += carry.add(1);
-        }
-        assert_eq!(micros, 3);
-        assert_eq!(carry.remainder.load(Ordering::Relaxed), 0);
-        assert_eq!(carry.add(2_500_000), 2);
-        assert_eq!(carry.add(500_000), 1);
     }
 }

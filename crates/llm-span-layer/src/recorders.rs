@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use metrics::Recorder;
 
-use crate::containers::labels::LabelSets;
 use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
 
 /// How many distinct recorders one layer keeps handles for over its life.
@@ -25,7 +24,8 @@ pub(crate) enum RecorderSource {
 /// The handles of every recorder the layer has written to.
 pub(crate) struct Recorders {
     source: RecorderSource,
-    handles: [OnceLock<RecorderHandles>; MAX_RECORDERS],
+    /// Boxed: each holds several tables, and the layer is moved around while it is built.
+    handles: [OnceLock<Box<RecorderHandles>>; MAX_RECORDERS],
     /// Serializes creating the handles of a new recorder.
     creating: Mutex<()>,
 }
@@ -48,19 +48,18 @@ impl Recorders {
     pub(crate) fn with_handles<R>(
         &self,
         config: &SeriesConfig,
-        labels: &LabelSets,
         f: impl FnOnce(u8, &RecorderHandles, &dyn Recorder) -> R,
     ) -> Option<R> {
         match &self.source {
             RecorderSource::Fixed(recorder) => {
                 let recorder: &dyn Recorder = &**recorder;
                 let handles = self.handles[0]
-                    .get_or_init(|| RecorderHandles::new(0, recorder, config, labels));
+                    .get_or_init(|| Box::new(RecorderHandles::new(0, recorder, config)));
                 Some(f(0, handles, recorder))
             }
             RecorderSource::Current => metrics::with_recorder(|recorder| {
                 let key = recorder as *const dyn Recorder as *const () as usize;
-                let index = self.index_of(key, recorder, config, labels)?;
+                let index = self.index_of(key, recorder, config)?;
                 let handles = self.handles[index].get()?;
                 Some(f(index as u8, handles, recorder))
             }),
@@ -72,7 +71,6 @@ impl Recorders {
         key: usize,
         recorder: &dyn Recorder,
         config: &SeriesConfig,
-        labels: &LabelSets,
     ) -> Option<usize> {
         for (index, slot) in self.handles.iter().enumerate() {
             match slot.get() {
@@ -81,7 +79,7 @@ impl Recorders {
                 None => {
                     let _guard = self.creating.lock().unwrap_or_else(|p| p.into_inner());
                     let handles =
-                        slot.get_or_init(|| RecorderHandles::new(key, recorder, config, labels));
+                        slot.get_or_init(|| Box::new(RecorderHandles::new(key, recorder, config)));
                     if handles.recorder_key() == key {
                         return Some(index);
                     }

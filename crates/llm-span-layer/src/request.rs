@@ -1,6 +1,11 @@
-//! The life of a request span, from creation to close: binding its labels to a
-//! series, counting its tokens as they are reported, its events, its queue phases, and
-//! the final request count and latencies.
+//! The life of a request span, from creation to close.
+//!
+//! Until a request is *bound* (at its first token when its model is known by then,
+//! else when the model becomes known, at the latest at close), its labels may still
+//! change: only its gauges are shown, under the labels known so far, and move when the
+//! labels do. Binding fixes the labels and emits what was held (input tokens, the time
+//! to first token, queue waits); from then on tokens and cost are counted as they are
+//! reported, and a label that changes is an anomaly.
 
 use quanta::Instant;
 use tracing_core::span::{Attributes, Id};
@@ -8,13 +13,13 @@ use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::catalog::{Anomaly, Status, TokenType};
+use crate::catalog::{Anomaly, TokenType};
 use crate::containers::labels::LabelId;
 use crate::contract::CallsiteClass;
 use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
 use crate::layer::LlmSpanLayer;
-use crate::series::{Pricing, Series, SeriesKey, SeriesRef};
-use crate::state::{decode_rates, QueueState, RequestState, Tracked};
+use crate::series::{Counted, SeriesKey, SeriesRef};
+use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
 
 impl LlmSpanLayer {
     /// Counts the anomalies one callback saw.
@@ -29,81 +34,7 @@ impl LlmSpanLayer {
         });
     }
 
-    /// Binds the request to its series (labels fixed from now on) and counts it active.
-    pub(crate) fn bind_series(
-        &self,
-        state: &mut RequestState,
-        anomalies: &mut Anomalies,
-    ) -> Option<SeriesRef> {
-        if let Some(series) = state.series {
-            return Some(series);
-        }
-        let model = state.model.or(state.response_model).unwrap_or_else(|| {
-            anomalies.add(Anomaly::MissingModel);
-            LabelId::UNKNOWN
-        });
-        let mut key = [LabelId::UNKNOWN; 1 + MAX_EXTRA_LABELS];
-        key[0] = model;
-        for (slot, label) in key[1..].iter_mut().zip(state.labels) {
-            *slot = label.unwrap_or(LabelId::UNKNOWN);
-        }
-        let found = self.with_handles(|index, handles, recorder| {
-            handles.series_for(
-                index,
-                SeriesKey(key),
-                recorder,
-                &self.labels,
-                &self.series_config,
-            )
-        })?;
-        let series_ref = found.unwrap_or_else(|overflow| {
-            anomalies.add(Anomaly::SeriesOverflow);
-            overflow
-        });
-        state.series = Some(series_ref);
-        if let Some(series) = self.series(series_ref) {
-            series.active.increment(1.0);
-            state.active = true;
-        }
-        self.count_new_tokens(state, anomalies);
-        Some(series_ref)
-    }
-
-    /// Adds the request's newly reported token counts to the counters (no I/O: the
-    /// recorder's handles are atomics).
-    pub(crate) fn count_new_tokens(&self, state: &mut RequestState, anomalies: &mut Anomalies) {
-        let Some(series) = state.series.and_then(|s| self.series(s)) else {
-            return;
-        };
-        series.add_tokens(TokenType::Input, state.input.take_increment(anomalies));
-        series.add_tokens(TokenType::Output, state.output.take_increment(anomalies));
-        let cached = state.cached.take_increment(anomalies);
-        if cached > 0 {
-            series.cached_input.increment(cached);
-        }
-        if state.revision.is_some() && state.revision != state.published_revision {
-            self.publish_revision(state);
-        }
-    }
-
-    fn publish_revision(&self, state: &mut RequestState) {
-        let (Some(model), Some(revision)) = (state.model.or(state.response_model), state.revision)
-        else {
-            return;
-        };
-        if model == LabelId::OVERFLOW || revision == LabelId::OVERFLOW {
-            state.published_revision = state.revision;
-            return;
-        }
-        let published = self.with_handles(|_, handles, recorder| {
-            handles.publish_revision(model, revision, recorder, &self.labels)
-        });
-        if published.unwrap_or(false) {
-            state.published_revision = state.revision;
-        }
-    }
-
-    /// The state of a new request span, bound at once when its model is known.
+    /// The state of a new request span; its gauges go up under the labels it names.
     pub(crate) fn new_request(
         &self,
         attrs: &Attributes<'_>,
@@ -114,37 +45,199 @@ impl LlmSpanLayer {
         let update = visitor.update;
         let mut anomalies = update.anomalies;
         let mut state = RequestState::new(self.clock.now());
-        state.apply_fields(&update);
-        if state.model.is_some() || state.response_model.is_some() {
-            self.bind_series(&mut state, &mut anomalies);
-        }
+        state.apply_fields(&update, &mut anomalies);
+        self.place_gauges(&mut state, false);
         (state, anomalies)
     }
 
-    fn finish_request(&self, state: &mut RequestState) {
+    /// After fields or an event changed a request: moves its gauges to new labels,
+    /// binds it when it is ready, and counts what a bound request newly reported.
+    pub(crate) fn settle(&self, state: &mut RequestState, anomalies: &mut Anomalies) {
+        if state.bound {
+            self.count_new_tokens(state);
+            return;
+        }
+        if state.ready_to_bind() {
+            self.bind(state, anomalies);
+        } else {
+            self.place_gauges(state, false);
+        }
+    }
+
+    /// The series of the request's current labels (`unknown` for those not known yet),
+    /// with its counters registered when the request `binds` to it.
+    fn current_series(
+        &self,
+        state: &RequestState,
+        binds: bool,
+    ) -> Option<Result<SeriesRef, SeriesRef>> {
+        let mut key = [LabelId::UNKNOWN; 1 + MAX_EXTRA_LABELS];
+        key[0] = state
+            .effective_model()
+            .map_or(LabelId::UNKNOWN, |m| m.label);
+        for (slot, label) in key[1..].iter_mut().zip(state.labels) {
+            *slot = label.unwrap_or(LabelId::UNKNOWN);
+        }
+        self.with_handles(|index, handles, recorder| {
+            handles.series_for(
+                index,
+                SeriesKey(key),
+                recorder,
+                &self.labels,
+                &self.series_config,
+                binds,
+            )
+        })
+    }
+
+    /// Shows the request's gauges under its current labels, moving them if the labels
+    /// changed. Returns `true` when the labels are past the series cap (and shown in
+    /// the overflow series).
+    fn place_gauges(&self, state: &mut RequestState, binds: bool) -> bool {
+        if !state.labels_changed {
+            return false;
+        }
+        let Some(found) = self.current_series(state, binds) else {
+            return false;
+        };
+        state.labels_changed = false;
+        let (Ok(target) | Err(target)) = found;
+        if state.gauges_at != Some(target) {
+            let queued = state.queue.open > 0;
+            if let Some(old) = state.gauges_at.and_then(|s| self.series(s)) {
+                old.active.decrement(1.0);
+                if queued {
+                    old.queue_depth.decrement(1.0);
+                }
+            }
+            if let Some(new) = self.series(target) {
+                new.active.increment(1.0);
+                if queued {
+                    new.queue_depth.increment(1.0);
+                }
+            }
+            state.gauges_at = Some(target);
+        }
+        found.is_err()
+    }
+
+    /// Fixes the request's labels and emits what was held for them.
+    fn bind(&self, state: &mut RequestState, anomalies: &mut Anomalies) {
+        if state.bound {
+            return;
+        }
+        if state.effective_model().is_none() {
+            anomalies.add(Anomaly::MissingModel);
+        }
+        // Placed once more even when unchanged: the overflow check needs the answer.
+        state.labels_changed = true;
+        if self.place_gauges(state, true) {
+            anomalies.add(Anomaly::SeriesOverflow);
+        }
+        state.bound = true;
+        let Some(series) = self.counted(state) else {
+            return;
+        };
+        if let Some(first) = state.first_token {
+            if !std::mem::replace(&mut state.ttft_recorded, true) {
+                series.ttft.record(seconds(first, state.start));
+            }
+        }
+        if std::mem::take(&mut state.queue.held) {
+            series
+                .queue_wait
+                .record(std::mem::take(&mut state.queue.held_seconds));
+        }
+        self.count_new_tokens(state);
+    }
+
+    /// Adds what a bound request reported since the last call to the token and cost
+    /// counters (no I/O: the recorder's handles are atomics).
+    fn count_new_tokens(&self, state: &mut RequestState) {
+        let Some(series) = self.counted(state) else {
+            return;
+        };
+        let price = state
+            .effective_model()
+            .and_then(|m| m.price)
+            .and_then(|id| self.labels.prices.get(id));
+        let input = state.input.take();
+        // Cached tokens are a subset of input tokens: never more in the counters.
+        let cached = state.cached.take_up_to(state.input.emitted);
+        let output = state.output.take();
+        series.add_tokens(TokenType::Input, input, price.is_some());
+        series.add_tokens(TokenType::Output, output, price.is_some());
+        if cached > 0 {
+            series.cached_input.increment(cached);
+        }
+        if let Some(price) = price {
+            let cost = price.cost_pico(
+                state.input.emitted,
+                state.cached.emitted,
+                state.output.emitted,
+            );
+            if cost > state.cost_emitted {
+                series.add_cost(cost - state.cost_emitted);
+                state.cost_emitted = cost;
+            }
+        }
+        if state.revision.is_some() && state.revision != state.published_revision {
+            self.publish_revision(state);
+        }
+    }
+
+    fn publish_revision(&self, state: &mut RequestState) {
+        let (Some(model), Some(revision)) = (state.effective_model(), state.revision) else {
+            return;
+        };
+        if model.label == LabelId::OVERFLOW || revision == LabelId::OVERFLOW {
+            state.published_revision = state.revision;
+            return;
+        }
+        let published = self.with_handles(|_, handles, recorder| {
+            handles.publish_revision(model.label, revision, recorder, &self.labels)
+        });
+        if published.unwrap_or(false) {
+            state.published_revision = state.revision;
+        }
+    }
+
+    /// Counts a request whose span closed (or whose layer is going away).
+    pub(crate) fn finish_request(&self, state: &mut RequestState) {
         let mut anomalies = Anomalies::default();
-        let end = state.completed.unwrap_or_else(|| self.clock.now());
-        let series = self.bind_series(state, &mut anomalies);
-        self.count_new_tokens(state, &mut anomalies);
-        if let Some(series) = series.and_then(|s| self.series(s)) {
+        let now = self.clock.now();
+        let end = state.completed.unwrap_or(now);
+        // A queue phase still open ends with the request.
+        if let Some(wait) = state.end_queue(now) {
+            state.queue.held = true;
+            state.queue.held_seconds += wait;
+            if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+                series.queue_depth.decrement(1.0);
+            }
+        }
+        self.bind(state, &mut anomalies);
+        if let Some(series) = self.counted(state) {
             self.emit_final(series, state, end, &mut anomalies);
+        }
+        if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+            series.active.decrement(1.0);
         }
         self.count(&anomalies);
     }
 
+    /// The counters and histograms of a bound request.
+    fn counted(&self, state: &RequestState) -> Option<&Counted> {
+        self.series(state.gauges_at?)?.counted()
+    }
+
     fn emit_final(
         &self,
-        series: &Series,
+        series: &Counted,
         state: &RequestState,
         end: Instant,
         anomalies: &mut Anomalies,
     ) {
-        let (input, cached, output) = (
-            state.input.counted,
-            state.cached.counted,
-            state.output.counted,
-        );
-        if cached > input {
+        if state.cached.known > state.input.known {
             anomalies.add(Anomaly::TokenCountMismatch);
         }
         let status = state.final_status();
@@ -152,63 +245,31 @@ impl LlmSpanLayer {
         if let Some(reason) = state.finish_reason {
             series.count_finish_reason(reason);
         }
-        if status == Status::Ok {
+        if status == crate::catalog::Status::Ok {
             series.e2e.record(seconds(end, state.start));
             if let Some(first) = state.first_token {
-                if let Some((per_token, per_second)) = decode_rates(seconds(end, first), output) {
+                let decode = decode_rates(seconds(end, first), state.output.emitted);
+                if let Some((per_token, per_second)) = decode {
                     series.time_per_output_token.record(per_token);
                     series.tokens_per_second.record(per_second);
                 }
             }
         }
-        if let Pricing::Priced { price, cost, carry } = &series.pricing {
-            let micros = carry.add(price.cost_pico(input, cached, output));
-            if micros > 0 {
-                cost.increment(micros);
-            }
-        }
-        series.add_cache_totals(input, cached);
-        if state.active {
-            series.active.decrement(1.0);
-        }
+        series.add_cache_totals(state.input.emitted, state.cached.emitted);
     }
 
-    /// Runs `f` on the tracked state of span `id`, wherever it lives.
-    pub(crate) fn with_tracked<S, R>(
-        &self,
-        id: &Id,
-        ctx: &Context<'_, S>,
-        f: impl FnOnce(&mut Tracked) -> R,
-    ) -> Option<R>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        if let Some(mut entry) = self.inflight.get(id) {
-            return entry.get().map(f);
-        }
-        if self.inflight.has_spilled() && self.inflight.may_contain(id) {
-            let span = ctx.span(id)?;
-            let mut extensions = span.extensions_mut();
-            return extensions.get_mut::<Tracked>().map(f);
-        }
-        None
+    /// Runs `f` on the tracked state of span `id`.
+    pub(crate) fn with_tracked<R>(&self, id: &Id, f: impl FnOnce(&mut Tracked) -> R) -> Option<R> {
+        let mut entry = self.inflight.get(id)?;
+        entry.get().map(f)
     }
 
     /// Keeps the state of a new span until it closes.
-    pub(crate) fn track<S>(&self, id: &Id, tracked: Tracked, ctx: &Context<'_, S>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let Err(mut tracked) = self.inflight.insert(id, tracked) else {
-            return;
-        };
-        match ctx.span(id) {
-            Some(span) => {
-                span.extensions_mut().insert(tracked);
-                self.inflight.note_spilled(id);
-            }
-            // The span is gone already: finish it now so the gauges stay right.
-            None => self.finish(&mut tracked),
+    pub(crate) fn track(&self, id: &Id, tracked: Tracked) {
+        if let Err(mut tracked) = self.inflight.insert(id, tracked) {
+            // Every level full (billions of spans in flight): count it now rather
+            // than leave a gauge up forever.
+            self.finish(&mut tracked);
         }
     }
 
@@ -220,7 +281,8 @@ impl LlmSpanLayer {
         }
     }
 
-    /// Starts a queue phase: the enclosing request counts in the queue depth.
+    /// Starts a queue phase of the nearest enclosing request: the request counts in
+    /// the queue depth while its outermost queue span is open.
     pub(crate) fn new_queue<S>(&self, id: &Id, ctx: &Context<'_, S>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -228,41 +290,48 @@ impl LlmSpanLayer {
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let start = self.clock.now();
-        let mut anomalies = Anomalies::default();
-        let mut series = None;
+        let now = self.clock.now();
         for ancestor in span.scope().skip(1) {
-            let found = self.with_tracked(&ancestor.id(), ctx, |tracked| match tracked {
-                Tracked::Request(request) => Some(self.bind_series(request, &mut anomalies)),
-                Tracked::Queue(_) => None,
+            let request = ancestor.id();
+            let entered = self.with_tracked(&request, |tracked| match tracked {
+                Tracked::Request(state) => {
+                    if state.enter_queue(now) {
+                        if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+                            series.queue_depth.increment(1.0);
+                        }
+                    }
+                    true
+                }
+                Tracked::Queue(_) => false,
             });
-            if let Some(Some(bound)) = found {
-                series = bound;
-                break;
+            if entered == Some(true) {
+                self.track(id, Tracked::Queue(QueueState { request }));
+                return;
             }
         }
-        self.count(&anomalies);
-        // A queue span outside any request has no model to count it under.
-        let Some(series_ref) = series else {
-            return;
-        };
-        if let Some(series) = self.series(series_ref) {
-            series.queue_depth.increment(1.0);
-            let queue = Tracked::Queue(QueueState {
-                start,
-                series: series_ref,
-            });
-            self.track(id, queue, ctx);
-        }
+        // A queue span outside any request has no request to count.
     }
 
     fn finish_queue(&self, queue: &QueueState) {
-        if let Some(series) = self.series(queue.series) {
-            series
-                .queue_wait
-                .record(seconds(self.clock.now(), queue.start));
-            series.queue_depth.decrement(1.0);
-        }
+        let now = self.clock.now();
+        self.with_tracked(&queue.request, |tracked| {
+            let Tracked::Request(state) = tracked else {
+                return;
+            };
+            let Some(wait) = state.exit_queue(now) else {
+                return;
+            };
+            if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+                series.queue_depth.decrement(1.0);
+            }
+            match self.counted(state) {
+                Some(series) if state.bound => series.queue_wait.record(wait),
+                _ => {
+                    state.queue.held = true;
+                    state.queue.held_seconds += wait;
+                }
+            }
+        });
     }
 
     /// Applies an event to the nearest request span in its scope. Returns the
@@ -278,42 +347,23 @@ impl LlmSpanLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         for span in ctx.event_scope(event)? {
-            let found = self.with_tracked(&span.id(), ctx, |tracked| {
+            let found = self.with_tracked(&span.id(), |tracked| {
                 let Tracked::Request(state) = tracked else {
                     return None;
                 };
-                Some(self.apply_to_request(state, update, anomalies))
+                state.apply_event(update, || self.clock.now(), anomalies);
+                self.settle(state, anomalies);
+                Some(
+                    state
+                        .effective_model()
+                        .map_or(LabelId::UNKNOWN, |m| m.label),
+                )
             });
             if let Some(Some(model)) = found {
                 return Some(model);
             }
         }
         None
-    }
-
-    fn apply_to_request(
-        &self,
-        state: &mut RequestState,
-        update: &Update,
-        anomalies: &mut Anomalies,
-    ) -> LabelId {
-        let effects = state.apply_event(update, || self.clock.now(), anomalies);
-        if effects.first_token || effects.streamed > 0 || state.series.is_some() {
-            self.bind_series(state, anomalies);
-        }
-        if let Some(series) = state.series.and_then(|s| self.series(s)) {
-            if effects.first_token {
-                if let Some(first) = state.first_token {
-                    series.ttft.record(seconds(first, state.start));
-                }
-            }
-            series.add_tokens(TokenType::Output, effects.streamed);
-        }
-        self.count_new_tokens(state, anomalies);
-        state
-            .model
-            .or(state.response_model)
-            .unwrap_or(LabelId::UNKNOWN)
     }
 
     /// Sets the engine gauges an event reports.
@@ -324,13 +374,13 @@ impl LlmSpanLayer {
                 handles.set_gpu_memory(gpu, bytes, recorder, &self.labels);
             }
             if let Some(ratio) = update.kv_cache_usage {
-                let model = update.model.or(request_model).unwrap_or(LabelId::UNKNOWN);
+                let model = update
+                    .model
+                    .map(|m| m.label)
+                    .or(request_model)
+                    .unwrap_or(LabelId::UNKNOWN);
                 handles.set_kv_cache_usage(model, ratio, recorder, &self.labels);
             }
         });
     }
-}
-
-fn seconds(end: Instant, start: Instant) -> f64 {
-    end.saturating_duration_since(start).as_secs_f64()
 }

@@ -14,9 +14,9 @@ use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
 
 use crate::catalog::{self, Anomaly, FinishReason, Status, TokenType};
 use crate::containers::labels::{LabelId, LabelSets};
+use crate::containers::segments::Segments;
 use crate::containers::table::{BoundedTable, BuildMixHasher};
 use crate::decode::MAX_EXTRA_LABELS;
-use crate::pricing::{CostCarry, ModelPrice, PriceTable};
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("llm_span_layer", metrics::Level::INFO, Some(module_path!()));
@@ -36,42 +36,67 @@ impl SeriesRef {
     const OVERFLOW_SLOT: u32 = u32::MAX;
 }
 
-/// How the tokens of a series are turned into money, if at all.
-#[derive(Debug)]
-pub(crate) enum Pricing {
-    Priced {
-        price: ModelPrice,
-        cost: Counter,
-        carry: CostCarry,
-    },
-    Unpriced {
-        /// By [`TokenType`].
-        tokens: [Counter; TokenType::COUNT],
-    },
-}
-
-/// Every handle a request of one series touches.
+/// One label set: its gauges, shown from a request's start under the labels known so
+/// far, and the rest of its handles, registered when a request first binds to it (so
+/// that labels a request only passes through, such as `model="unknown"` before the
+/// model is known, show up in the gauges alone).
 #[derive(Debug)]
 pub(crate) struct Series {
+    pub(crate) active: Gauge,
+    pub(crate) queue_depth: Gauge,
+    labels: Vec<Label>,
+    pricing: SeriesPricing,
+    counted: OnceLock<Box<Counted>>,
+}
+
+impl Series {
+    fn register(recorder: &dyn Recorder, labels: Vec<Label>, pricing: SeriesPricing) -> Self {
+        let gauge =
+            |name| recorder.register_gauge(&Key::from_parts(name, labels.clone()), &METADATA);
+        Self {
+            active: gauge(catalog::ACTIVE_REQUESTS),
+            queue_depth: gauge(catalog::QUEUE_DEPTH),
+            pricing,
+            counted: OnceLock::new(),
+            labels,
+        }
+    }
+
+    /// The counters and histograms, once a request bound to this label set.
+    #[inline]
+    pub(crate) fn counted(&self) -> Option<&Counted> {
+        self.counted.get().map(|c| &**c)
+    }
+
+    fn register_counted(&self, recorder: &dyn Recorder) -> &Counted {
+        self.counted
+            .get_or_init(|| Box::new(Counted::register(recorder, &self.labels, self.pricing)))
+    }
+}
+
+/// The counters and histograms of one label set.
+#[derive(Debug)]
+pub(crate) struct Counted {
     requests: [Counter; Status::COUNT],
     tokens: [Counter; TokenType::COUNT],
     pub(crate) cached_input: Counter,
     finish_reasons: [Counter; FinishReason::COUNT],
-    pub(crate) pricing: Pricing,
+    /// Picodollars of priced requests; registered where priced requests can land.
+    cost: Option<Counter>,
+    /// Tokens of unpriced requests, by [`TokenType`]; where unpriced ones can land.
+    unpriced: Option<[Counter; TokenType::COUNT]>,
     pub(crate) ttft: Histogram,
     pub(crate) e2e: Histogram,
     pub(crate) time_per_output_token: Histogram,
     pub(crate) tokens_per_second: Histogram,
     pub(crate) queue_wait: Histogram,
-    pub(crate) active: Gauge,
-    pub(crate) queue_depth: Gauge,
     pub(crate) kv_cache_hit_rate: Gauge,
     input_total: AtomicU64,
     cached_total: AtomicU64,
 }
 
-impl Series {
-    fn register(recorder: &dyn Recorder, labels: &[Label], price: Option<ModelPrice>) -> Self {
+impl Counted {
+    fn register(recorder: &dyn Recorder, labels: &[Label], pricing: SeriesPricing) -> Self {
         let key = |name: &'static str, extra: Option<(&'static str, &'static str)>| {
             let mut all = labels.to_vec();
             if let Some((k, v)) = extra {
@@ -80,21 +105,12 @@ impl Series {
             Key::from_parts(name, all)
         };
         let counter = |name, extra| recorder.register_counter(&key(name, extra), &METADATA);
-        let gauge = |name| recorder.register_gauge(&key(name, None), &METADATA);
         let histogram = |name| recorder.register_histogram(&key(name, None), &METADATA);
         let by_type = |name| {
             std::array::from_fn(|i| counter(name, Some(("type", TokenType::ALL[i].as_str()))))
         };
-        let pricing = match price {
-            Some(price) => Pricing::Priced {
-                price,
-                cost: counter(catalog::COST_MICRO_USD_TOTAL, None),
-                carry: CostCarry::default(),
-            },
-            None => Pricing::Unpriced {
-                tokens: by_type(catalog::UNPRICED_TOKENS_TOTAL),
-            },
-        };
+        let priced = matches!(pricing, SeriesPricing::Priced | SeriesPricing::Mixed);
+        let unpriced = matches!(pricing, SeriesPricing::Unpriced | SeriesPricing::Mixed);
         Self {
             requests: std::array::from_fn(|i| {
                 counter(
@@ -110,15 +126,15 @@ impl Series {
                     Some(("reason", FinishReason::ALL[i].as_str())),
                 )
             }),
-            pricing,
+            cost: priced.then(|| counter(catalog::COST_PICO_USD_TOTAL, None)),
+            unpriced: unpriced.then(|| by_type(catalog::UNPRICED_TOKENS_TOTAL)),
             ttft: histogram(catalog::TTFT_SECONDS),
             e2e: histogram(catalog::E2E_LATENCY_SECONDS),
             time_per_output_token: histogram(catalog::TIME_PER_OUTPUT_TOKEN_SECONDS),
             tokens_per_second: histogram(catalog::TOKENS_PER_SECOND),
             queue_wait: histogram(catalog::QUEUE_WAIT_SECONDS),
-            active: gauge(catalog::ACTIVE_REQUESTS),
-            queue_depth: gauge(catalog::QUEUE_DEPTH),
-            kv_cache_hit_rate: gauge(catalog::KV_CACHE_HIT_RATE),
+            kv_cache_hit_rate: recorder
+                .register_gauge(&key(catalog::KV_CACHE_HIT_RATE, None), &METADATA),
             input_total: AtomicU64::new(0),
             cached_total: AtomicU64::new(0),
         }
@@ -134,14 +150,28 @@ impl Series {
         self.finish_reasons[reason.index()].increment(1);
     }
 
-    /// Adds tokens of one type, and to the unpriced counter if the model has no price.
-    pub(crate) fn add_tokens(&self, token_type: TokenType, count: u64) {
+    /// Adds tokens of one type; those of an unpriced request to the unpriced counter too.
+    pub(crate) fn add_tokens(&self, token_type: TokenType, count: u64, priced: bool) {
         if count == 0 {
             return;
         }
         self.tokens[token_type.index()].increment(count);
-        if let Pricing::Unpriced { tokens } = &self.pricing {
-            tokens[token_type.index()].increment(count);
+        if !priced {
+            if let Some(unpriced) = &self.unpriced {
+                unpriced[token_type.index()].increment(count);
+            }
+        }
+    }
+
+    /// Adds picodollars to the cost counter, in `u64` steps.
+    pub(crate) fn add_cost(&self, mut pico: u128) {
+        let Some(cost) = &self.cost else {
+            return;
+        };
+        while pico > 0 {
+            let step = u64::try_from(pico).unwrap_or(u64::MAX);
+            cost.increment(step);
+            pico -= u128::from(step);
         }
     }
 
@@ -171,6 +201,17 @@ impl Series {
     }
 }
 
+/// Which of the cost and unpriced-token counters a series needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeriesPricing {
+    /// Only priced requests land here (the model has a price).
+    Priced,
+    /// Only unpriced ones.
+    Unpriced,
+    /// Both: the overflow model, which any model may land in.
+    Mixed,
+}
+
 /// Per-model state of engine gauges and model revisions.
 #[derive(Debug)]
 struct ModelGauges {
@@ -184,7 +225,6 @@ struct ModelGauges {
 #[derive(Debug)]
 pub(crate) struct SeriesConfig {
     pub(crate) extra_label_names: Vec<&'static str>,
-    pub(crate) prices: PriceTable,
     pub(crate) max_series: usize,
     pub(crate) max_models: usize,
     pub(crate) max_revisions: usize,
@@ -197,7 +237,7 @@ pub(crate) struct RecorderHandles {
     recorder_key: usize,
     series: BoundedTable<SeriesKey, Box<Series>>,
     /// Series slot by model id, when the model is the only label: skips hashing.
-    by_model: Box<[OnceLock<u32>]>,
+    by_model: Option<Segments<OnceLock<u32>>>,
     overflow: OnceLock<Box<Series>>,
     anomalies: [Counter; Anomaly::COUNT],
     models: BoundedTable<LabelId, ModelGauges>,
@@ -210,12 +250,7 @@ fn mix_hash(value: impl Hash) -> u64 {
 }
 
 impl RecorderHandles {
-    pub(crate) fn new(
-        recorder_key: usize,
-        recorder: &dyn Recorder,
-        config: &SeriesConfig,
-        labels: &LabelSets,
-    ) -> Self {
+    pub(crate) fn new(recorder_key: usize, recorder: &dyn Recorder, config: &SeriesConfig) -> Self {
         catalog::describe(recorder);
         let anomalies = std::array::from_fn(|i| {
             let key = Key::from_parts(
@@ -227,13 +262,7 @@ impl RecorderHandles {
         Self {
             recorder_key,
             series: BoundedTable::with_max_len(config.max_series),
-            by_model: if config.extra_label_names.is_empty() {
-                (0..labels.model.id_bound())
-                    .map(|_| OnceLock::new())
-                    .collect()
-            } else {
-                Box::new([])
-            },
+            by_model: config.extra_label_names.is_empty().then(Segments::new),
             overflow: OnceLock::new(),
             anomalies,
             models: BoundedTable::with_max_len(config.max_models + 2),
@@ -250,8 +279,9 @@ impl RecorderHandles {
         self.anomalies[anomaly.index()].increment(u64::from(count));
     }
 
-    /// The series for `key`, registering it on first use. `Err` carries the overflow
-    /// series when the series cap is reached.
+    /// The series for `key`, registering it on first use, with its counters and
+    /// histograms too when a request `binds` to it. `Err` carries the overflow series
+    /// when the series cap is reached.
     pub(crate) fn series_for(
         &self,
         recorder_index: u8,
@@ -259,8 +289,33 @@ impl RecorderHandles {
         recorder: &dyn Recorder,
         labels: &LabelSets,
         config: &SeriesConfig,
+        binds: bool,
     ) -> Result<SeriesRef, SeriesRef> {
-        let cached = self.by_model.get(key.0[0].raw() as usize);
+        let found = self.find_series(recorder_index, key, recorder, labels, config);
+        if binds {
+            let (Ok(series) | Err(series)) = found;
+            if let Some(series) = self.series(series.slot) {
+                series.register_counted(recorder);
+            }
+        }
+        found
+    }
+
+    fn find_series(
+        &self,
+        recorder_index: u8,
+        key: SeriesKey,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+        config: &SeriesConfig,
+    ) -> Result<SeriesRef, SeriesRef> {
+        let model = key.0[0];
+        let cached = match &self.by_model {
+            Some(by_model) if model.is_interned() => {
+                by_model.get_or_alloc(model.raw() as usize, OnceLock::new)
+            }
+            _ => None,
+        };
         if let Some(slot) = cached.and_then(OnceLock::get) {
             return Ok(SeriesRef {
                 recorder: recorder_index,
@@ -268,9 +323,13 @@ impl RecorderHandles {
             });
         }
         let make = || {
-            let model = labels.model.text(key.0[0]);
-            let price = config.prices.get(model).copied();
-            let series = Series::register(recorder, &label_pairs(&key, labels, config), price);
+            let pricing = match model {
+                LabelId::OVERFLOW => SeriesPricing::Mixed,
+                LabelId::UNKNOWN => SeriesPricing::Unpriced,
+                id if labels.model.price(id).is_some() => SeriesPricing::Priced,
+                _ => SeriesPricing::Unpriced,
+            };
+            let series = Series::register(recorder, label_pairs(&key, labels, config), pricing);
             (key, Box::new(series))
         };
         match self
@@ -291,8 +350,8 @@ impl RecorderHandles {
                     let key = SeriesKey([LabelId::OVERFLOW; 1 + MAX_EXTRA_LABELS]);
                     Box::new(Series::register(
                         recorder,
-                        &label_pairs(&key, labels, config),
-                        None,
+                        label_pairs(&key, labels, config),
+                        SeriesPricing::Mixed,
                     ))
                 });
                 Err(SeriesRef {

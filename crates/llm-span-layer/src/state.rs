@@ -1,51 +1,74 @@
 //! What the layer remembers about one open request or queue span.
+//!
+//! A request's labels stay open until it is *bound*: at its first token if its model is
+//! known by then, else as soon as the model is known, at the latest when its span
+//! closes. Until then nothing labelled is emitted: token counts, the time to first
+//! token and queue waits are held here, and only the gauges (active requests, queue
+//! depth) are shown, under the labels known so far.
 
 use quanta::Instant;
+use tracing_core::span::Id;
 
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::LabelId;
-use crate::decode::{Anomalies, Update, MAX_EXTRA_LABELS};
+use crate::decode::{Anomalies, ModelRef, Update, MAX_EXTRA_LABELS};
 use crate::series::SeriesRef;
 
-/// A token count as reported by the user, and how much of it the counters already have.
+/// A token count: what the request reported, and how much of it the counters have.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TokenCount {
-    /// The latest total the user recorded.
-    pub(crate) reported: Option<u64>,
-    /// What has been added to the counter for this request.
-    pub(crate) counted: u64,
-    /// Whether `reported` changed since the last increment was taken.
-    fresh: bool,
+    /// The request's tokens as far as known: the highest total reported, or more if
+    /// streamed deltas went past it.
+    pub(crate) known: u64,
+    /// What has been added to the counters for this request.
+    pub(crate) emitted: u64,
+    /// Whether a total was ever reported (a recorded `tokens_out` marks completion).
+    pub(crate) reported: bool,
 }
 
 impl TokenCount {
-    pub(crate) fn report(&mut self, total: Option<u64>) {
-        if total.is_some() {
-            self.reported = total;
-            self.fresh = true;
+    /// A total as the user reported it. One below what is already known (streamed
+    /// tokens included) cannot be taken back: it is flagged and the count stands.
+    pub(crate) fn report(&mut self, total: Option<u64>, anomalies: &mut Anomalies) {
+        let Some(total) = total else {
+            return;
+        };
+        self.reported = true;
+        if total < self.known {
+            anomalies.add(Anomaly::TokenCountMismatch);
         }
+        self.known = self.known.max(total);
     }
 
-    /// How much to add to the counter now. A newly reported total below what was
-    /// already counted (streamed tokens included) cannot be taken back: it is flagged
-    /// and the count stands.
-    pub(crate) fn take_increment(&mut self, anomalies: &mut Anomalies) -> u64 {
-        if !std::mem::take(&mut self.fresh) {
-            return 0;
-        }
-        match self.reported {
-            Some(reported) if reported > self.counted => {
-                let increment = reported - self.counted;
-                self.counted = reported;
-                increment
-            }
-            Some(reported) if reported < self.counted => {
-                anomalies.add(Anomaly::TokenCountMismatch);
-                0
-            }
-            _ => 0,
-        }
+    /// `n` more tokens streamed.
+    pub(crate) fn stream(&mut self, n: u64) {
+        self.known = self.known.saturating_add(n);
     }
+
+    /// How much to add to the counter to bring it to `target` (at most what is known).
+    pub(crate) fn take_up_to(&mut self, target: u64) -> u64 {
+        let increment = target.min(self.known).saturating_sub(self.emitted);
+        self.emitted += increment;
+        increment
+    }
+
+    /// How much to add to the counter now.
+    pub(crate) fn take(&mut self) -> u64 {
+        self.take_up_to(u64::MAX)
+    }
+}
+
+/// The queue phases of a request: nested queue spans count once.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct QueuePhases {
+    /// Queue spans of the request open now.
+    pub(crate) open: u32,
+    /// When the outermost open one started.
+    pub(crate) since: Option<Instant>,
+    /// Seconds of finished phases not yet observed (the request was not bound).
+    pub(crate) held_seconds: f64,
+    /// Whether any finished phase is held.
+    pub(crate) held: bool,
 }
 
 /// One open request span.
@@ -54,30 +77,34 @@ pub(crate) struct RequestState {
     pub(crate) start: Instant,
     pub(crate) first_token: Option<Instant>,
     pub(crate) completed: Option<Instant>,
-    pub(crate) model: Option<LabelId>,
-    pub(crate) response_model: Option<LabelId>,
+    pub(crate) model: Option<ModelRef>,
+    pub(crate) response_model: Option<ModelRef>,
+    pub(crate) labels: [Option<LabelId>; MAX_EXTRA_LABELS],
     pub(crate) revision: Option<LabelId>,
     pub(crate) published_revision: Option<LabelId>,
-    pub(crate) labels: [Option<LabelId>; MAX_EXTRA_LABELS],
-    /// Bound on first use; from then on the request's labels no longer change.
-    pub(crate) series: Option<SeriesRef>,
+    /// The series the gauges of the request are shown under now.
+    pub(crate) gauges_at: Option<SeriesRef>,
+    /// The labels changed since `gauges_at` was chosen.
+    pub(crate) labels_changed: bool,
+    /// Labels fixed: counters and histograms flow to `gauges_at`.
+    pub(crate) bound: bool,
+    pub(crate) ttft_recorded: bool,
     pub(crate) input: TokenCount,
     pub(crate) output: TokenCount,
     pub(crate) cached: TokenCount,
+    /// Picodollars added to the cost counter for this request.
+    pub(crate) cost_emitted: u128,
+    pub(crate) queue: QueuePhases,
     pub(crate) finish_reason: Option<FinishReason>,
     pub(crate) status: Option<Status>,
     pub(crate) error: bool,
-    /// Whether `llm_active_requests` was incremented for this request.
-    pub(crate) active: bool,
 }
 
 /// What an event asked of its request that needs the clock or the series.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct EventEffects {
-    /// The first token just arrived: record TTFT.
+    /// The first token just arrived.
     pub(crate) first_token: bool,
-    /// Streamed output tokens to add to the counter now.
-    pub(crate) streamed: u64,
 }
 
 impl RequestState {
@@ -88,42 +115,89 @@ impl RequestState {
             completed: None,
             model: None,
             response_model: None,
+            labels: [None; MAX_EXTRA_LABELS],
             revision: None,
             published_revision: None,
-            labels: [None; MAX_EXTRA_LABELS],
-            series: None,
+            gauges_at: None,
+            labels_changed: true,
+            bound: false,
+            ttft_recorded: false,
             input: TokenCount::default(),
             output: TokenCount::default(),
             cached: TokenCount::default(),
+            cost_emitted: 0,
+            queue: QueuePhases::default(),
             finish_reason: None,
             status: None,
             error: false,
-            active: false,
+        }
+    }
+
+    /// The model the request is counted under: its own, else the response's.
+    pub(crate) fn effective_model(&self) -> Option<ModelRef> {
+        self.model.or(self.response_model)
+    }
+
+    /// Whether the request is ready to bind: it has a model and a first token.
+    pub(crate) fn ready_to_bind(&self) -> bool {
+        !self.bound && self.first_token.is_some() && self.effective_model().is_some()
+    }
+
+    /// Applies new label values: open until bound, after that a change is an anomaly.
+    /// `model_only_if_none` is set for events, which may name a model but not change it.
+    fn apply_labels(
+        &mut self,
+        update: &Update,
+        model_only_if_none: bool,
+        anomalies: &mut Anomalies,
+    ) {
+        if self.bound {
+            let effective = self.effective_model().map(|m| m.label);
+            let changed_model = update
+                .model
+                .is_some_and(|m| Some(m.label) != effective && !model_only_if_none)
+                || (self.model.is_none()
+                    && update
+                        .response_model
+                        .is_some_and(|m| Some(m.label) != effective));
+            let changed_label = self
+                .labels
+                .iter()
+                .zip(update.labels)
+                .any(|(mine, theirs)| theirs.is_some() && theirs != *mine);
+            if changed_model || changed_label {
+                anomalies.add(Anomaly::LateLabel);
+            }
+            return;
+        }
+        let before = (self.effective_model().map(|m| m.label), self.labels);
+        if let Some(model) = update.model {
+            if !model_only_if_none || self.model.is_none() {
+                self.model = Some(model);
+            }
+        }
+        if update.response_model.is_some() {
+            self.response_model = update.response_model;
+        }
+        for (mine, theirs) in self.labels.iter_mut().zip(update.labels) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        if before != (self.effective_model().map(|m| m.label), self.labels) {
+            self.labels_changed = true;
         }
     }
 
     /// Applies fields of the span itself (creation or `Span::record`).
-    pub(crate) fn apply_fields(&mut self, update: &Update) {
-        if self.series.is_none() {
-            // Labels may still change until the series is bound.
-            if update.model.is_some() {
-                self.model = update.model;
-            }
-            if update.response_model.is_some() {
-                self.response_model = update.response_model;
-            }
-            for (mine, theirs) in self.labels.iter_mut().zip(update.labels) {
-                if theirs.is_some() {
-                    *mine = theirs;
-                }
-            }
-        }
+    pub(crate) fn apply_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
+        self.apply_labels(update, false, anomalies);
         if update.revision.is_some() {
             self.revision = update.revision;
         }
-        self.input.report(update.input_tokens);
-        self.output.report(update.output_tokens);
-        self.cached.report(update.cached_tokens);
+        self.input.report(update.input_tokens, anomalies);
+        self.output.report(update.output_tokens, anomalies);
+        self.cached.report(update.cached_tokens, anomalies);
         if update.finish_reason.is_some() {
             self.finish_reason = update.finish_reason;
         }
@@ -140,9 +214,7 @@ impl RequestState {
         now: impl FnOnce() -> Instant,
         anomalies: &mut Anomalies,
     ) -> EventEffects {
-        if self.series.is_none() && self.model.is_none() && update.model.is_some() {
-            self.model = update.model;
-        }
+        self.apply_labels(update, true, anomalies);
         let mut effects = EventEffects::default();
         let streamed = update.output_delta.unwrap_or(0);
         let marks_first = update.first_token || streamed > 0;
@@ -171,15 +243,42 @@ impl RequestState {
             }
             self.finish_reason = update.finish_reason;
         }
-        if streamed > 0 {
-            self.output.counted = self.output.counted.saturating_add(streamed);
-            effects.streamed = streamed;
-        }
-        self.input.report(update.input_tokens);
-        self.output.report(update.output_tokens);
-        self.cached.report(update.cached_tokens);
+        self.output.stream(streamed);
+        self.input.report(update.input_tokens, anomalies);
+        self.output.report(update.output_tokens, anomalies);
+        self.cached.report(update.cached_tokens, anomalies);
         self.error |= update.error;
         effects
+    }
+
+    /// A queue span of this request opened; `true` when it is the outermost.
+    pub(crate) fn enter_queue(&mut self, now: Instant) -> bool {
+        self.queue.open += 1;
+        if self.queue.open == 1 {
+            self.queue.since = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// A queue span of this request closed. Returns the seconds the request waited
+    /// when the outermost one closed.
+    pub(crate) fn exit_queue(&mut self, now: Instant) -> Option<f64> {
+        self.queue.open = self.queue.open.checked_sub(1)?;
+        if self.queue.open > 0 {
+            return None;
+        }
+        let since = self.queue.since.take()?;
+        Some(seconds(now, since))
+    }
+
+    /// Ends the open queue phase however many queue spans are still open, as when the
+    /// request closes first. Returns the seconds waited.
+    pub(crate) fn end_queue(&mut self, now: Instant) -> Option<f64> {
+        if std::mem::take(&mut self.queue.open) == 0 {
+            return None;
+        }
+        Some(seconds(now, self.queue.since.take()?))
     }
 
     /// The status a request closes with.
@@ -195,15 +294,17 @@ impl RequestState {
         if self.error {
             return Status::Error;
         }
-        if self.completed.is_some()
-            || self.finish_reason.is_some()
-            || self.output.reported.is_some()
-        {
+        if self.completed.is_some() || self.finish_reason.is_some() || self.output.reported {
             Status::Ok
         } else {
             Status::Cancelled
         }
     }
+}
+
+/// Seconds from `start` to `end`, never negative.
+pub(crate) fn seconds(end: Instant, start: Instant) -> f64 {
+    end.saturating_duration_since(start).as_secs_f64()
 }
 
 /// Decode-phase rates: `(seconds per output token, output tokens per second)`.
@@ -219,15 +320,16 @@ pub(crate) fn decode_rates(decode_seconds: f64, output_tokens: u64) -> Option<(f
     Some((decode_seconds / decoded, decoded / decode_seconds))
 }
 
-/// One open queue-phase span.
-#[derive(Debug, Clone, Copy)]
+/// One open queue-phase span: the request span it belongs to.
+#[derive(Debug, Clone)]
 pub(crate) struct QueueState {
-    pub(crate) start: Instant,
-    pub(crate) series: SeriesRef,
+    pub(crate) request: Id,
 }
 
-/// What the layer keeps in a span's extensions.
+/// What the layer keeps per tracked span.
 #[derive(Debug)]
+// Boxing the request state would allocate on every request; queue states are rare.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Tracked {
     Request(RequestState),
     Queue(QueueState),
@@ -238,24 +340,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reported_totals_are_counted_once() {
+    fn reported_totals_and_streamed_tokens_are_counted_once() {
         let mut anomalies = Anomalies::default();
         let mut count = TokenCount::default();
-        assert_eq!(count.take_increment(&mut anomalies), 0);
-        count.report(Some(10));
-        assert_eq!(count.take_increment(&mut anomalies), 10);
-        assert_eq!(count.take_increment(&mut anomalies), 0);
-        count.report(Some(15));
-        assert_eq!(count.take_increment(&mut anomalies), 5);
+        assert_eq!(count.take(), 0);
+        count.report(Some(10), &mut anomalies);
+        assert_eq!(count.take(), 10);
+        assert_eq!(count.take(), 0);
+        count.report(Some(15), &mut anomalies);
+        assert_eq!(count.take(), 5);
         // Streamed tokens past the last report are no mismatch...
-        count.counted += 3;
-        assert_eq!(count.take_increment(&mut anomalies), 0);
+        count.stream(3);
+        assert_eq!(count.take(), 3);
         assert!(anomalies.is_empty());
-        // ...but a new report below the count is.
-        count.report(Some(12));
-        assert_eq!(count.take_increment(&mut anomalies), 0);
-        assert_eq!(count.counted, 18);
-        assert!(!anomalies.is_empty());
+        // ...but a new report below what is known is.
+        count.report(Some(12), &mut anomalies);
+        assert_eq!(count.take(), 0);
+        assert_eq!(count.emitted, 18);
+        assert_eq!(anomalies.count(Anomaly::TokenCountMismatch), 1);
+        // Held until taken, and never past what is known.
+        count.stream(7);
+        assert_eq!(count.take_up_to(20), 2);
+        assert_eq!(count.take_up_to(100), 5);
     }
 
     #[test]
@@ -269,13 +375,27 @@ mod tests {
     #[test]
     fn status_precedence() {
         let (clock, _mock) = quanta::Clock::mock();
+        let mut anomalies = Anomalies::default();
         let mut state = RequestState::new(clock.now());
         assert_eq!(state.final_status(), Status::Cancelled);
-        state.output.report(Some(3));
+        state.output.report(Some(3), &mut anomalies);
         assert_eq!(state.final_status(), Status::Ok);
         state.error = true;
         assert_eq!(state.final_status(), Status::Error);
         state.status = Some(Status::Ok);
         assert_eq!(state.final_status(), Status::Ok);
+    }
+
+    #[test]
+    fn nested_queue_spans_are_one_phase() {
+        let (clock, mock) = quanta::Clock::mock();
+        let mut state = RequestState::new(clock.now());
+        assert!(state.enter_queue(clock.now()));
+        mock.increment(std::time::Duration::from_millis(500));
+        assert!(!state.enter_queue(clock.now()));
+        mock.increment(std::time::Duration::from_millis(250));
+        assert_eq!(state.exit_queue(clock.now()), None);
+        assert_eq!(state.exit_queue(clock.now()), Some(0.75));
+        assert_eq!(state.exit_queue(clock.now()), None, "no phase open");
     }
 }

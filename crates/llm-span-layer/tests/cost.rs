@@ -1,4 +1,4 @@
-//! Cost is an integer counter of micro-dollars that never drifts.
+//! Cost is an integer counter of picodollars: exact for any number of tokens.
 
 mod common;
 
@@ -7,8 +7,8 @@ use llm_span_layer::{ModelPrice, PriceTable};
 
 #[test]
 fn a_billion_tokens_cost_exactly() {
-    // 0.15 USD per million input tokens: 0.15 micro-dollars per token, so every
-    // request below leaves a fraction of a micro-dollar that must be carried.
+    // 0.15 USD per million input tokens: 0.15 micro-dollars per token, a fraction
+    // of a micro-dollar per request, which the picodollar counter keeps exactly.
     let prices = PriceTable::new().with_model(
         "m",
         ModelPrice::usd_per_million_tokens(0.15, 0.6).expect("valid"),
@@ -29,14 +29,14 @@ fn a_billion_tokens_cost_exactly() {
     let m = h.snapshot();
     let input = requests * per_request;
     assert!(input > 1_000_000_000);
-    // Exact: (input * 150_000 + output * 600_000) picodollars, floored to micro-dollars.
+    // Exact: input * 150_000 + output * 600_000 picodollars.
     let pico = u128::from(input) * 150_000 + u128::from(requests * 3) * 600_000;
-    let expected = u64::try_from(pico / 1_000_000).expect("fits");
+    let expected = u64::try_from(pico).expect("fits");
     assert_eq!(
-        m.counter("llm_cost_micro_usd_total", &[("model", "m")]),
+        m.counter("llm_cost_pico_usd_total", &[("model", "m")]),
         expected
     );
-    assert_eq!(expected, 150_285_000);
+    assert_eq!(expected, 150_285_000_000_000);
 }
 
 #[test]
@@ -55,8 +55,8 @@ fn a_single_huge_request_costs_exactly() {
     let m = h.snapshot();
     // 3e9 * 2.5 + 1e9 * 1.25 + 1e9 * 10 micro-dollars.
     assert_eq!(
-        m.counter("llm_cost_micro_usd_total", &[("model", "m")]),
-        18_750_000_000
+        m.counter("llm_cost_pico_usd_total", &[("model", "m")]),
+        18_750_000_000_000_000
     );
 }
 
@@ -80,11 +80,11 @@ fn unpriced_models_count_their_tokens_separately() {
     });
     let m = h.snapshot();
     assert_eq!(
-        m.counter("llm_cost_micro_usd_total", &[("model", "priced")]),
-        10
+        m.counter("llm_cost_pico_usd_total", &[("model", "priced")]),
+        10_000_000
     );
     assert!(m
-        .get("llm_cost_micro_usd_total", &[("model", "free")])
+        .get("llm_cost_pico_usd_total", &[("model", "free")])
         .is_none());
     assert_eq!(
         m.counter(
@@ -125,7 +125,7 @@ fn cancelled_and_failed_requests_still_cost() {
         1
     );
     assert_eq!(
-        m.counter("llm_cost_micro_usd_total", &[("model", "m")]),
-        120
+        m.counter("llm_cost_pico_usd_total", &[("model", "m")]),
+        120_000_000
     );
 }

@@ -130,9 +130,14 @@ fn fields_recorded_after_creation_are_used() {
             tokens_out = Empty
         );
         let during = h.snapshot();
+        assert_eq!(
+            during.gauge("llm_active_requests", &[("model", "unknown")]),
+            1.0,
+            "active under the labels known so far"
+        );
         assert!(
-            during.series("llm_active_requests").is_empty(),
-            "no model yet: nothing bound"
+            during.series("llm_requests_total").is_empty(),
+            "nothing counted before the labels are bound"
         );
         request.record("model", "late");
         request.record("tokens_in", 7u64);
@@ -161,7 +166,7 @@ fn fields_recorded_after_creation_are_used() {
 }
 
 #[test]
-fn the_model_is_fixed_once_the_request_is_bound() {
+fn the_model_may_change_until_the_first_token_and_not_after() {
     let h = Harness::new();
     h.run(|| {
         let request = tracing::info_span!(
@@ -171,9 +176,15 @@ fn the_model_is_fixed_once_the_request_is_bound() {
             tokens_out = 1u64
         );
         request.record("model", "second");
+        request.in_scope(|| tracing::info!(first_token = true));
+        request.record("model", "third");
+        // The same value again is no change.
+        request.record("model", "second");
     });
     let m = h.snapshot();
-    assert_eq!(m.label_values("llm_requests_total", "model"), ["first"]);
+    assert_eq!(m.label_values("llm_requests_total", "model"), ["second"]);
+    assert_eq!(m.anomalies("late_label"), 1);
+    assert_eq!(m.all_anomalies(), 1);
 }
 
 #[test]

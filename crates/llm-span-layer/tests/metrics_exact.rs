@@ -33,17 +33,29 @@ fn a_complete_request_yields_every_request_metric() {
             during.gauge("llm_active_requests", &[("model", "llama")]),
             1.0
         );
-        // Input tokens count as soon as the request starts.
+        // Nothing labelled is counted before the first token binds the labels...
+        assert!(during.series("llm_tokens_total").is_empty());
+        h.advance(0.25);
+        tracing::info!(first_token = true);
+        // ...then input tokens count at once, with their cost.
+        let bound = h.snapshot();
         assert_eq!(
-            during.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
+            bound.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
             100
         );
         assert_eq!(
-            during.counter("llm_cached_input_tokens_total", &[("model", "llama")]),
+            bound.counter("llm_cached_input_tokens_total", &[("model", "llama")]),
             40
         );
-        h.advance(0.25);
-        tracing::info!(first_token = true);
+        // 60 uncached * 1 + 40 cached * 0.5 micro-dollars.
+        assert_eq!(
+            bound.counter("llm_cost_pico_usd_total", &[("model", "llama")]),
+            80_000_000
+        );
+        assert_all_close(
+            &bound.histogram("llm_ttft_seconds", &[("model", "llama")]),
+            &[0.25],
+        );
         h.advance(1.0);
         span.record("tokens_out", 11u64);
     });
@@ -82,7 +94,10 @@ fn a_complete_request_yields_every_request_metric() {
         11
     );
     assert_eq!(m.counter("llm_cached_input_tokens_total", &llama), 0);
-    assert_all_close(&m.histogram("llm_ttft_seconds", &llama), &[0.25]);
+    assert!(
+        m.histogram("llm_ttft_seconds", &llama).is_empty(),
+        "recorded once"
+    );
     assert_all_close(&m.histogram("llm_e2e_latency_seconds", &llama), &[1.25]);
     // Decode: 10 tokens after the first, in 1 s.
     assert_all_close(
@@ -96,8 +111,8 @@ fn a_complete_request_yields_every_request_metric() {
         "delta since the last snapshot"
     );
     assert_close(m.gauge("llm_kv_cache_hit_rate", &llama), 0.4);
-    // 60 uncached * 1 + 40 cached * 0.5 + 11 out * 2 = 102 micro-dollars.
-    assert_eq!(m.counter("llm_cost_micro_usd_total", &llama), 102);
+    // Then 11 out * 2 micro-dollars, when the output tokens count.
+    assert_eq!(m.counter("llm_cost_pico_usd_total", &llama), 22_000_000);
     assert!(m
         .get(
             "llm_unpriced_tokens_total",
@@ -169,7 +184,7 @@ fn completion_event_sets_the_end_and_finish_reason() {
         ),
         5
     );
-    assert!(m.get("llm_cost_micro_usd_total", &model).is_none());
+    assert!(m.get("llm_cost_pico_usd_total", &model).is_none());
 }
 
 #[test]

@@ -3,51 +3,35 @@
 //! Classification normally happens in `register_callsite`. But while one thread is
 //! still registering a new callsite, tracing-core lets other threads use it already,
 //! so the hot path must tell "not interesting" from "not yet seen": the map records
-//! every callsite, interesting or not, and a miss classifies on the spot. It grows by
-//! levels of doubling size; older levels stay alive (readers may still hold them)
-//! until the layer drops.
+//! every callsite, interesting or not, and a miss classifies on the spot.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use tracing_core::callsite::Identifier;
 
 use super::table::{BoundedTable, BuildMixHasher};
 use crate::contract::CallsiteClass;
 
-/// First level's capacity; level `n` holds `FIRST << n` callsites.
-const FIRST: usize = 256;
-/// Level count: the last holds 256 << 15 = 8 million callsites.
-const LEVELS: usize = 16;
-
-type Level = BoundedTable<Identifier, Option<CallsiteClass>>;
+/// Callsites a program can have: far more than any has.
+const MAX_CALLSITES: usize = 1 << 23;
 
 pub(crate) struct CallsiteMap {
-    levels: [OnceLock<Level>; LEVELS],
-    current: AtomicUsize,
-    grow: Mutex<()>,
+    classes: BoundedTable<Identifier, Option<CallsiteClass>>,
 }
 
 impl CallsiteMap {
     pub(crate) fn new() -> Self {
-        let map = Self {
-            levels: std::array::from_fn(|_| OnceLock::new()),
-            current: AtomicUsize::new(0),
-            grow: Mutex::new(()),
-        };
-        let _ = map.levels[0].set(BoundedTable::with_max_len(FIRST));
-        map
+        Self {
+            classes: BoundedTable::with_max_len(MAX_CALLSITES),
+        }
     }
 
     /// `Some(class)` for a callsite seen before (`None` inside: not interesting).
     #[inline]
     pub(crate) fn get(&self, id: &Identifier) -> Option<Option<&CallsiteClass>> {
-        let level = self.levels[self.current.load(Ordering::Acquire)].get()?;
-        let hash = BuildMixHasher.hash_one(id);
-        level
-            .find(hash, |known| known == id)
-            .map(|(_, spec)| spec.as_ref())
+        self.classes
+            .find(BuildMixHasher.hash_one(id), |known| known == id)
+            .map(|(_, class)| class.as_ref())
     }
 
     /// Records a callsite's class; returns the class now stored (the first one wins).
@@ -56,39 +40,19 @@ impl CallsiteMap {
         id: &Identifier,
         classify: impl FnOnce() -> Option<CallsiteClass>,
     ) -> Option<&CallsiteClass> {
-        let _guard = self.grow.lock().unwrap_or_else(|p| p.into_inner());
-        let hash = BuildMixHasher.hash_one(id);
-        let mut index = self.current.load(Ordering::Acquire);
-        let mut level = self.levels[index].get()?;
-        if let Some((_, spec)) = level.find(hash, |known| known == id) {
-            return spec.as_ref();
-        }
-        if level.len() >= level.max_len() {
-            let next = self.levels.get(index + 1)?;
-            let bigger = next.get_or_init(|| BoundedTable::with_max_len(FIRST << (index + 1)));
-            for (known, spec) in level.entries() {
-                let known_hash = BuildMixHasher.hash_one(known);
-                let _ = bigger.find_or_insert(
-                    known_hash,
-                    |k| k == known,
-                    || (known.clone(), spec.clone()),
-                );
-            }
-            index += 1;
-            self.current.store(index, Ordering::Release);
-            level = bigger;
-        }
-        level
-            .find_or_insert(hash, |known| known == id, || (id.clone(), classify()))
+        self.classes
+            .find_or_insert(
+                BuildMixHasher.hash_one(id),
+                |known| known == id,
+                || (id.clone(), classify()),
+            )
             .ok()
-            .and_then(|(_, spec)| spec.as_ref())
+            .and_then(|(_, class)| class.as_ref())
     }
 
     /// Callsites recorded.
     pub(crate) fn len(&self) -> usize {
-        self.levels[self.current.load(Ordering::Acquire)]
-            .get()
-            .map_or(0, BoundedTable::len)
+        self.classes.len()
     }
 }
 
@@ -103,6 +67,7 @@ impl std::fmt::Debug for CallsiteMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
     use tracing_core::callsite::Callsite;
     use tracing_core::{Interest, Metadata};
 

@@ -2,17 +2,18 @@
 //!
 //! Span extensions would box every value (one allocation per request) and take the
 //! span's extension lock and a type-keyed hash map on every callback. This table is
-//! allocated once: an open-addressing array whose slot ids are claimed with a CAS and
+//! allocated up front: open-addressing arrays whose slot ids are claimed with a CAS and
 //! whose state sits behind a per-slot mutex that only that span's callbacks take.
 //!
 //! A counting filter over span ids answers "is this span tracked?" with one load, so
 //! closing a span that is not an LLM request costs next to nothing. Removed slots
 //! become tombstones (never empty again), which keeps every probe chain intact for
 //! concurrent readers; inserts reuse tombstones. A key lives within a few slots of its
-//! home; when none is free there, its state spills into the span's extensions
-//! instead, and nothing is lost.
+//! home; when none is free there, it goes to the next level, twice as large and
+//! allocated the first time it is needed, so the table holds any number of spans in
+//! flight and its memory follows the peak.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tracing_core::span::Id;
@@ -26,6 +27,8 @@ const FILTER_SLOTS: usize = 4096;
 /// Slots a key may sit from its home slot. Bounds every probe, including lookups of
 /// absent keys after a filter false positive, however many tombstones accumulate.
 const MAX_PROBE: usize = 32;
+/// Levels: the last holds `first << 23` slots.
+const LEVELS: usize = 24;
 
 struct Slot {
     id: AtomicU64,
@@ -33,11 +36,12 @@ struct Slot {
 }
 
 pub(crate) struct InFlight {
-    capacity: usize,
-    slots: OnceLock<Box<[Slot]>>,
+    /// Slots of level 0; level `k` has `first << k`.
+    first: usize,
+    levels: [OnceLock<Box<[Slot]>>; LEVELS],
+    /// Levels that may hold a key: lookups stop there.
+    levels_used: AtomicUsize,
     filter: Box<[AtomicU32]>,
-    /// States living in span extensions because the table was full.
-    spilled: AtomicU64,
 }
 
 /// A locked slot holding a tracked span's state.
@@ -57,25 +61,26 @@ fn spread(id: u64) -> u64 {
 }
 
 impl InFlight {
-    /// A table sized for about `capacity` spans in flight.
+    /// A table whose first level holds about `capacity` spans in flight.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
-            capacity: (capacity.max(4) * 2).next_power_of_two(),
-            slots: OnceLock::new(),
+            first: (capacity.max(4) * 2).next_power_of_two(),
+            levels: std::array::from_fn(|_| OnceLock::new()),
+            levels_used: AtomicUsize::new(0),
             filter: (0..FILTER_SLOTS).map(|_| AtomicU32::new(0)).collect(),
-            spilled: AtomicU64::new(0),
         }
     }
 
-    fn slots(&self) -> &[Slot] {
-        self.slots.get_or_init(|| {
-            (0..self.capacity)
+    fn level(&self, level: usize) -> Option<&[Slot]> {
+        let slots = self.levels.get(level)?.get_or_init(|| {
+            (0..self.first << level)
                 .map(|_| Slot {
                     id: AtomicU64::new(EMPTY),
                     state: Mutex::new(None),
                 })
                 .collect()
-        })
+        });
+        Some(slots)
     }
 
     #[inline]
@@ -89,68 +94,58 @@ impl InFlight {
         self.filter_slot(id.into_u64()).load(Ordering::Acquire) != 0
     }
 
-    /// Whether some state lives in span extensions.
-    #[inline]
-    pub(crate) fn has_spilled(&self) -> bool {
-        self.spilled.load(Ordering::Acquire) != 0
-    }
-
-    /// Stores the state of a new span; `Err` gives it back when the table is full.
-    // Boxing the state to shrink the error would allocate on every spill for nothing.
+    /// Stores the state of a new span; `Err` gives it back only if every level is full.
+    // Boxing the state to shrink the error would allocate on every request for nothing.
     #[allow(clippy::result_large_err)]
     pub(crate) fn insert(&self, id: &Id, tracked: Tracked) -> Result<(), Tracked> {
         let key = id.into_u64();
-        let slots = self.slots();
-        let mask = slots.len() - 1;
-        let mut index = spread(key) as usize & mask;
-        for _ in 0..MAX_PROBE {
-            let slot = &slots[index];
-            let current = slot.id.load(Ordering::Acquire);
-            if (current == EMPTY || current == TOMBSTONE)
-                && slot
-                    .id
-                    .compare_exchange(current, key, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                *slot.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(tracked);
-                self.filter_slot(key).fetch_add(1, Ordering::AcqRel);
-                return Ok(());
+        for level in 0..LEVELS {
+            let Some(slots) = self.level(level) else {
+                break;
+            };
+            let mask = slots.len() - 1;
+            let mut index = spread(key) as usize & mask;
+            for _ in 0..MAX_PROBE {
+                let slot = &slots[index];
+                let current = slot.id.load(Ordering::Acquire);
+                if (current == EMPTY || current == TOMBSTONE)
+                    && slot
+                        .id
+                        .compare_exchange(current, key, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    *slot.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(tracked);
+                    self.levels_used.fetch_max(level + 1, Ordering::AcqRel);
+                    self.filter_slot(key).fetch_add(1, Ordering::AcqRel);
+                    return Ok(());
+                }
+                index = (index + 1) & mask;
             }
-            index = (index + 1) & mask;
         }
         Err(tracked)
     }
 
-    /// Notes that a span's state went to its extensions instead.
-    pub(crate) fn note_spilled(&self, id: &Id) {
-        self.spilled.fetch_add(1, Ordering::AcqRel);
-        self.filter_slot(id.into_u64())
-            .fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Notes that a spilled span's state was removed from its extensions.
-    pub(crate) fn note_unspilled(&self, id: &Id) {
-        self.spilled.fetch_sub(1, Ordering::AcqRel);
-        self.filter_slot(id.into_u64())
-            .fetch_sub(1, Ordering::AcqRel);
-    }
-
     fn find(&self, key: u64) -> Option<&Slot> {
-        let slots = self.slots.get()?;
-        let mask = slots.len() - 1;
-        let mut index = spread(key) as usize & mask;
-        for _ in 0..MAX_PROBE {
-            let slot = &slots[index];
-            match slot.id.load(Ordering::Acquire) {
-                current if current == key => return Some(slot),
-                EMPTY => return None,
-                _ => index = (index + 1) & mask,
+        let used = self.levels_used.load(Ordering::Acquire);
+        for level in self.levels.iter().take(used) {
+            let Some(slots) = level.get() else {
+                continue;
+            };
+            let mask = slots.len() - 1;
+            let mut index = spread(key) as usize & mask;
+            for _ in 0..MAX_PROBE {
+                let slot = &slots[index];
+                match slot.id.load(Ordering::Acquire) {
+                    current if current == key => return Some(slot),
+                    EMPTY => break,
+                    _ => index = (index + 1) & mask,
+                }
             }
         }
         None
     }
 
-    /// The locked state of a tracked span held in the table.
+    /// The locked state of a tracked span.
     pub(crate) fn get(&self, id: &Id) -> Option<Entry<'_>> {
         if !self.may_contain(id) {
             return None;
@@ -162,32 +157,45 @@ impl InFlight {
         (slot.id.load(Ordering::Acquire) == key).then_some(Entry { guard })
     }
 
-    /// Runs `finish` on a closing span's state, then frees its slot.
-    pub(crate) fn remove_with<R>(
-        &self,
-        id: &Id,
-        finish: impl FnOnce(&mut Tracked) -> R,
-    ) -> Option<R> {
+    /// Takes a closing span's state out and frees its slot.
+    pub(crate) fn remove(&self, id: &Id) -> Option<Tracked> {
         if !self.may_contain(id) {
             return None;
         }
         let key = id.into_u64();
         let slot = self.find(key)?;
-        let mut guard = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        let result = guard.as_mut().map(finish);
-        *guard = None;
-        drop(guard);
-        slot.id.store(TOMBSTONE, Ordering::Release);
-        self.filter_slot(key).fetch_sub(1, Ordering::AcqRel);
-        result
+        let tracked = slot.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if slot
+            .id
+            .compare_exchange(key, TOMBSTONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.filter_slot(key).fetch_sub(1, Ordering::AcqRel);
+        }
+        tracked
+    }
+
+    /// Takes every state still held, for a layer that is going away.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Tracked> + '_ {
+        self.levels
+            .iter_mut()
+            .filter_map(OnceLock::get_mut)
+            .flat_map(|slots| slots.iter_mut())
+            .filter_map(|slot| {
+                *slot.id.get_mut() = TOMBSTONE;
+                slot.state
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+            })
     }
 }
 
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")
-            .field("capacity", &self.capacity)
-            .field("spilled", &self.spilled.load(Ordering::Relaxed))
+            .field("first", &self.first)
+            .field("levels_used", &self.levels_used.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -195,42 +203,33 @@ impl std::fmt::Debug for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::SeriesRef;
     use crate::state::QueueState;
 
     fn queue() -> Tracked {
-        let (clock, _) = quanta::Clock::mock();
         Tracked::Queue(QueueState {
-            start: clock.now(),
-            series: SeriesRef {
-                recorder: 0,
-                slot: 0,
-            },
+            request: Id::from_u64(1),
         })
     }
 
     #[test]
-    fn full_windows_refuse_and_freed_slots_are_reused() {
-        let table = InFlight::with_capacity(4); // 8 slots
-        let ids: Vec<Id> = (1..=8).map(Id::from_u64).collect();
+    fn full_levels_overflow_to_the_next_and_freed_slots_are_reused() {
+        let table = InFlight::with_capacity(4); // 8 slots in level 0
+        let ids: Vec<Id> = (1..=100).map(Id::from_u64).collect();
         for id in &ids {
             assert!(table.insert(id, queue()).is_ok());
         }
-        assert!(
-            table.insert(&Id::from_u64(99), queue()).is_err(),
-            "no free slot"
-        );
+        assert!(table.levels_used.load(Ordering::Relaxed) > 1, "grew");
         for id in &ids {
-            assert!(table.get(id).is_some_and(|mut e| e.get().is_some()));
+            assert!(
+                table.get(id).is_some_and(|mut e| e.get().is_some()),
+                "{id:?}"
+            );
         }
-        assert_eq!(table.remove_with(&ids[3], |_| 7), Some(7));
+        assert!(table.remove(&ids[3]).is_some());
         assert!(table.get(&ids[3]).is_none());
-        assert_eq!(table.remove_with(&ids[3], |_| 7), None, "removed once");
-        assert!(
-            table.insert(&Id::from_u64(99), queue()).is_ok(),
-            "tombstone reused"
-        );
-        assert!(table.get(&Id::from_u64(99)).is_some());
+        assert!(table.remove(&ids[3]).is_none(), "removed once");
+        assert!(table.insert(&Id::from_u64(999), queue()).is_ok());
+        assert!(table.get(&Id::from_u64(999)).is_some());
         for id in &ids {
             if id != &ids[3] {
                 assert!(
@@ -248,8 +247,18 @@ mod tests {
         assert!(!table.may_contain(&id));
         table.insert(&id, queue()).ok();
         assert!(table.may_contain(&id));
-        table.remove_with(&id, |_| ());
+        table.remove(&id);
         assert!(!table.may_contain(&id));
-        assert!(!table.has_spilled());
+    }
+
+    #[test]
+    fn drain_takes_every_state_once() {
+        let mut table = InFlight::with_capacity(4);
+        for id in 1..=50 {
+            table.insert(&Id::from_u64(id), queue()).ok();
+        }
+        table.remove(&Id::from_u64(7));
+        assert_eq!(table.drain().count(), 49);
+        assert_eq!(table.drain().count(), 0);
     }
 }

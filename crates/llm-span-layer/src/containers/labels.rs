@@ -3,11 +3,18 @@
 //! A client that sends a million model names must not create a million series: each
 //! label interns at most `cap` values, and anything past the cap (or not a sensible
 //! label value) maps to one overflow value that the caller counts as an anomaly.
+//!
+//! A sensible value is one every exporter renders faithfully and that no other value
+//! renders like: at most 128 bytes, no control or format characters (Unicode
+//! categories Cc and Cf: line breaks, zero-width joiners, byte-order marks,
+//! bidirectional overrides), no backslash (metrics-exporter-prometheus escapes `\"` and
+//! `"` alike), and neither of the reserved values `unknown` and `__overflow__`.
 
 use std::hash::BuildHasher;
 
 use crate::catalog::{OVERFLOW_LABEL_VALUE, UNKNOWN_LABEL_VALUE};
 use crate::containers::table::{BoundedTable, SeededMixHasher};
+use crate::pricing::{PriceId, PriceIndex};
 
 /// Longest label value accepted, in bytes. Longer values map to the overflow value.
 pub(crate) const MAX_LABEL_VALUE_LEN: usize = 128;
@@ -24,6 +31,11 @@ impl LabelId {
         self.0
     }
 
+    /// Whether this is an interned value rather than one of the reserved ones.
+    pub(crate) fn is_interned(self) -> bool {
+        self.0 < LabelId::UNKNOWN.0
+    }
+
     pub(crate) fn from_raw(raw: u32) -> LabelId {
         LabelId(raw)
     }
@@ -36,16 +48,18 @@ pub(crate) enum Interned {
     Value(LabelId),
     /// Empty: treated as absent.
     Empty,
-    /// Too long or containing control characters: mapped to the overflow value.
+    /// Not a sensible label value (see the module docs): mapped to the overflow value.
     Invalid,
     /// A new value past the cap: mapped to the overflow value.
     Overflow,
 }
 
-/// The label value sets the layer interns into: one per label.
+/// The label value sets the layer interns into: one per label, and the prices that
+/// model values carry.
 #[derive(Debug)]
 pub(crate) struct LabelSets {
     pub(crate) model: LabelValues,
+    pub(crate) prices: PriceIndex,
     pub(crate) revision: LabelValues,
     pub(crate) gpu: LabelValues,
     /// One per allowlisted extra label, in configuration order.
@@ -53,11 +67,13 @@ pub(crate) struct LabelSets {
 }
 
 pub(crate) struct LabelValues {
-    values: BoundedTable<Box<str>, ()>,
+    /// Each value with the price of the model it names, if the set has prices.
+    values: BoundedTable<Box<str>, Option<PriceId>>,
     hasher: SeededMixHasher,
 }
 
 impl LabelValues {
+    /// A set of at most `cap` values, each allocated as it is first seen.
     pub(crate) fn with_cap(cap: usize) -> Self {
         Self {
             values: BoundedTable::with_max_len(cap),
@@ -66,21 +82,31 @@ impl LabelValues {
         }
     }
 
-    pub(crate) fn intern(&self, value: &str) -> Interned {
+    /// Interns `value`; a new value carries `price(value)`.
+    pub(crate) fn intern_priced(
+        &self,
+        value: &str,
+        price: impl FnOnce(&str) -> Option<PriceId>,
+    ) -> Interned {
         if value.is_empty() {
             return Interned::Empty;
         }
-        if value.len() > MAX_LABEL_VALUE_LEN || value.chars().any(char::is_control) {
+        if !is_sensible(value) {
             return Interned::Invalid;
         }
         let hash = self.hasher.hash_one(value);
-        match self
-            .values
-            .find_or_insert(hash, |known| **known == *value, || (value.into(), ()))
-        {
-            Ok((slot, ())) => Interned::Value(LabelId(slot)),
+        match self.values.find_or_insert(
+            hash,
+            |known| **known == *value,
+            || (value.into(), price(value)),
+        ) {
+            Ok((id, _)) => Interned::Value(LabelId(id)),
             Err(_) => Interned::Overflow,
         }
+    }
+
+    pub(crate) fn intern(&self, value: &str) -> Interned {
+        self.intern_priced(value, |_| None)
     }
 
     /// The text of an id returned by [`LabelValues::intern`].
@@ -88,22 +114,63 @@ impl LabelValues {
         match id {
             LabelId::UNKNOWN => UNKNOWN_LABEL_VALUE,
             LabelId::OVERFLOW => OVERFLOW_LABEL_VALUE,
-            LabelId(slot) => self
+            LabelId(raw) => self
                 .values
-                .get(slot)
-                .map_or(OVERFLOW_LABEL_VALUE, |(text, ())| text),
+                .get(raw)
+                .map_or(OVERFLOW_LABEL_VALUE, |(text, _)| text),
         }
     }
 
-    /// Every id of an interned value is below this.
-    pub(crate) fn id_bound(&self) -> usize {
-        self.values.slot_count()
+    /// The price an interned value carries.
+    pub(crate) fn price(&self, id: LabelId) -> Option<PriceId> {
+        self.values.get(id.0).and_then(|(_, price)| *price)
     }
 
     /// Distinct values interned so far.
     pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
+}
+
+/// Whether every exporter renders `value` faithfully and unlike any other value.
+fn is_sensible(value: &str) -> bool {
+    value.len() <= MAX_LABEL_VALUE_LEN
+        && value != UNKNOWN_LABEL_VALUE
+        && value != OVERFLOW_LABEL_VALUE
+        && !value
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || is_format_char(c))
+}
+
+/// Unicode general category Cf (format characters), Unicode 15.1: invisible characters
+/// that make two names look alike.
+fn is_format_char(c: char) -> bool {
+    const RANGES: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let c = u32::from(c);
+    // Every format character is at or above U+00AD: plain ASCII skips the table.
+    c >= 0xAD && RANGES.iter().any(|(low, high)| (*low..=*high).contains(&c))
 }
 
 impl std::fmt::Debug for LabelValues {
@@ -149,10 +216,31 @@ mod tests {
             labels.intern(&"x".repeat(MAX_LABEL_VALUE_LEN)),
             Interned::Value(_)
         ));
-        assert!(matches!(
-            labels.intern("quote\"and\\backslash"),
-            Interned::Value(_)
-        ));
+        assert!(matches!(labels.intern("quote\"d"), Interned::Value(_)));
         assert_eq!(labels.len(), 2);
+        // Values an exporter cannot tell apart from others.
+        for bad in [
+            "back\\slash",
+            "q\\\"x",
+            "unknown",
+            "__overflow__",
+            "zero\u{200D}width",
+            "\u{FEFF}bom",
+            "rtl\u{202E}override",
+            "soft\u{AD}hyphen",
+            "tag\u{E0041}",
+            "nul\0",
+            "del\u{7F}",
+            "c1\u{85}",
+        ] {
+            assert_eq!(labels.intern(bad), Interned::Invalid, "{bad:?}");
+        }
+        // Visible non-ASCII is fine.
+        for good in ["модель", "模型-7b", "café", "emoji-🦀", "a b", "Unknown"] {
+            assert!(
+                matches!(labels.intern(good), Interned::Value(_)),
+                "{good:?}"
+            );
+        }
     }
 }

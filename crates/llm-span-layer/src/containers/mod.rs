@@ -1,8 +1,10 @@
 //! The concurrent containers the layer's hot path reads without a lock.
 //!
-//! Everything looked up per request is bounded by configuration, so these are
-//! fixed-capacity tables written under a writers' lock and read with atomic loads:
-//! - [`table`]: the insert-only open-addressing table the others build on, and its hashers;
+//! Everything looked up per request is bounded by configuration and never removed, so
+//! these are insert-only tables written under a writers' lock and read with atomic
+//! loads; their memory grows with what they hold, not with their caps:
+//! - [`segments`]: an array whose memory grows with the highest index used;
+//! - [`table`]: the insert-only hash table the others build on, and its hashers;
 //! - [`callsites`]: every callsite seen, with its class;
 //! - [`labels`]: interned label values, capped per label;
 //! - [`inflight`]: the state of open request and queue spans, keyed by span id.
@@ -10,4 +12,5 @@
 pub(crate) mod callsites;
 pub(crate) mod inflight;
 pub(crate) mod labels;
+pub(crate) mod segments;
 pub(crate) mod table;

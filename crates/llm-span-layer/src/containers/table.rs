@@ -1,57 +1,103 @@
-//! A fixed-capacity, insert-only hash table whose reads take no lock.
+//! An insert-only hash table whose reads take no lock and whose memory grows with the
+//! entries it holds, up to a cap.
 //!
 //! Everything the layer looks up on the hot path (callsite classes, label values,
 //! metric handles per series) is bounded by configuration and never removed while
-//! the layer lives. That lets reads be a hash plus a few atomic loads: slots are
-//! `OnceLock`s that are written once, under a mutex that only writers take.
+//! the layer lives. Entries are appended to a [`Segments`] array (so an entry's id, its
+//! position, never changes) and found through an open-addressing index of ids that is
+//! rebuilt twice as large when it is half full; readers load the current index and
+//! probe it with atomic loads. Writers take a mutex.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+use super::segments::Segments;
+
+/// Slots of the first index level.
+const FIRST_INDEX: usize = 16;
+/// Index levels: the last has `FIRST_INDEX << (LEVELS - 1)` slots, room for 2^31 entries.
+const LEVELS: usize = 29;
+
+/// The most entries any table takes (ids are `u32`, and two values are reserved).
+pub(crate) const MAX_ENTRIES: usize = 1 << 30;
 
 /// Why an insert did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
 
+struct Entry<K, V> {
+    hash: u64,
+    key: K,
+    value: V,
+}
+
 pub(crate) struct BoundedTable<K, V> {
-    slots: Box<[OnceLock<(K, V)>]>,
-    mask: usize,
+    entries: Segments<OnceLock<Entry<K, V>>>,
+    /// Index levels; slot values are entry id + 1, 0 for empty.
+    index: [OnceLock<Box<[AtomicU32]>>; LEVELS],
+    /// The level readers use.
+    current: AtomicUsize,
     max_len: usize,
-    /// Entry count, only read and written under the lock.
+    /// Entry count, only written under the lock.
     len: Mutex<usize>,
 }
 
 impl<K, V> BoundedTable<K, V> {
-    /// A table that holds at most `max_len` entries (kept at or below half full).
+    /// A table that takes at most `max_len` entries (at most [`MAX_ENTRIES`]).
     pub(crate) fn with_max_len(max_len: usize) -> Self {
-        let capacity = (max_len.max(1) * 2).next_power_of_two().max(8);
-        let slots = (0..capacity).map(|_| OnceLock::new()).collect();
-        Self {
-            slots,
-            mask: capacity - 1,
-            max_len,
+        let table = Self {
+            entries: Segments::new(),
+            index: std::array::from_fn(|_| OnceLock::new()),
+            current: AtomicUsize::new(0),
+            max_len: max_len.min(MAX_ENTRIES),
             len: Mutex::new(0),
-        }
+        };
+        let _ = table.index[0].set(empty_index(FIRST_INDEX));
+        table
+    }
+
+    #[inline]
+    fn entry(&self, id: u32) -> Option<&Entry<K, V>> {
+        self.entries.get(id as usize)?.get()
     }
 
     /// Finds the entry whose key satisfies `eq`, probing from `hash`.
     #[inline]
     pub(crate) fn find(&self, hash: u64, eq: impl Fn(&K) -> bool) -> Option<(u32, &V)> {
-        let mut index = hash as usize & self.mask;
-        // The table is never more than half full, so an empty slot ends every probe.
-        for _ in 0..self.slots.len() {
-            match self.slots[index].get() {
-                None => return None,
-                Some((key, value)) if eq(key) => return Some((index as u32, value)),
-                Some(_) => index = (index + 1) & self.mask,
-            }
-        }
-        None
+        let index = self.index[self.current.load(Ordering::Acquire)].get()?;
+        self.probe(index, hash, &eq).ok()
     }
 
-    /// The entry at a slot index returned earlier by `find` or `insert`.
+    /// The entry found from `hash`, or the free slot where it would go.
     #[inline]
-    pub(crate) fn get(&self, slot: u32) -> Option<&(K, V)> {
-        self.slots.get(slot as usize)?.get()
+    fn probe<'a>(
+        &'a self,
+        index: &'a [AtomicU32],
+        hash: u64,
+        eq: &impl Fn(&K) -> bool,
+    ) -> Result<(u32, &'a V), &'a AtomicU32> {
+        let mask = index.len() - 1;
+        let mut at = hash as usize & mask;
+        // Never more than half full, so an empty slot ends every probe.
+        loop {
+            let slot = &index[at];
+            let Some(id) = slot.load(Ordering::Acquire).checked_sub(1) else {
+                return Err(slot);
+            };
+            if let Some(entry) = self.entry(id) {
+                if entry.hash == hash && eq(&entry.key) {
+                    return Ok((id, &entry.value));
+                }
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// The entry with id `id`, as returned by `find` or `find_or_insert`.
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> Option<(&K, &V)> {
+        self.entry(id).map(|entry| (&entry.key, &entry.value))
     }
 
     /// Returns the existing entry for the key or inserts `make()`.
@@ -66,51 +112,64 @@ impl<K, V> BoundedTable<K, V> {
         if let Some(found) = self.find(hash, &eq) {
             return Ok(found);
         }
-        let mut len = self
-            .len
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Another writer may have inserted the key while we waited for the lock.
-        let mut index = hash as usize & self.mask;
-        loop {
-            match self.slots[index].get() {
-                Some((key, value)) if eq(key) => return Ok((index as u32, value)),
-                Some(_) => index = (index + 1) & self.mask,
-                None => break,
-            }
+        let mut len = self.len.lock().unwrap_or_else(|p| p.into_inner());
+        // Another writer may have inserted the key, or grown the index, meanwhile.
+        let mut level = self.current.load(Ordering::Acquire);
+        let mut index = self.index[level].get().ok_or(Full)?;
+        if let Ok(found) = self.probe(index, hash, &eq) {
+            return Ok(found);
         }
         if *len >= self.max_len {
             return Err(Full);
         }
-        let slot = &self.slots[index];
-        let _ = slot.set(make());
+        if (*len + 1) * 2 > index.len() {
+            let bigger = self.index.get(level + 1).ok_or(Full)?;
+            let bigger = bigger.get_or_init(|| empty_index(index.len() * 2));
+            for id in 0..*len as u32 {
+                if let Some(entry) = self.entry(id) {
+                    if let Err(free) = self.probe(bigger, entry.hash, &|_| false) {
+                        free.store(id + 1, Ordering::Release);
+                    }
+                }
+            }
+            level += 1;
+            self.current.store(level, Ordering::Release);
+            index = bigger;
+        }
+        let id = *len as u32;
+        let (key, value) = make();
+        let cell = self
+            .entries
+            .get_or_alloc(id as usize, OnceLock::new)
+            .ok_or(Full)?;
+        if cell.set(Entry { hash, key, value }).is_err() {
+            return Err(Full);
+        }
+        // Published after the entry is in place: a reader that sees the id sees it.
+        match self.probe(index, hash, &|_| false) {
+            Err(free) => free.store(id + 1, Ordering::Release),
+            Ok(_) => return Err(Full),
+        }
         *len += 1;
-        let (_, value) = slot.get().ok_or(Full)?;
-        Ok((index as u32, value))
+        let entry = self.entry(id).ok_or(Full)?;
+        Ok((id, &entry.value))
     }
 
-    /// Number of slots: every slot index returned is below it.
-    pub(crate) fn slot_count(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Most entries the table takes.
-    pub(crate) fn max_len(&self) -> usize {
-        self.max_len
-    }
-
-    /// Every entry, in slot order.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = &(K, V)> {
-        self.slots.iter().filter_map(OnceLock::get)
+    /// Every entry, in insertion order.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        let len = self.len();
+        (0..len as u32).filter_map(|id| self.get(id))
     }
 
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
-        *self
-            .len
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self.len.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn empty_index(slots: usize) -> Box<[AtomicU32]> {
+    (0..slots).map(|_| AtomicU32::new(0)).collect()
 }
 
 impl<K, V> std::fmt::Debug for BoundedTable<K, V> {
@@ -220,8 +279,8 @@ mod tests {
         }
         assert_eq!(table.find(7, |x| *x == 3).map(|(_, v)| *v), Some("c"));
         assert_eq!(table.find(7, |x| *x == 4), None);
-        let (slot, _) = table.find(7, |x| *x == 2).expect("present");
-        assert_eq!(table.get(slot).map(|(k, _)| *k), Some(2));
+        let (id, _) = table.find(7, |x| *x == 2).expect("present");
+        assert_eq!(table.get(id).map(|(k, _)| *k), Some(2));
     }
 
     #[test]
@@ -241,6 +300,35 @@ mod tests {
                 .expect("room");
         }
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn memory_grows_with_entries_not_with_the_cap() {
+        let table: BoundedTable<u64, u64> = BoundedTable::with_max_len(MAX_ENTRIES);
+        let hash = |k: u64| BuildMixHasher.hash_one(k);
+        for k in 0..1000u64 {
+            table
+                .find_or_insert(hash(k), |x| *x == k, || (k, k + 1))
+                .expect("room");
+        }
+        for k in 0..1000u64 {
+            assert_eq!(
+                table.find(hash(k), |x| *x == k).map(|(_, v)| *v),
+                Some(k + 1)
+            );
+        }
+        assert_eq!(table.find(hash(5000), |x| *x == 5000), None);
+        assert!(
+            table.entries.allocated() < 2048,
+            "{}",
+            table.entries.allocated()
+        );
+        let levels = table.index.iter().filter(|l| l.get().is_some()).count();
+        assert!(levels <= 8, "{levels} index levels for 1000 entries");
+        assert_eq!(
+            table.entries().map(|(k, _)| *k).collect::<Vec<_>>(),
+            (0..1000).collect::<Vec<_>>()
+        );
     }
 
     #[test]

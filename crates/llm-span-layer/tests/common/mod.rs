@@ -15,7 +15,52 @@ use tracing_subscriber::prelude::*;
 pub struct Harness {
     pub dispatch: Dispatch,
     pub clock: Arc<Mock>,
+    clock_handle: Clock,
+    recorder: Arc<DebuggingRecorder>,
     snapshotter: Snapshotter,
+}
+
+/// The harness's recorder, shareable between layers.
+struct Shared(Arc<DebuggingRecorder>);
+
+impl metrics::Recorder for Shared {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_counter(k, u, d)
+    }
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_gauge(k, u, d)
+    }
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_histogram(k, u, d)
+    }
+    fn register_counter(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0.register_counter(k, m)
+    }
+    fn register_gauge(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0.register_gauge(k, m)
+    }
+    fn register_histogram(
+        &self,
+        k: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.0.register_histogram(k, m)
+    }
 }
 
 impl Harness {
@@ -24,13 +69,13 @@ impl Harness {
     }
 
     pub fn with(configure: impl FnOnce(LlmSpanLayerBuilder) -> LlmSpanLayerBuilder) -> Self {
-        let recorder = DebuggingRecorder::new();
+        let recorder = Arc::new(DebuggingRecorder::new());
         let snapshotter = recorder.snapshotter();
         let (clock, mock) = Clock::mock();
         let layer = configure(
             LlmSpanLayer::builder()
-                .with_recorder(recorder)
-                .with_clock(clock),
+                .with_recorder(Shared(Arc::clone(&recorder)))
+                .with_clock(clock.clone()),
         )
         .build()
         .expect("valid layer configuration");
@@ -38,8 +83,17 @@ impl Harness {
         Self {
             dispatch,
             clock: mock,
+            clock_handle: clock,
+            recorder,
             snapshotter,
         }
+    }
+
+    /// A builder for another layer writing to this harness's recorder and clock.
+    pub fn layer_builder(&self) -> LlmSpanLayerBuilder {
+        LlmSpanLayer::builder()
+            .with_recorder(Shared(Arc::clone(&self.recorder)))
+            .with_clock(self.clock_handle.clone())
     }
 
     /// Runs `f` with this harness's subscriber as the thread's default.
