@@ -1,6 +1,6 @@
 //! The demo server under seeded load: /metrics agrees exactly with what the client saw.
 
-use llm_span_suite::process::{http, load_generator, scrape, DemoServer};
+use llm_span_testkit::process::{http, load_generator, scrape, DemoServer};
 use serde_json::Value;
 
 const MODELS: [&str; 2] = ["fast", "slow"];

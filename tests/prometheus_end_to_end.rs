@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use llm_span_suite::process::{http, load_generator, wait_for, ChildGuard, DemoServer};
+use llm_span_testkit::process::{http, load_generator, wait_for, ChildGuard, DemoServer};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::demo::Rng;
-use llm_span_suite::process::rss_bytes;
-use llm_span_suite::prom::Scrape;
+use llm_span_testkit::demo::Rng;
+use llm_span_testkit::process::rss_bytes;
+use llm_span_testkit::prom::Scrape;
 use tracing_subscriber::prelude::*;
 
 const REQUESTS: u64 = 1_000_000;

@@ -4,7 +4,7 @@
 //! span by llm-span-layer's errors.rs.)
 
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::http;
+use llm_span_testkit::process::http;
 
 #[test]
 fn the_listener_restarts_on_the_same_port() {

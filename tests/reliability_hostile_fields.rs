@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::prom::Scrape;
+use llm_span_testkit::prom::Scrape;
 use proptest::prelude::*;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;

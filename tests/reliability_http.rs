@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::rss_bytes;
+use llm_span_testkit::process::rss_bytes;
 
 const MAX_CONNECTIONS: usize = 64;
 const ATTACK: Duration = Duration::from_secs(5);
@@ -169,7 +169,7 @@ fn scrapes_succeed_while_the_endpoint_is_attacked() {
     }
     let answered = answers.load(Ordering::Relaxed);
     // Once the attackers are gone, so are their connections on the server side.
-    let drained = llm_span_suite::process::wait_for(Duration::from_secs(5), || {
+    let drained = llm_span_testkit::process::wait_for(Duration::from_secs(5), || {
         (established(port) == 0).then_some(())
     });
     let rss_growth = rss_peak.saturating_sub(rss_before);
