@@ -1,6 +1,8 @@
 //! The demo server under seeded load: /metrics agrees exactly with what the client saw.
 
-use llm_span_testkit::process::{http, load_generator, scrape, DemoServer};
+use llm_span_testkit::http;
+use llm_span_testkit::process::{load_generator, DemoServer};
+use llm_span_testkit::prom::scrape;
 use serde_json::Value;
 
 const MODELS: [&str; 2] = ["fast", "slow"];
@@ -138,13 +140,14 @@ fn a_fixed_seed_reproduces_the_token_totals() {
 fn bad_requests_get_clear_errors_and_are_counted() {
     let server = start();
     let post = |body: &str| {
-        http(
+        let response = http::request(
             server.api,
             "POST",
             "/v1/completions",
             &[("Content-Type", "application/json")],
-            body,
-        )
+            Some(body),
+        );
+        (response.status, response.body)
     };
     let cases = [
         ("{not json", 400, "invalid_request"),
@@ -171,15 +174,17 @@ fn bad_requests_get_clear_errors_and_are_counted() {
     let (got, text) = post(&format!(r#"{{"model":"fast","prompt":"{long_prompt}"}}"#));
     assert_eq!(got, 413, "{text}");
     assert!(text.contains("prompt_too_long"));
-    let (got, _) = http(server.api, "GET", "/v1/completions", &[], "");
-    assert_eq!(got, 405);
-    let (got, _) = http(server.api, "GET", "/nowhere", &[], "");
-    assert_eq!(got, 404);
+    assert_eq!(http::get(server.api, "/v1/completions").status, 405);
+    assert_eq!(http::get(server.api, "/nowhere").status, 404);
 
     // Still serving.
     let (got, text) = post(r#"{"model":"fast","prompt":"hello there","max_tokens":4}"#);
     assert_eq!(got, 200, "{text}");
-    let (got, text) = http(server.api, "GET", "/v1/models", &[], "");
+    let http::Response {
+        status: got,
+        body: text,
+        ..
+    } = http::get(server.api, "/v1/models");
     assert_eq!(got, 200);
     assert!(
         text.contains("\"fast\"") && text.contains("\"slow\""),

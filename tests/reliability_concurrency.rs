@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_testkit::process::scrape;
+use llm_span_testkit::prom::scrape;
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
