@@ -1,7 +1,9 @@
 //! The demo server under seeded load: /metrics agrees exactly with what the client saw.
 
+use std::process::Command;
+
 use llm_span_testkit::http;
-use llm_span_testkit::process::{load_generator, DemoServer};
+use llm_span_testkit::process::{binary, load_generator, DemoServer};
 use llm_span_testkit::prom::scrape;
 use serde_json::Value;
 
@@ -134,6 +136,47 @@ fn a_fixed_seed_reproduces_the_token_totals() {
             );
         }
     }
+}
+
+/// Progress lines on stderr only when asked for (stderr is a pipe here, not a terminal),
+/// never with `--quiet`; the summary on stdout comes either way.
+#[test]
+fn the_load_generator_reports_progress_only_when_asked() {
+    let server = start();
+    let target = format!("http://{}", server.api);
+    let run = |extra: &[&str]| {
+        let output = Command::new(binary("llm-span-testkit", "load-generator"))
+            .args(["--target", &target, "--requests", "20", "--json"])
+            .args(extra)
+            .output()
+            .expect("run load-generator");
+        assert!(output.status.success(), "{output:?}");
+        let summary: Value = serde_json::from_slice(&output.stdout).expect("summary JSON");
+        let total = |field: &str| -> u64 {
+            MODELS
+                .iter()
+                .map(|m| summary["models"][m][field].as_u64().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(total("requests"), 20, "{summary}");
+        let errors = total("error") + total("rejected") + total("failed");
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+        (stderr, errors, total("aborted"))
+    };
+    assert_eq!(
+        run(&[]).0,
+        "",
+        "nothing extra when stderr is not a terminal"
+    );
+    assert_eq!(run(&["--progress", "--quiet"]).0, "", "--quiet wins");
+    let (progress, errors, aborted) = run(&["--progress"]);
+    let last = progress.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("load-generator: 20 requests done, ")
+            && last.contains(" req/s, ")
+            && last.ends_with(&format!(" {errors} errors, {aborted} aborted")),
+        "{progress}"
+    );
 }
 
 #[test]

@@ -12,17 +12,39 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Path of a built example binary (`cargo test` builds the examples before the tests).
+/// Path of a built example binary of the root package (`cargo test --workspace` builds
+/// the examples before the tests); panics, saying how to build it, when it is missing.
 pub fn example(name: &str) -> PathBuf {
+    built(
+        target_dir().join("examples").join(name),
+        &format!("cargo build --example {name}"),
+    )
+}
+
+/// Path of a built binary of the workspace, such as the testkit's `load-generator`
+/// (`cargo test --workspace` builds every binary before the tests); panics, saying how
+/// to build it, when it is missing.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    built(
+        target_dir().join(name),
+        &format!("cargo build -p {package} --bin {name}"),
+    )
+}
+
+/// The profile directory this test binary was built into (`target/debug`, say).
+fn target_dir() -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join("examples").join(name);
+    dir
+}
+
+fn built(path: PathBuf, build: &str) -> PathBuf {
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (which builds the examples) or `cargo build --examples` first",
+        "{} is missing: run the tests with `cargo test --workspace` (which builds it) or `{build}` first",
         path.display()
     );
     path
@@ -105,15 +127,15 @@ pub fn rss_bytes() -> u64 {
         * 4096
 }
 
-/// Runs the load generator against `server` with `args` and `--json`; returns its
-/// summary as printed.
+/// Runs the testkit's `load-generator` against `server` with `args`, `--json` and
+/// `--quiet`; returns its summary as printed.
 pub fn load_generator(server: &DemoServer, args: &[&str]) -> String {
-    let output = Command::new(example("load_generator"))
+    let output = Command::new(binary("llm-span-testkit", "load-generator"))
         .args(["--target", &format!("http://{}", server.api)])
         .args(args)
-        .arg("--json")
+        .args(["--json", "--quiet"])
         .output()
-        .expect("run load_generator");
+        .expect("run load-generator");
     assert!(
         output.status.success(),
         "{}",
