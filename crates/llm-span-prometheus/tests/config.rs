@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_prometheus::{buckets, ExporterBuilder, ExporterError, Secret};
-use llm_span_testkit::http::{basic_auth, get, request};
+use llm_span_testkit::http::{basic_auth, get, get_with};
 use llm_span_testkit::prom::{self, Scrape};
 use metrics::{Key, Label, Metadata, Recorder};
 
@@ -328,14 +328,7 @@ fn credential_files_lose_one_trailing_newline_and_never_leak() {
     let addr = server.local_addr();
     assert_eq!(get(addr, "/metrics").status, 401);
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer file-t0ken")],
-            None
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer file-t0ken")]).status,
         200
     );
 
@@ -383,12 +376,10 @@ fn env_configures_listener_auth_allowlist_and_labels() {
     let addr = server.local_addr();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_eq!(get(addr, "/metrics").status, 401);
-    let by_basic = request(
+    let by_basic = get_with(
         addr,
-        "GET",
         "/metrics",
         &[("Authorization", &basic_auth("prom", "pw-from-file"))],
-        None,
     );
     assert_eq!(by_basic.status, 200);
     let s = prom::series(&by_basic.body);
@@ -399,14 +390,7 @@ fn env_configures_listener_auth_allowlist_and_labels() {
         by_basic.body
     );
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer env-tok")],
-            None
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer env-tok")]).status,
         200
     );
 

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use llm_span_prometheus::{ExporterBuilder, ExporterError, ExporterHandle, MetricsRecorder};
-use llm_span_testkit::http::{self, basic_auth, get, request};
+use llm_span_testkit::http::{self, basic_auth, get, get_with, request};
 use llm_span_testkit::prom::{self, CONTENT_TYPE};
 use metrics::{Key, Label, Metadata, Recorder};
 
@@ -152,7 +152,7 @@ fn oversized_headers_are_refused() {
 fn basic_auth_matrix() {
     let (_recorder, server) = start(loopback().with_basic_auth("prometheus", "pa55word"));
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[], None);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
@@ -168,16 +168,14 @@ fn basic_auth_matrix() {
         "Basic %%%".to_owned(),
         "Bearer pa55word".to_owned(),
     ] {
-        let response = request(addr, "GET", "/metrics", &[("Authorization", &wrong)], None);
+        let response = get_with(addr, "/metrics", &[("Authorization", &wrong)]);
         assert_eq!(response.status, 401, "{wrong}");
         assert!(response.header("www-authenticate").is_some());
     }
-    let right = request(
+    let right = get_with(
         addr,
-        "GET",
         "/metrics",
         &[("Authorization", &basic_auth("prometheus", "pa55word"))],
-        None,
     );
     assert_eq!(right.status, 200);
     assert_eq!(right.header("content-type"), Some(CONTENT_TYPE));
@@ -189,7 +187,7 @@ fn basic_auth_matrix() {
 fn bearer_auth_matrix() {
     let (_recorder, server) = start(loopback().with_bearer_token("t0k3n-abc"));
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[], None);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
@@ -204,14 +202,14 @@ fn bearer_auth_matrix() {
         "Basic t0k3n-abc",
     ] {
         assert_eq!(
-            request(addr, "GET", "/metrics", &[("Authorization", wrong)], None).status,
+            get_with(addr, "/metrics", &[("Authorization", wrong)]).status,
             401,
             "{wrong}"
         );
     }
     for right in ["Bearer t0k3n-abc", "bearer t0k3n-abc"] {
         assert_eq!(
-            request(addr, "GET", "/metrics", &[("Authorization", right)], None).status,
+            get_with(addr, "/metrics", &[("Authorization", right)]).status,
             200,
             "{right}"
         );
@@ -226,32 +224,23 @@ fn basic_and_bearer_together_accept_either() {
             .with_bearer_token("tok"),
     );
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[], None);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
         ["Basic realm=\"metrics\"", "Bearer realm=\"metrics\""]
     );
     assert_eq!(
-        request(
+        get_with(
             addr,
-            "GET",
             "/metrics",
-            &[("Authorization", &basic_auth("u", "p"))],
-            None
+            &[("Authorization", &basic_auth("u", "p"))]
         )
         .status,
         200
     );
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer tok")],
-            None
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         200
     );
 }
@@ -279,14 +268,7 @@ fn allowlist_hit_and_miss() {
     );
     let addr = both.local_addr();
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer tok")],
-            None
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         403
     );
     let (_recorder, both_ok) = start(
@@ -295,16 +277,9 @@ fn allowlist_hit_and_miss() {
             .with_bearer_token("tok"),
     );
     let addr = both_ok.local_addr();
-    assert_eq!(request(addr, "GET", "/metrics", &[], None).status, 401);
+    assert_eq!(get(addr, "/metrics").status, 401);
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer tok")],
-            None
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         200
     );
 }

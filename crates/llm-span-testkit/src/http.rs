@@ -5,7 +5,7 @@
 //! allows; this module is that client. Every request it writes says
 //! `Connection: close`, so a response ends where the connection does.
 //!
-//! - [`get`], [`request`] and [`try_request`] send one request on a fresh connection
+//! - [`get`], [`get_with`], [`request`] and [`try_request`] send one request on a fresh connection
 //!   and read the whole [`Response`] (a chunked body decoded);
 //! - [`send_raw`] and [`exchange`] send bytes the test wrote itself;
 //! - [`connect`] and [`connect_with`] open a connection with timeouts, for tests that
@@ -161,7 +161,12 @@ pub fn request(
 
 /// `GET path` without extra headers; panics when there is no response.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
-    request(addr, "GET", path, &[], None)
+    get_with(addr, path, &[])
+}
+
+/// `GET path` with `headers`; panics when there is no response.
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(addr, "GET", path, headers, None)
 }
 
 /// Reads one response from `source` up to its end (the end of the connection, or the
