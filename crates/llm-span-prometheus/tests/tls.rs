@@ -98,24 +98,29 @@ fn https_scrape_with_bearer_token() {
         .expect("TLS server starts");
     let addr = server.local_addr();
 
-    let scrape = |auth: &str| {
+    let scrape = |authorization: Option<&str>| {
         let name = ServerName::try_from("localhost").expect("name");
         let conn = rustls::ClientConnection::new(client(&cert), name).expect("client");
         let tcp = TcpStream::connect(addr).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut tls = rustls::StreamOwned::new(conn, tcp);
-        let request =
-            format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-        tls.write_all(request.as_bytes()).expect("write");
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        tls.write_all(&http::format_request(
+            addr, "GET", "/metrics", &headers, None,
+        ))
+        .expect("write");
         let mut bytes = Vec::new();
         // A peer that closes without close_notify is an error in rustls; the bytes are in.
         let _ = tls.read_to_end(&mut bytes);
         http::parse_response(&bytes).expect("response")
     };
-    let denied = scrape("");
+    let denied = scrape(None);
     assert_eq!(denied.status, 401);
-    let ok = scrape("Authorization: Bearer tls-tok\r\n");
+    let ok = scrape(Some("Bearer tls-tok"));
     assert_eq!(ok.status, 200);
     assert_eq!(ok.header("content-type"), Some(CONTENT_TYPE));
     assert!(ok.body.contains("# TYPE llm_ttft_seconds histogram"));
