@@ -1,7 +1,7 @@
 //! The one way tests run `promtool` (Debian's `prometheus` package): `check metrics` on
 //! an exposition, `check rules`, `test rules` and `check config` on files.
 //!
-//! Every runner goes through [`tools::require`](crate::tools::require) first and returns
+//! Every runner goes through [`tools::require`] first and returns
 //! `None` when the test is to skip; otherwise the [`Outcome`] has the exit code and
 //! what promtool printed.
 
