@@ -12,6 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use llm_span_testkit::prom::Scrape;
 use support::{Rung, Variant};
 use tracing::field::Empty;
 
@@ -262,11 +263,7 @@ fn scrape() {
                 started.elapsed().as_secs_f64() * 1e3
             })
             .collect();
-        let series = handle
-            .render()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .count();
+        let series = Scrape::parse_or_panic(&handle.render()).samples.len();
         println!(
             "| {models} | {series} | {:.2} ms | {:.0} |",
             median(&mut times),

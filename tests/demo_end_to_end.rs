@@ -1,6 +1,10 @@
 //! The demo server under seeded load: /metrics agrees exactly with what the client saw.
 
-use llm_span_suite::process::{http, load_generator, scrape, DemoServer};
+use std::process::Command;
+
+use llm_span_testkit::http;
+use llm_span_testkit::process::{binary, load_generator, DemoServer};
+use llm_span_testkit::prom::scrape;
 use serde_json::Value;
 
 const MODELS: [&str; 2] = ["fast", "slow"];
@@ -134,17 +138,59 @@ fn a_fixed_seed_reproduces_the_token_totals() {
     }
 }
 
+/// Progress lines on stderr only when asked for (stderr is a pipe here, not a terminal),
+/// never with `--quiet`; the summary on stdout comes either way.
+#[test]
+fn the_load_generator_reports_progress_only_when_asked() {
+    let server = start();
+    let target = format!("http://{}", server.api);
+    let run = |extra: &[&str]| {
+        let output = Command::new(binary("llm-span-testkit", "load-generator"))
+            .args(["--target", &target, "--requests", "20", "--json"])
+            .args(extra)
+            .output()
+            .expect("run load-generator");
+        assert!(output.status.success(), "{output:?}");
+        let summary: Value = serde_json::from_slice(&output.stdout).expect("summary JSON");
+        let total = |field: &str| -> u64 {
+            MODELS
+                .iter()
+                .map(|m| summary["models"][m][field].as_u64().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(total("requests"), 20, "{summary}");
+        let errors = total("error") + total("rejected") + total("failed");
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+        (stderr, errors, total("aborted"))
+    };
+    assert_eq!(
+        run(&[]).0,
+        "",
+        "nothing extra when stderr is not a terminal"
+    );
+    assert_eq!(run(&["--progress", "--quiet"]).0, "", "--quiet wins");
+    let (progress, errors, aborted) = run(&["--progress"]);
+    let last = progress.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("load-generator: 20 requests done, ")
+            && last.contains(" req/s, ")
+            && last.ends_with(&format!(" {errors} errors, {aborted} aborted")),
+        "{progress}"
+    );
+}
+
 #[test]
 fn bad_requests_get_clear_errors_and_are_counted() {
     let server = start();
     let post = |body: &str| {
-        http(
+        let response = http::request(
             server.api,
             "POST",
             "/v1/completions",
             &[("Content-Type", "application/json")],
-            body,
-        )
+            Some(body),
+        );
+        (response.status, response.body)
     };
     let cases = [
         ("{not json", 400, "invalid_request"),
@@ -171,15 +217,17 @@ fn bad_requests_get_clear_errors_and_are_counted() {
     let (got, text) = post(&format!(r#"{{"model":"fast","prompt":"{long_prompt}"}}"#));
     assert_eq!(got, 413, "{text}");
     assert!(text.contains("prompt_too_long"));
-    let (got, _) = http(server.api, "GET", "/v1/completions", &[], "");
-    assert_eq!(got, 405);
-    let (got, _) = http(server.api, "GET", "/nowhere", &[], "");
-    assert_eq!(got, 404);
+    assert_eq!(http::get(server.api, "/v1/completions").status, 405);
+    assert_eq!(http::get(server.api, "/nowhere").status, 404);
 
     // Still serving.
     let (got, text) = post(r#"{"model":"fast","prompt":"hello there","max_tokens":4}"#);
     assert_eq!(got, 200, "{text}");
-    let (got, text) = http(server.api, "GET", "/v1/models", &[], "");
+    let http::Response {
+        status: got,
+        body: text,
+        ..
+    } = http::get(server.api, "/v1/models");
     assert_eq!(got, 200);
     assert!(
         text.contains("\"fast\"") && text.contains("\"slow\""),

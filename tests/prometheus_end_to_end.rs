@@ -2,14 +2,17 @@
 //! real Prometheus server scraping two replicas of the demo server.
 //!
 //! Needs Debian's `prometheus` package (`prometheus` and `promtool`). Without it the
-//! tests say so and pass, unless `CI` is set: then a missing binary is a failure.
+//! tests say so and pass, unless `LLM_SPAN_REQUIRE_TOOLS=1` is set: then a missing
+//! binary is a failure (`llm_span_testkit::tools`).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use llm_span_suite::process::{http, load_generator, wait_for, ChildGuard, DemoServer};
+use llm_span_testkit::http;
+use llm_span_testkit::process::{load_generator, wait_for, ChildGuard, DemoServer};
+use llm_span_testkit::{promtool, tools};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -18,51 +21,20 @@ fn deploy(path: &str) -> PathBuf {
     Path::new(ROOT).join("deploy").join(path)
 }
 
-/// Whether `tool` can run here; a missing tool fails the test under CI.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing: apt-get install -y prometheus"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install -y prometheus)");
-    }
-    found
-}
-
-fn promtool(args: &[&str]) {
-    let output = Command::new("promtool")
-        .args(args)
-        .current_dir(deploy("prometheus"))
-        .output()
-        .expect("run promtool");
-    assert!(
-        output.status.success(),
-        "promtool {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn rules_and_config_pass_promtool() {
-    if !have("promtool") {
+    if !tools::require("promtool") {
         return;
     }
-    promtool(&[
-        "check",
-        "rules",
-        "rules/llm-recording.yml",
-        "rules/llm-alerts.yml",
-    ]);
-    promtool(&["check", "config", "prometheus.yml"]);
-    promtool(&["test", "rules", "tests/llm-alerts.test.yml"]);
+    let dir = deploy("prometheus");
+    let runs = [
+        promtool::check_rules(&dir, &["rules/llm-recording.yml", "rules/llm-alerts.yml"]),
+        promtool::check_config(&dir, "prometheus.yml"),
+        promtool::test_rules(&dir, &["tests/llm-alerts.test.yml"]),
+    ];
+    for run in runs {
+        run.expect("promtool is installed").assert_success();
+    }
 }
 
 /// Every `<latency quantile> > N` or `< N` in the alerts compares with a bucket boundary
@@ -247,17 +219,17 @@ impl Prometheus {
             dir,
         };
         let ready = wait_for(Duration::from_secs(15), || {
-            std::net::TcpStream::connect(prometheus.addr).ok()?;
-            (http(prometheus.addr, "GET", "/-/ready", &[], "").0 == 200).then_some(())
+            let response = http::try_request(prometheus.addr, "GET", "/-/ready", &[], None).ok()?;
+            (response.status == 200).then_some(())
         });
         assert!(ready.is_some(), "prometheus did not become ready");
         prometheus
     }
 
     fn get(&self, path: &str) -> Value {
-        let (status, body) = http(self.addr, "GET", path, &[], "");
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).expect("API JSON")
+        let response = http::get(self.addr, path);
+        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        serde_json::from_str(&response.body).expect("API JSON")
     }
 
     /// Instant query; returns the result vector.
@@ -303,7 +275,7 @@ fn load(server: &DemoServer, seed: u64, requests: u64) -> Value {
 
 #[test]
 fn prometheus_sees_the_load_and_the_slow_model_alerts() {
-    if !have("prometheus") {
+    if !tools::require("prometheus") {
         return;
     }
     let started = Instant::now();

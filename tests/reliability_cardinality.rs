@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::demo::Rng;
-use llm_span_suite::process::rss_bytes;
-use llm_span_suite::prom::Scrape;
+use llm_span_testkit::demo::Rng;
+use llm_span_testkit::process::rss_bytes;
+use llm_span_testkit::prom::Scrape;
 use tracing_subscriber::prelude::*;
 
 const REQUESTS: u64 = 1_000_000;
@@ -82,7 +82,7 @@ fn a_million_model_names_cannot_explode_the_series() {
     });
     let elapsed = started.elapsed();
     peak = peak.max(rss_bytes());
-    let m = Scrape::parse(&handle.render()).expect("scrape parses");
+    let m = Scrape::parse_or_panic(&handle.render());
     let request_series = m.matching("llm_e2e_latency_seconds_count", &[]).count();
     // Past the series cap, requests go to the all-overflow series, which the label
     // caps may already have created.

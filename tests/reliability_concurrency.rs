@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::scrape;
+use llm_span_testkit::prom::scrape;
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;
@@ -34,7 +34,7 @@ struct Sent {
     cancelled: [AtomicU64; 3],
 }
 
-fn counter_series(scrape: &llm_span_suite::prom::Scrape) -> HashMap<String, f64> {
+fn counter_series(scrape: &llm_span_testkit::prom::Scrape) -> HashMap<String, f64> {
     let mut series = HashMap::new();
     for sample in &scrape.samples {
         let family = sample

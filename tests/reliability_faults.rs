@@ -4,7 +4,7 @@
 //! span by llm-span-layer's errors.rs.)
 
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::http;
+use llm_span_testkit::http;
 
 #[test]
 fn the_listener_restarts_on_the_same_port() {
@@ -13,7 +13,7 @@ fn the_listener_restarts_on_the_same_port() {
         .spawn()
         .expect("first listener");
     let addr = first.local_addr();
-    assert_eq!(http(addr, "GET", "/health", &[], "").0, 200);
+    assert_eq!(http::get(addr, "/health").status, 200);
     first.shutdown();
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
@@ -24,7 +24,7 @@ fn the_listener_restarts_on_the_same_port() {
             .with_listen_addr(addr)
             .spawn()
             .unwrap_or_else(|e| panic!("restart {round}: {e}"));
-        assert_eq!(http(addr, "GET", "/metrics", &[], "").0, 200);
+        assert_eq!(http::get(addr, "/metrics").status, 200);
         again.shutdown();
     }
 }

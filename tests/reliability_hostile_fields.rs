@@ -4,12 +4,12 @@
 //!
 //! `PROPTEST_CASES=20000 cargo test --test reliability_hostile_fields` fuzzes longer.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::prom::Scrape;
+use llm_span_testkit::prom::Scrape;
+use llm_span_testkit::promtool;
 use proptest::prelude::*;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
@@ -282,39 +282,9 @@ fn run(requests: &[Vec<Op>]) -> Scrape {
     let text = handle.render();
     static CASES: AtomicUsize = AtomicUsize::new(0);
     if CASES.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
-        promtool_accepts(&text);
+        promtool::assert_clean(&text);
     }
-    Scrape::parse(&text).unwrap_or_else(|e| panic!("the scrape does not parse: {e}\n{text}"))
-}
-
-fn promtool_accepts(text: &str) {
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is missing: apt-get install -y prometheus"
-        );
-        return;
-    };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("promtool");
-    assert!(
-        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    Scrape::parse_or_panic(&text)
 }
 
 fn counter(scrape: &Scrape, reason: &str) -> u64 {

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::rss_bytes;
+use llm_span_testkit::http;
+use llm_span_testkit::process::{rss_bytes, wait_for};
 
 const MAX_CONNECTIONS: usize = 64;
 const ATTACK: Duration = Duration::from_secs(5);
 /// What a legitimate scrape may take while the attack runs.
 const SCRAPE_BOUND: Duration = Duration::from_secs(2);
-/// `Basic prometheus:s3cret`
-const GOOD_AUTH: &str = "Basic cHJvbWV0aGV1czpzM2NyZXQ=";
 
 /// Server-side sockets of `port` that are established (accepted or in the backlog).
 fn established(port: u16) -> usize {
@@ -36,47 +35,28 @@ fn established(port: u16) -> usize {
 }
 
 fn connect(addr: SocketAddr) -> Option<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(3)))
-        .ok()?;
-    Some(stream)
+    http::connect_with(addr, Duration::from_secs(1), Duration::from_secs(3)).ok()
 }
 
-/// Sends `request` and returns the status code, if the server answered one.
+/// Sends `request` and returns the status code, if the server answered one (a
+/// response cut short by a reset still counts).
 fn exchange(addr: SocketAddr, request: &[u8]) -> Option<u16> {
     let mut stream = connect(addr)?;
     stream.write_all(request).ok()?;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    String::from_utf8_lossy(&response)
-        .split(' ')
-        .nth(1)?
-        .parse()
-        .ok()
+    http::status(&response)
 }
 
 fn legit_scrape(addr: SocketAddr) -> Result<Duration, String> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, SCRAPE_BOUND).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(SCRAPE_BOUND))
-        .map_err(|e| e.to_string())?;
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: {GOOD_AUTH}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response);
-    if !text.starts_with("HTTP/1.1 200") || !text.contains("llm_requests_total") {
-        return Err(format!(
-            "unexpected response: {}",
-            text.lines().next().unwrap_or("")
-        ));
+    let mut stream =
+        http::connect_with(addr, SCRAPE_BOUND, SCRAPE_BOUND).map_err(|e| e.to_string())?;
+    let auth = http::basic_auth("prometheus", "s3cret");
+    let request = http::format_request(addr, "GET", "/metrics", &[("Authorization", &auth)], None);
+    let response = http::exchange(&mut stream, &request).map_err(|e| e.to_string())?;
+    if response.status != 200 || !response.body.contains("llm_requests_total") {
+        return Err(format!("unexpected response: status {}", response.status));
     }
     Ok(started.elapsed())
 }
@@ -169,7 +149,7 @@ fn scrapes_succeed_while_the_endpoint_is_attacked() {
     }
     let answered = answers.load(Ordering::Relaxed);
     // Once the attackers are gone, so are their connections on the server side.
-    let drained = llm_span_suite::process::wait_for(Duration::from_secs(5), || {
+    let drained = wait_for(Duration::from_secs(5), || {
         (established(port) == 0).then_some(())
     });
     let rss_growth = rss_peak.saturating_sub(rss_before);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
-use llm_span_suite::process::rss_bytes;
+use llm_span_testkit::process::rss_bytes;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
 

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{header, Method, Request, Response, StatusCode};
-use llm_span_suite::demo::count_tokens;
+use llm_span_testkit::demo::count_tokens;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::field::Empty;

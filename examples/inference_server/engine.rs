@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Bytes;
-use llm_span_suite::demo::{fake_token, natural_length, stable_hash, Rng};
+use llm_span_testkit::demo::{fake_token, natural_length, stable_hash, Rng};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::field::Empty;
 use tracing::Instrument;

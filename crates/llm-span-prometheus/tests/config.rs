@@ -1,14 +1,13 @@
 //! Builder and environment configuration, every error variant, and secrets.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::{get, request, samples};
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_prometheus::{buckets, ExporterBuilder, ExporterError, Secret};
+use llm_span_testkit::http::{basic_auth, get, get_with};
+use llm_span_testkit::prom::{self, Scrape};
 use metrics::{Key, Label, Metadata, Recorder};
 
 const META: Metadata<'static> = Metadata::new("test", metrics::Level::INFO, None);
@@ -78,7 +77,7 @@ fn bucket_overrides_and_defaults_are_rendered() {
         .register_histogram(&Key::from_name("other_seconds"), &META)
         .record(0.02);
     let text = handle.render();
-    let s = samples(&text);
+    let s = prom::series(&text);
     assert_eq!(
         s.get(r#"llm_ttft_seconds_bucket{le="0.5",model="m"}"#),
         Some(&0.0)
@@ -99,7 +98,7 @@ fn bucket_overrides_and_defaults_are_rendered() {
     );
     assert_eq!(s.get(r#"my_own_seconds_bucket{le="3"}"#), Some(&1.0));
     // Histograms outside the catalog get the default buckets, not a summary.
-    let families = common::families(&text);
+    let families = Scrape::parse_or_panic(&text).types;
     assert_eq!(
         families.get("other_seconds").map(String::as_str),
         Some("histogram")
@@ -127,7 +126,7 @@ fn global_labels_go_on_every_series() {
         vec![Label::new("model", "m"), Label::new("status", "ok")],
     );
     recorder.register_counter(&key, &META).increment(2);
-    let s = samples(&handle.render());
+    let s = prom::series(&handle.render());
     assert_eq!(
         s.get(r#"llm_requests_total{instance="a",model="m",service="chat",status="ok"}"#),
         Some(&2.0)
@@ -329,13 +328,7 @@ fn credential_files_lose_one_trailing_newline_and_never_leak() {
     let addr = server.local_addr();
     assert_eq!(get(addr, "/metrics").status, 401);
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer file-t0ken")]
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer file-t0ken")]).status,
         200
     );
 
@@ -383,14 +376,13 @@ fn env_configures_listener_auth_allowlist_and_labels() {
     let addr = server.local_addr();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_eq!(get(addr, "/metrics").status, 401);
-    let by_basic = request(
+    let by_basic = get_with(
         addr,
-        "GET",
         "/metrics",
-        &[("Authorization", &common::basic("prom", "pw-from-file"))],
+        &[("Authorization", &basic_auth("prom", "pw-from-file"))],
     );
     assert_eq!(by_basic.status, 200);
-    let s = samples(&by_basic.body);
+    let s = prom::series(&by_basic.body);
     assert_eq!(
         s.get(r#"llm_requests_total{instance="a-1",model="m",service="chat",status="ok"}"#),
         Some(&1.0),
@@ -398,13 +390,7 @@ fn env_configures_listener_auth_allowlist_and_labels() {
         by_basic.body
     );
     assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/metrics",
-            &[("Authorization", "Bearer env-tok")]
-        )
-        .status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer env-tok")]).status,
         200
     );
 

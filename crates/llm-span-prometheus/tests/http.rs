@@ -1,7 +1,5 @@
 //! The listener over real HTTP on loopback: routes, access control, robustness, shutdown.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +7,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{basic, get, request, CONTENT_TYPE};
 use llm_span_prometheus::{ExporterBuilder, ExporterError, ExporterHandle, MetricsRecorder};
+use llm_span_testkit::http::{self, basic_auth, get, get_with, request};
+use llm_span_testkit::prom::{self, CONTENT_TYPE};
 use metrics::{Key, Label, Metadata, Recorder};
 
 fn loopback() -> ExporterBuilder {
@@ -66,7 +65,7 @@ fn head_metrics_sends_headers_without_body() {
     let (_recorder, server) = start(loopback());
     let addr = server.local_addr();
     let full = get(addr, "/metrics");
-    let head = request(addr, "HEAD", "/metrics", &[]);
+    let head = request(addr, "HEAD", "/metrics", &[], None);
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some(CONTENT_TYPE));
     assert_eq!(head.body, "", "HEAD has no body");
@@ -88,10 +87,10 @@ fn health_is_open_cheap_and_method_checked() {
     let health = get(addr, "/health");
     assert_eq!(health.status, 200);
     assert_eq!(health.body, "ok\n");
-    let head = request(addr, "HEAD", "/health", &[]);
+    let head = request(addr, "HEAD", "/health", &[], None);
     assert_eq!(head.status, 200);
     assert_eq!(head.body, "");
-    let post = request(addr, "POST", "/health", &[("Content-Length", "0")]);
+    let post = request(addr, "POST", "/health", &[("Content-Length", "0")], None);
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }
@@ -113,6 +112,7 @@ fn other_methods_on_metrics_are_405_with_allow() {
             method,
             "/metrics",
             &[("Content-Length", "0")],
+            None,
         );
         assert_eq!(response.status, 405, "{method}");
         assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
@@ -123,10 +123,10 @@ fn other_methods_on_metrics_are_405_with_allow() {
 fn request_bodies_are_refused() {
     let (_recorder, server) = start(loopback());
     let raw = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-    let response = common::send_raw(server.local_addr(), raw).expect("response");
+    let response = http::send_raw(server.local_addr(), raw).expect("response");
     assert_eq!(response.status, 413);
     let chunked = b"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    let response = common::send_raw(server.local_addr(), chunked).expect("response");
+    let response = http::send_raw(server.local_addr(), chunked).expect("response");
     assert_eq!(response.status, 413);
 }
 
@@ -134,7 +134,13 @@ fn request_bodies_are_refused() {
 fn oversized_headers_are_refused() {
     let (_recorder, server) = start(loopback());
     let huge = "x".repeat(16 * 1024);
-    let response = common::try_request(server.local_addr(), "GET", "/metrics", &[("X-Big", &huge)]);
+    let response = http::try_request(
+        server.local_addr(),
+        "GET",
+        "/metrics",
+        &[("X-Big", &huge)],
+        None,
+    );
     // hyper answers 431 or closes the connection; either way no metrics.
     if let Ok(response) = response {
         assert_eq!(response.status, 431);
@@ -146,7 +152,7 @@ fn oversized_headers_are_refused() {
 fn basic_auth_matrix() {
     let (_recorder, server) = start(loopback().with_basic_auth("prometheus", "pa55word"));
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[]);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
@@ -154,35 +160,34 @@ fn basic_auth_matrix() {
     );
     assert!(!none.body.contains("llm_"));
     for wrong in [
-        basic("prometheus", "pa55wore"),
-        basic("prometheus", "pa55word "),
-        basic("prometheus", "pa55wor"),
-        basic("prometheuz", "pa55word"),
-        basic("", ""),
+        basic_auth("prometheus", "pa55wore"),
+        basic_auth("prometheus", "pa55word "),
+        basic_auth("prometheus", "pa55wor"),
+        basic_auth("prometheuz", "pa55word"),
+        basic_auth("", ""),
         "Basic %%%".to_owned(),
         "Bearer pa55word".to_owned(),
     ] {
-        let response = request(addr, "GET", "/metrics", &[("Authorization", &wrong)]);
+        let response = get_with(addr, "/metrics", &[("Authorization", &wrong)]);
         assert_eq!(response.status, 401, "{wrong}");
         assert!(response.header("www-authenticate").is_some());
     }
-    let right = request(
+    let right = get_with(
         addr,
-        "GET",
         "/metrics",
-        &[("Authorization", &basic("prometheus", "pa55word"))],
+        &[("Authorization", &basic_auth("prometheus", "pa55word"))],
     );
     assert_eq!(right.status, 200);
     assert_eq!(right.header("content-type"), Some(CONTENT_TYPE));
     // HEAD is authenticated like GET.
-    assert_eq!(request(addr, "HEAD", "/metrics", &[]).status, 401);
+    assert_eq!(request(addr, "HEAD", "/metrics", &[], None).status, 401);
 }
 
 #[test]
 fn bearer_auth_matrix() {
     let (_recorder, server) = start(loopback().with_bearer_token("t0k3n-abc"));
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[]);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
@@ -197,14 +202,14 @@ fn bearer_auth_matrix() {
         "Basic t0k3n-abc",
     ] {
         assert_eq!(
-            request(addr, "GET", "/metrics", &[("Authorization", wrong)]).status,
+            get_with(addr, "/metrics", &[("Authorization", wrong)]).status,
             401,
             "{wrong}"
         );
     }
     for right in ["Bearer t0k3n-abc", "bearer t0k3n-abc"] {
         assert_eq!(
-            request(addr, "GET", "/metrics", &[("Authorization", right)]).status,
+            get_with(addr, "/metrics", &[("Authorization", right)]).status,
             200,
             "{right}"
         );
@@ -219,24 +224,23 @@ fn basic_and_bearer_together_accept_either() {
             .with_bearer_token("tok"),
     );
     let addr = server.local_addr();
-    let none = request(addr, "GET", "/metrics", &[]);
+    let none = get(addr, "/metrics");
     assert_eq!(none.status, 401);
     assert_eq!(
         none.headers_named("www-authenticate"),
         ["Basic realm=\"metrics\"", "Bearer realm=\"metrics\""]
     );
     assert_eq!(
-        request(
+        get_with(
             addr,
-            "GET",
             "/metrics",
-            &[("Authorization", &basic("u", "p"))]
+            &[("Authorization", &basic_auth("u", "p"))]
         )
         .status,
         200
     );
     assert_eq!(
-        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         200
     );
 }
@@ -264,7 +268,7 @@ fn allowlist_hit_and_miss() {
     );
     let addr = both.local_addr();
     assert_eq!(
-        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         403
     );
     let (_recorder, both_ok) = start(
@@ -273,9 +277,9 @@ fn allowlist_hit_and_miss() {
             .with_bearer_token("tok"),
     );
     let addr = both_ok.local_addr();
-    assert_eq!(request(addr, "GET", "/metrics", &[]).status, 401);
+    assert_eq!(get(addr, "/metrics").status, 401);
     assert_eq!(
-        request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")]).status,
+        get_with(addr, "/metrics", &[("Authorization", "Bearer tok")]).status,
         200
     );
 }
@@ -351,7 +355,7 @@ fn slow_clients_do_not_block_scrapes() {
 
     // Clients that connect and send nothing.
     let mut silent: Vec<TcpStream> = (0..8)
-        .map(|_| common::connect(addr).expect("connect"))
+        .map(|_| http::connect(addr).expect("connect"))
         .collect();
     // A client that sends one byte per second and never finishes its headers in time.
     let trickling = Arc::new(AtomicBool::new(true));
@@ -359,7 +363,7 @@ fn slow_clients_do_not_block_scrapes() {
         let trickling = Arc::clone(&trickling);
         thread::spawn(move || -> (usize, Duration) {
             let started = Instant::now();
-            let mut stream = common::connect(addr).expect("connect");
+            let mut stream = http::connect(addr).expect("connect");
             let mut sent = 0;
             for byte in b"GET /metrics HTTP/1.1\r\nHost: slow\r\n\r\n" {
                 if !trickling.load(Ordering::Relaxed) || stream.write_all(&[*byte]).is_err() {
@@ -416,12 +420,12 @@ fn silent_connections_at_the_cap_make_room_for_a_scrape() {
     let (_recorder, server) = start(loopback().with_max_connections(2));
     let addr = server.local_addr();
     let mut held: Vec<TcpStream> = (0..2)
-        .map(|_| common::connect(addr).expect("connect"))
+        .map(|_| http::connect(addr).expect("connect"))
         .collect();
     thread::sleep(Duration::from_millis(200));
     // Both slots are taken by clients that never sent a request: a scrape evicts one.
     let started = Instant::now();
-    let response = common::try_request(addr, "GET", "/metrics", &[]).expect("scrape");
+    let response = http::try_request(addr, "GET", "/metrics", &[], None).expect("scrape");
     assert_eq!(response.status, 200);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -443,7 +447,7 @@ fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
     // Two keep-alive clients that did send a request: they are not evictable.
     let held: Vec<TcpStream> = (0..2)
         .map(|_| {
-            let mut stream = common::connect(addr).expect("connect");
+            let mut stream = http::connect(addr).expect("connect");
             stream
                 .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 .expect("send");
@@ -453,7 +457,7 @@ fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
             stream
         })
         .collect();
-    let mut extra = common::connect(addr).expect("the kernel still accepts");
+    let mut extra = http::connect(addr).expect("the kernel still accepts");
     let started = Instant::now();
     assert!(closed_by_server(&mut extra, Duration::from_secs(3)));
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -461,7 +465,7 @@ fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
     // Slots free up once the held connections close.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match common::try_request(addr, "GET", "/metrics", &[]) {
+        match http::try_request(addr, "GET", "/metrics", &[], None) {
             Ok(response) if response.status == 200 => break,
             _ if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
             other => panic!("no slot freed: {other:?}"),
@@ -476,7 +480,7 @@ fn connection_timeout_closes_long_lived_connections() {
             .with_header_read_timeout(Duration::from_secs(30))
             .with_connection_timeout(Duration::from_millis(500)),
     );
-    let mut stream = common::connect(server.local_addr()).expect("connect");
+    let mut stream = http::connect(server.local_addr()).expect("connect");
     let started = Instant::now();
     assert!(closed_by_server(&mut stream, Duration::from_secs(5)));
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -485,7 +489,7 @@ fn connection_timeout_closes_long_lived_connections() {
 #[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
     let (_recorder, server) = start(loopback());
-    let mut stream = common::connect(server.local_addr()).expect("connect");
+    let mut stream = http::connect(server.local_addr()).expect("connect");
     let one = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     let last = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     stream.write_all(one).expect("write");
@@ -518,7 +522,7 @@ fn shutdown_closes_the_port_and_finishes_the_scrape_in_flight() {
     // written when shutdown starts.
     fill(&recorder, 20_000);
 
-    let mut stream = common::connect(addr).expect("connect");
+    let mut stream = http::connect(addr).expect("connect");
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .expect("send request");
@@ -540,7 +544,7 @@ fn shutdown_closes_the_port_and_finishes_the_scrape_in_flight() {
     stream.read_to_end(&mut rest).expect("read the rest");
     let mut bytes = first.to_vec();
     bytes.extend(rest);
-    let response = common::parse_response(&bytes).expect("complete response");
+    let response = http::parse_response(&bytes).expect("complete response");
     let length: usize = response
         .header("content-length")
         .expect("content-length")
@@ -569,7 +573,7 @@ fn shutdown_is_bounded_when_a_client_never_reads() {
     );
     fill(&recorder, 20_000);
     let addr = server.local_addr();
-    let mut stream = common::connect(addr).expect("connect");
+    let mut stream = http::connect(addr).expect("connect");
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send request");
@@ -597,7 +601,7 @@ fn dropping_the_handle_stops_the_listener() {
 fn idle_keep_alive_connections_do_not_delay_shutdown() {
     let (_recorder, server) = start(loopback().with_header_read_timeout(Duration::from_secs(30)));
     let addr = server.local_addr();
-    let mut stream = common::connect(addr).expect("connect");
+    let mut stream = http::connect(addr).expect("connect");
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
@@ -639,8 +643,8 @@ fn handle_renders_what_the_listener_serves() {
         vec![Label::new("model", "m"), Label::new("status", "ok")],
     );
     recorder.register_counter(&key, &META).increment(7);
-    let rendered = common::samples(&server.metrics().render());
-    let served = common::samples(&get(server.local_addr(), "/metrics").body);
+    let rendered = prom::series(&server.metrics().render());
+    let served = prom::series(&get(server.local_addr(), "/metrics").body);
     let series = "llm_requests_total{model=\"m\",status=\"ok\"}";
     assert_eq!(rendered.get(series), Some(&7.0));
     assert_eq!(served.get(series), Some(&7.0));

@@ -1,7 +1,5 @@
 //! `install()` puts the recorder in the global slot: its own test binary, one test.
 
-mod common;
-
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::{ExporterBuilder, ExporterError};
 use tracing_subscriber::prelude::*;
@@ -29,9 +27,9 @@ fn install_serves_the_global_recorder_and_refuses_a_second() {
     });
     metrics::counter!("app_own_events_total").increment(3);
 
-    let response = common::get(addr, "/metrics");
+    let response = llm_span_testkit::http::get(addr, "/metrics");
     assert_eq!(response.status, 200);
-    let s = common::samples(&response.body);
+    let s = llm_span_testkit::prom::series(&response.body);
     assert_eq!(
         s.get(r#"llm_tokens_total{model="g",service="global",type="input"}"#),
         Some(&4.0),

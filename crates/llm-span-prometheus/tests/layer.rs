@@ -1,17 +1,17 @@
 //! The layer driving the recorder, scraped over HTTP: exact values, histogram shape,
 //! promtool, and counters under concurrent scrapes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use common::{get, samples};
 use llm_span_layer::catalog;
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::{buckets, ExporterBuilder, ExporterHandle, MetricsRecorder};
+use llm_span_testkit::http::get;
+use llm_span_testkit::prom::{self, Scrape};
+use llm_span_testkit::promtool;
 use tracing::field::Empty;
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
@@ -75,12 +75,12 @@ fn cancelled_request(model: &str) {
 /// Checks every histogram family: buckets exactly the preset plus `+Inf`, cumulative,
 /// `+Inf` equal to `_count`; and that no family is a summary.
 fn assert_histograms_well_formed(text: &str) {
-    let families = common::families(text);
+    let families = Scrape::parse_or_panic(text).types;
     assert!(
         !families.values().any(|kind| kind == "summary"),
         "a family rendered as summary: {families:?}"
     );
-    let samples = samples(text);
+    let samples = prom::series(text);
     for (family, kind) in &families {
         if kind != "histogram" {
             continue;
@@ -137,7 +137,7 @@ fn assert_histograms_well_formed(text: &str) {
 
 /// Every catalog family has HELP (the catalog's text) and the right TYPE.
 fn assert_catalog_complete(text: &str) {
-    let families = common::families(text);
+    let families = Scrape::parse_or_panic(text).types;
     for def in catalog::METRICS {
         let kind = def.kind.as_str();
         assert_eq!(
@@ -157,10 +157,12 @@ fn fresh_recorder_passes_promtool_and_describes_every_family() {
     let text = handle.render();
     assert_catalog_complete(&text);
     assert!(
-        samples(&text).keys().all(|k| k.starts_with("process_")),
+        prom::series(&text)
+            .keys()
+            .all(|k| k.starts_with("process_")),
         "{text}"
     );
-    common::assert_promtool_clean(&text);
+    promtool::assert_clean(&text);
 }
 
 #[test]
@@ -177,9 +179,9 @@ fn workload_scrape_is_exact_and_passes_promtool() {
     let response = get(server.local_addr(), "/metrics");
     assert_eq!(response.status, 200);
     let text = response.body;
-    let s = samples(&text);
+    let s = prom::series(&text);
     let value = |series: &str| {
-        *s.get(&common::normalize(series))
+        *s.get(&prom::series_key(series))
             .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
     };
 
@@ -250,7 +252,7 @@ fn workload_scrape_is_exact_and_passes_promtool() {
     assert!(s.keys().all(|k| k.contains("service=\"chat\"")), "{text}");
     assert_histograms_well_formed(&text);
     assert_catalog_complete(&text);
-    common::assert_promtool_clean(&text);
+    promtool::assert_clean(&text);
 }
 
 #[test]
@@ -271,7 +273,7 @@ fn background_upkeep_loses_no_samples() {
     });
     thread::sleep(std::time::Duration::from_millis(50));
     let text = handle.render();
-    let s = samples(&text);
+    let s = prom::series(&text);
     assert_eq!(
         s.get(r#"llm_ttft_seconds_count{model="m"}"#),
         Some(&40.0),
@@ -301,7 +303,7 @@ fn counters_never_go_backwards_under_concurrent_scrapes() {
                 while running.load(Ordering::Relaxed) || scrapes < 2 {
                     let response = get(addr, "/metrics");
                     assert_eq!(response.status, 200);
-                    for (series, value) in samples(&response.body) {
+                    for (series, value) in prom::series(&response.body) {
                         let monotonic = series.starts_with("llm_requests_total")
                             || series.starts_with("llm_tokens_total")
                             || series.contains("_count")
@@ -344,9 +346,9 @@ fn counters_never_go_backwards_under_concurrent_scrapes() {
         assert!(scraper.join().expect("scraper") >= 2);
     }
 
-    let s = samples(&get(addr, "/metrics").body);
+    let s = prom::series(&get(addr, "/metrics").body);
     let total = (EMITTERS * REQUESTS) as f64;
-    let value = |series: &str| s.get(&common::normalize(series)).copied();
+    let value = |series: &str| s.get(&prom::series_key(series)).copied();
     assert_eq!(
         value(r#"llm_requests_total{service="chat",model="concurrent",status="ok"}"#),
         Some(total)

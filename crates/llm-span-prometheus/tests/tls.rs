@@ -1,8 +1,6 @@
 //! HTTPS (feature `tls`): a self-signed certificate made with `openssl`, a rustls client.
 #![cfg(feature = "tls")]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -11,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llm_span_prometheus::{ExporterBuilder, ExporterError};
+use llm_span_testkit::http;
+use llm_span_testkit::prom::CONTENT_TYPE;
+use llm_span_testkit::tools;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
@@ -22,9 +23,12 @@ impl Drop for TempDir {
     }
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, or `None` (printed) when
-/// openssl is not installed.
+/// A self-signed certificate for `localhost` and 127.0.0.1, or `None` when openssl is
+/// not installed and the test is to skip (`llm_span_testkit::tools`).
 fn certificate(name: &str) -> Option<(TempDir, PathBuf, PathBuf)> {
+    if !tools::require("openssl") {
+        return None;
+    }
     let dir = std::env::temp_dir().join(format!(
         "llm-span-prometheus-tls-{}-{name}",
         std::process::id()
@@ -32,7 +36,7 @@ fn certificate(name: &str) -> Option<(TempDir, PathBuf, PathBuf)> {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let dir = TempDir(dir);
     let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    let status = Command::new("openssl")
+    let output = Command::new("openssl")
         .args([
             "req",
             "-x509",
@@ -56,19 +60,14 @@ fn certificate(name: &str) -> Option<(TempDir, PathBuf, PathBuf)> {
             "-addext",
             "basicConstraints=critical,CA:FALSE",
         ])
-        .output();
-    match status {
-        Ok(out) if out.status.success() => Some((dir, cert, key)),
-        Ok(out) => panic!("openssl failed: {}", String::from_utf8_lossy(&out.stderr)),
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "openssl is required in CI: {e}"
-            );
-            eprintln!("SKIPPED TLS test: openssl not available ({e})");
-            None
-        }
-    }
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        output.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some((dir, cert, key))
 }
 
 fn client(cert: &Path) -> Arc<rustls::ClientConfig> {
@@ -99,30 +98,35 @@ fn https_scrape_with_bearer_token() {
         .expect("TLS server starts");
     let addr = server.local_addr();
 
-    let scrape = |auth: &str| {
+    let scrape = |authorization: Option<&str>| {
         let name = ServerName::try_from("localhost").expect("name");
         let conn = rustls::ClientConnection::new(client(&cert), name).expect("client");
         let tcp = TcpStream::connect(addr).expect("connect");
         tcp.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut tls = rustls::StreamOwned::new(conn, tcp);
-        let request =
-            format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-        tls.write_all(request.as_bytes()).expect("write");
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| ("Authorization", value))
+            .into_iter()
+            .collect();
+        tls.write_all(&http::format_request(
+            addr, "GET", "/metrics", &headers, None,
+        ))
+        .expect("write");
         let mut bytes = Vec::new();
         // A peer that closes without close_notify is an error in rustls; the bytes are in.
         let _ = tls.read_to_end(&mut bytes);
-        common::parse_response(&bytes).expect("response")
+        http::parse_response(&bytes).expect("response")
     };
-    let denied = scrape("");
+    let denied = scrape(None);
     assert_eq!(denied.status, 401);
-    let ok = scrape("Authorization: Bearer tls-tok\r\n");
+    let ok = scrape(Some("Bearer tls-tok"));
     assert_eq!(ok.status, 200);
-    assert_eq!(ok.header("content-type"), Some(common::CONTENT_TYPE));
+    assert_eq!(ok.header("content-type"), Some(CONTENT_TYPE));
     assert!(ok.body.contains("# TYPE llm_ttft_seconds histogram"));
 
     // Plain HTTP on the TLS port gets no metrics.
-    let plain = common::try_request(addr, "GET", "/metrics", &[]);
+    let plain = http::try_request(addr, "GET", "/metrics", &[], None);
     assert!(plain.map_or(true, |r| r.status != 200));
 }
 
@@ -212,6 +216,6 @@ fn env_sets_tls_files() {
     })
     .expect("env");
     let (_recorder, server) = builder.spawn().expect("TLS server from env");
-    let plain = common::try_request(server.local_addr(), "GET", "/health", &[]);
+    let plain = http::try_request(server.local_addr(), "GET", "/health", &[], None);
     assert!(plain.map_or(true, |r| r.status != 200), "served plain HTTP");
 }

@@ -2,9 +2,10 @@
 //! One test in its own binary: it counts this process's threads by name.
 #![cfg(target_os = "linux")]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llm_span_prometheus::ExporterBuilder;
+use llm_span_testkit::process::wait_for;
 
 fn upkeep_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -16,22 +17,19 @@ fn upkeep_threads() -> usize {
         .count()
 }
 
-fn wait_for(count: usize) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if upkeep_threads() == count {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+/// Whether the number of upkeep threads becomes `count` within 5 s.
+fn threads_become(count: usize) -> bool {
+    wait_for(Duration::from_secs(5), || {
+        (upkeep_threads() == count).then_some(())
+    })
+    .is_some()
 }
 
 #[test]
 fn upkeep_lives_as_long_as_the_recorder_or_a_handle() {
     assert_eq!(upkeep_threads(), 0);
     let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
-    assert!(wait_for(1), "upkeep thread started");
+    assert!(threads_become(1), "upkeep thread started");
     let clone = handle.clone();
     drop(recorder);
     drop(handle);

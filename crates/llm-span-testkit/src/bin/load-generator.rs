@@ -1,26 +1,28 @@
 //! Drives the demo inference server with seeded, mixed traffic and prints what the
 //! client saw, to set beside `/metrics`.
 //!
-//! `cargo run --example load_generator -- --help` for the flags. With a fixed seed and
-//! request count, the token totals are the same on every run.
+//! `cargo run -p llm-span-testkit --bin load-generator -- --help` for the flags. With a
+//! fixed seed and request count, the token totals are the same on every run. A test
+//! driver, not an example: it never uses the library crates, only the demo's HTTP API.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::io::{IsTerminal, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use llm_span_suite::demo::{count_tokens, Rng};
+use llm_span_testkit::demo::{count_tokens, Rng};
+use llm_span_testkit::http::{self, Head, ResponseReader};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const HELP: &str = "\
-load_generator: seeded, mixed traffic for the demo inference server
+load-generator: seeded, mixed traffic for the demo inference server
 
 USAGE:
-    cargo run --example load_generator -- [FLAGS]
+    cargo run -p llm-span-testkit --bin load-generator -- [FLAGS]
 
 FLAGS:
     --target URL        server base URL [default http://127.0.0.1:8080]
@@ -32,6 +34,8 @@ FLAGS:
     --stream-share P    share of streaming requests [default 0.5]
     --abort-share P     share of streaming requests the client abandons mid-stream [default 0.1]
     --json              print the summary as JSON
+    --progress          report progress on stderr even when it is not a terminal
+    --quiet             no progress report, even on a terminal
     --help              this text
 
 Each request picks a model, a prompt (60 % start with one of four shared prefixes, so
@@ -39,6 +43,10 @@ the prefix cache has something to hit), max_tokens, streaming or not, and whethe
 disconnect after a few streamed tokens. The summary counts, per model, requests by
 outcome and the tokens the client saw: input tokens as the server counts them (one per
 word), output tokens from `usage`, or the chunks received before an abort.
+
+While it runs, about once a second and at the end, a line on stderr tells the requests
+done, the rate, the errors (server errors, rejections and client-side failures) and the
+aborted streams: when stderr is a terminal or with --progress, never with --quiet.
 ";
 
 const PREFIXES: [&str; 4] = [
@@ -85,6 +93,8 @@ struct Args {
     stream_share: f64,
     abort_share: f64,
     json: bool,
+    progress: bool,
+    quiet: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -98,6 +108,8 @@ fn parse_args() -> Result<Args, String> {
         stream_share: 0.5,
         abort_share: 0.1,
         json: false,
+        progress: false,
+        quiet: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -137,6 +149,8 @@ fn parse_args() -> Result<Args, String> {
             "--stream-share" => args.stream_share = share(value()?, "--stream-share")?,
             "--abort-share" => args.abort_share = share(value()?, "--abort-share")?,
             "--json" => args.json = true,
+            "--progress" => args.progress = true,
+            "--quiet" => args.quiet = true,
             other => return Err(format!("unknown flag {other:?} (see --help)")),
         }
     }
@@ -237,151 +251,40 @@ fn usage(value: &Value) -> (u64, u64) {
     )
 }
 
-/// A minimal HTTP/1.1 client over one connection: enough to read a streamed
-/// response after half-closing the socket, which no pooled client allows.
-struct Connection {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    closed: bool,
+/// Sends one request on its own connection and reads the status line and headers. The
+/// body is left to the caller, to read whole or chunk by chunk: a streamed response can
+/// be abandoned half-way by half-closing the socket, which no pooled client allows.
+fn open(
+    target: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(ResponseReader<TcpStream>, Head), String> {
+    let mut stream = TcpStream::connect(target).map_err(|e| format!("connect {target}: {e}"))?;
+    let headers: &[(&str, &str)] = match body {
+        Some(_) => &[("Content-Type", "application/json")],
+        None => &[],
+    };
+    stream
+        .write_all(&http::format_request(target, method, path, headers, body))
+        .map_err(|e| format!("send: {e}"))?;
+    let mut reader = ResponseReader::new(stream);
+    let head = reader.head().map_err(|e| e.to_string())?;
+    Ok((reader, head))
 }
 
-impl Connection {
-    async fn open(target: SocketAddr) -> Result<Self, String> {
-        let stream = TcpStream::connect(target)
-            .await
-            .map_err(|e| format!("connect {target}: {e}"))?;
-        Ok(Self {
-            stream,
-            buffer: Vec::new(),
-            closed: false,
-        })
-    }
-
-    /// Reads more bytes; `false` at end of stream (or a reset after we walked away).
-    async fn fill(&mut self) -> bool {
-        if self.closed {
-            return false;
-        }
-        let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => {
-                self.closed = true;
-                false
-            }
-            Ok(n) => {
-                self.buffer.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    async fn line(&mut self) -> Option<String> {
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                return Some(String::from_utf8_lossy(&line[..end]).into_owned());
-            }
-            if !self.fill().await {
-                return None;
-            }
-        }
-    }
-
-    async fn exact(&mut self, len: usize) -> Option<Vec<u8>> {
-        while self.buffer.len() < len {
-            if !self.fill().await {
-                return None;
-            }
-        }
-        Some(self.buffer.drain(..len).collect())
-    }
-
-    /// Status code and whether the body is chunked (else its length).
-    async fn head(&mut self) -> Result<(u16, Option<usize>), String> {
-        let status_line = self
-            .line()
-            .await
-            .ok_or("connection closed before a response")?;
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-        let mut length = None;
-        loop {
-            let line = self.line().await.ok_or("connection closed in headers")?;
-            if line.is_empty() {
-                return Ok((status, length));
-            }
-            let lower = line.to_ascii_lowercase();
-            if let Some(value) = lower.strip_prefix("content-length:") {
-                length = value.trim().parse().ok();
-            }
-        }
-    }
-
-    /// The next piece of a chunked body; `None` at its end or when the peer left.
-    async fn chunk(&mut self) -> Option<Vec<u8>> {
-        let size_line = self.line().await?;
-        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return None;
-        }
-        let data = self.exact(size).await?;
-        self.exact(2).await?;
-        Some(data)
-    }
-
-    async fn send(
-        &mut self,
-        target: SocketAddr,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> Result<(), String> {
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        self.stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))
-    }
-
-    /// A whole (non-chunked or chunked) body.
-    async fn body(&mut self, length: Option<usize>) -> Result<Vec<u8>, String> {
-        match length {
-            Some(length) => self
-                .exact(length)
-                .await
-                .ok_or_else(|| "body cut short".to_owned()),
-            None => {
-                let mut body = Vec::new();
-                while let Some(piece) = self.chunk().await {
-                    body.extend(piece);
-                }
-                Ok(body)
-            }
-        }
-    }
-}
-
-async fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
-    let mut connection = Connection::open(target).await?;
+fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
     let body = json!({
         "model": plan.model, "prompt": plan.prompt, "max_tokens": plan.max_tokens, "stream": plan.stream,
     })
     .to_string();
-    connection
-        .send(target, "POST", "/v1/completions", &body)
-        .await?;
-    let (status, length) = connection.head().await?;
+    let (mut reader, head) = open(target, "POST", "/v1/completions", Some(&body))?;
+    let status = head.status;
     if status == 429 {
         return Ok(Outcome::Rejected);
     }
     if !plan.stream || status != 200 {
-        let bytes = connection.body(length).await?;
+        let bytes = reader.body(&head).map_err(|e| format!("body: {e}"))?;
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("response JSON: {e}"))?;
         let (input, output) = usage(&value);
@@ -394,7 +297,8 @@ async fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
     let mut pending = String::new();
     let mut received = 0u64;
     let mut walked_away = false;
-    while let Some(data) = connection.chunk().await {
+    // The end of the stream, a reset after walking away, or a broken chunk all end it.
+    while let Ok(Some(data)) = reader.chunk() {
         pending.push_str(&String::from_utf8_lossy(&data));
         while let Some(end) = pending.find("\n\n") {
             let event: String = pending.drain(..end + 2).collect();
@@ -418,7 +322,7 @@ async fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
             // Walk away: the server sees the end of our side of the connection and
             // cancels. Reading on until it closes shows every token it produced.
             walked_away = true;
-            let _ = connection.stream.shutdown().await;
+            let _ = reader.get_mut().shutdown(Shutdown::Write);
         }
     }
     if walked_away {
@@ -430,13 +334,10 @@ async fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
     Err("stream ended without a final chunk".to_owned())
 }
 
-async fn models(target: SocketAddr) -> Result<Vec<String>, String> {
-    let mut connection = Connection::open(target)
-        .await
+fn models(target: SocketAddr) -> Result<Vec<String>, String> {
+    let (mut reader, head) = open(target, "GET", "/v1/models", None)
         .map_err(|e| format!("cannot reach the server: {e}"))?;
-    connection.send(target, "GET", "/v1/models", "").await?;
-    let (_, length) = connection.head().await?;
-    let bytes = connection.body(length).await?;
+    let bytes = reader.body(&head).map_err(|e| format!("body: {e}"))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     let names: Vec<String> = value["data"]
         .as_array()
@@ -453,20 +354,72 @@ async fn models(target: SocketAddr) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-async fn run(mut args: Args) -> Result<(BTreeMap<String, ModelSummary>, Duration), String> {
-    if args.models.is_empty() {
-        args.models = models(args.target).await?;
+/// Running totals for the progress line.
+#[derive(Debug, Default)]
+struct Progress {
+    done: AtomicU64,
+    errors: AtomicU64,
+    aborted: AtomicU64,
+}
+
+impl Progress {
+    fn add(&self, outcome: &Outcome) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Outcome::Ok { .. } => {}
+            Outcome::Aborted { .. } => {
+                self.aborted.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Error { .. } | Outcome::Rejected | Outcome::Failed(_) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
-    let args = Arc::new(args);
-    let next = Arc::new(AtomicU64::new(0));
-    let summary: Arc<Mutex<BTreeMap<String, ModelSummary>>> = Arc::default();
+
+    fn line(&self, elapsed: Duration) -> String {
+        let done = self.done.load(Ordering::Relaxed);
+        format!(
+            "load-generator: {done} requests done, {:.1} req/s, {} errors, {} aborted",
+            done as f64 / elapsed.as_secs_f64().max(1e-3),
+            self.errors.load(Ordering::Relaxed),
+            self.aborted.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Prints a line about once a second until `finished` says the run is over, then a
+    /// last one.
+    fn report(&self, started: Instant, finished: mpsc::Receiver<()>) {
+        loop {
+            let last =
+                finished.recv_timeout(Duration::from_secs(1)) != Err(RecvTimeoutError::Timeout);
+            eprintln!("{}", self.line(started.elapsed()));
+            if last {
+                return;
+            }
+        }
+    }
+}
+
+fn run(mut args: Args) -> Result<(BTreeMap<String, ModelSummary>, Duration), String> {
+    if args.models.is_empty() {
+        args.models = models(args.target)?;
+    }
+    let show_progress = !args.quiet && (args.progress || std::io::stderr().is_terminal());
+    let args = &args;
+    let next = AtomicU64::new(0);
+    let summary: Mutex<BTreeMap<String, ModelSummary>> = Mutex::default();
+    let progress = Progress::default();
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let (args, next, summary) = (args.clone(), next.clone(), summary.clone());
-            tokio::spawn(async move {
-                loop {
+    let (finish, finished) = mpsc::channel();
+    let elapsed = std::thread::scope(|s| {
+        let reporter = show_progress.then(|| {
+            let progress = &progress;
+            s.spawn(move || progress.report(started, finished))
+        });
+        let workers: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                s.spawn(|| loop {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return;
                     }
@@ -474,25 +427,33 @@ async fn run(mut args: Args) -> Result<(BTreeMap<String, ModelSummary>, Duration
                     if deadline.is_none() && index >= args.requests {
                         return;
                     }
-                    let plan = Plan::new(&args, index);
-                    let outcome = send(args.target, &plan)
-                        .await
-                        .unwrap_or_else(Outcome::Failed);
+                    let plan = Plan::new(args, index);
+                    let outcome = send(args.target, &plan).unwrap_or_else(Outcome::Failed);
                     if let Outcome::Failed(message) = &outcome {
                         eprintln!("request {index} ({}): {message}", plan.model);
                     }
+                    progress.add(&outcome);
                     if let Ok(mut summary) = summary.lock() {
                         summary.entry(plan.model.clone()).or_default().add(&outcome);
                     }
-                }
+                })
             })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.map_err(|e| e.to_string())?;
-    }
-    let summary = summary.lock().map_err(|e| e.to_string())?.clone();
-    Ok((summary, started.elapsed()))
+            .collect();
+        let mut result = Ok(());
+        for worker in workers {
+            if worker.join().is_err() {
+                result = Err("a worker panicked".to_owned());
+            }
+        }
+        let elapsed = started.elapsed();
+        let _ = finish.send(());
+        if let Some(reporter) = reporter {
+            let _ = reporter.join();
+        }
+        result.map(|()| elapsed)
+    })?;
+    let summary = summary.into_inner().map_err(|e| e.to_string())?;
+    Ok((summary, elapsed))
 }
 
 fn print(summary: &BTreeMap<String, ModelSummary>, elapsed: Duration, as_json: bool) {
@@ -564,17 +525,7 @@ fn main() -> ExitCode {
         }
     };
     let as_json = args.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
+    match run(args) {
         Ok((summary, elapsed)) => {
             print(&summary, elapsed, as_json);
             ExitCode::SUCCESS

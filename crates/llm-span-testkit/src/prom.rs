@@ -1,10 +1,19 @@
-//! A strict parser of the Prometheus text format (0.0.4), for tests that read scrapes.
+//! The one reader of the Prometheus text format (0.0.4) of the tests: a strict parser.
 //!
 //! Render order is not stable across scrapes, so tests compare parsed values, never
 //! strings. Anything the format does not allow is an error naming the line.
+//!
+//! A [`Scrape`] answers by name and labels ([`Scrape::value`], [`Scrape::sum`],
+//! [`Scrape::matching`]), or as a map from series keys written the way a test writes
+//! them, `name{a="1",b="2"}` ([`Scrape::series`], [`series`], [`series_key`]).
+//! [`scrape`] fetches and parses a `/metrics` endpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
+
+/// The content type of the text format, as an exporter must announce it.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +24,28 @@ pub struct Sample {
     pub labels: BTreeMap<String, String>,
     /// The value.
     pub value: f64,
+}
+
+impl Sample {
+    /// `name{a="1",b="2"}`, labels sorted by name and values escaped as in the format;
+    /// just `name` without labels.
+    pub fn key(&self) -> String {
+        if self.labels.is_empty() {
+            return self.name.clone();
+        }
+        let labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                format!("{name}=\"{value}\"")
+            })
+            .collect();
+        format!("{}{{{}}}", self.name, labels.join(","))
+    }
 }
 
 /// A parsed scrape.
@@ -91,6 +122,24 @@ impl Scrape {
         Ok(scrape)
     }
 
+    /// [`Scrape::parse`], panicking with the error and the whole text when it fails.
+    pub fn parse_or_panic(text: &str) -> Scrape {
+        Scrape::parse(text).unwrap_or_else(|e| panic!("the scrape does not parse: {e}\n{text}"))
+    }
+
+    /// Every sample's value by its [`Sample::key`]; panics on a series that appears twice.
+    pub fn series(&self) -> HashMap<String, f64> {
+        let mut series = HashMap::new();
+        for sample in &self.samples {
+            let key = sample.key();
+            assert!(
+                series.insert(key.clone(), sample.value).is_none(),
+                "duplicate series {key}"
+            );
+        }
+        series
+    }
+
     /// The value of the sample with exactly these labels.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let wanted: BTreeMap<String, String> = labels
@@ -142,6 +191,27 @@ impl Scrape {
             .map(|s| ((s.name.clone(), s.labels.clone()), s.value))
             .collect()
     }
+}
+
+/// The samples of `text` by series key ([`Scrape::series`]); panics when `text` does
+/// not parse or repeats a series.
+pub fn series(text: &str) -> HashMap<String, f64> {
+    Scrape::parse_or_panic(text).series()
+}
+
+/// The key [`Sample::key`] gives the series written in `series` (`name` or
+/// `name{labels}`, labels in any order); panics when it is not a valid series.
+pub fn series_key(series: &str) -> String {
+    parse_sample(&format!("{series} 0"))
+        .unwrap_or_else(|e| panic!("{series:?} is not a series: {e}"))
+        .key()
+}
+
+/// Fetches `/metrics` from `addr`, asserts status 200 and parses the body strictly.
+pub fn scrape(addr: SocketAddr) -> Scrape {
+    let response = crate::http::get(addr, "/metrics");
+    assert_eq!(response.status, 200, "{}", response.body);
+    Scrape::parse_or_panic(&response.body)
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
@@ -276,5 +346,21 @@ mod tests {
         ] {
             assert!(Scrape::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn series_keys_sort_labels_and_escape_values() {
+        let text = "a_total{z=\"1\",b=\"q\\\"x\"} 2\nup 1\n";
+        let series = series(text);
+        assert_eq!(series.get("up"), Some(&1.0));
+        let key = series_key("a_total{z=\"1\",b=\"q\\\"x\"}");
+        assert_eq!(key, "a_total{b=\"q\\\"x\",z=\"1\"}");
+        assert_eq!(series.get(&key), Some(&2.0));
+    }
+
+    #[test]
+    #[should_panic(expected = "duplicate series")]
+    fn a_repeated_series_is_refused() {
+        series("a{b=\"1\"} 1\na{b=\"1\"} 2\n");
     }
 }

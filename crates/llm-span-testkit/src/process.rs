@@ -1,24 +1,50 @@
-//! Running the examples as child processes from integration tests.
+//! Child processes of the tests: the demo server and the load generator, and what
+//! tests need around them.
 //!
-//! Every child is killed when its handle drops, so a failing test leaves nothing behind.
+//! [`DemoServer`] starts the `inference_server` example on free ports; [`load_generator`]
+//! runs the load generator against it. Every child is killed when its [`ChildGuard`]
+//! drops, so a failing test leaves nothing behind. [`wait_for`] polls a condition;
+//! [`rss_bytes`] reads this process's resident memory.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Path of a built example binary (`cargo test` builds the examples before the tests).
+/// Path of a built example binary of the root package (`cargo test --workspace` builds
+/// the examples before the tests); panics, saying how to build it, when it is missing.
 pub fn example(name: &str) -> PathBuf {
+    built(
+        target_dir().join("examples").join(name),
+        &format!("cargo build --example {name}"),
+    )
+}
+
+/// Path of a built binary of the workspace, such as the testkit's `load-generator`
+/// (`cargo test --workspace` builds every binary before the tests); panics, saying how
+/// to build it, when it is missing.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    built(
+        target_dir().join(name),
+        &format!("cargo build -p {package} --bin {name}"),
+    )
+}
+
+/// The profile directory this test binary was built into (`target/debug`, say).
+fn target_dir() -> PathBuf {
     let mut dir = std::env::current_exe().expect("test binary path");
     dir.pop();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join("examples").join(name);
+    dir
+}
+
+fn built(path: PathBuf, build: &str) -> PathBuf {
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (which builds the examples) or `cargo build --examples` first",
+        "{} is missing: run the tests with `cargo test --workspace` (which builds it) or `{build}` first",
         path.display()
     );
     path
@@ -90,71 +116,6 @@ impl DemoServer {
     }
 }
 
-/// An HTTP/1.1 request over a fresh connection; returns status and body.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Scrapes `/metrics` and parses it.
-pub fn scrape(addr: SocketAddr) -> crate::prom::Scrape {
-    let (status, body) = http(addr, "GET", "/metrics", &[], "");
-    assert_eq!(status, 200, "{body}");
-    crate::prom::Scrape::parse(&body)
-        .unwrap_or_else(|e| panic!("scrape does not parse: {e}\n{body}"))
-}
-
 /// Resident memory of this process, in bytes (Linux; 0 elsewhere).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -166,15 +127,15 @@ pub fn rss_bytes() -> u64 {
         * 4096
 }
 
-/// Runs the load generator against `server` with `args` and `--json`; returns its
-/// summary as printed.
+/// Runs the testkit's `load-generator` against `server` with `args`, `--json` and
+/// `--quiet`; returns its summary as printed.
 pub fn load_generator(server: &DemoServer, args: &[&str]) -> String {
-    let output = Command::new(example("load_generator"))
+    let output = Command::new(binary("llm-span-testkit", "load-generator"))
         .args(["--target", &format!("http://{}", server.api)])
         .args(args)
-        .arg("--json")
+        .args(["--json", "--quiet"])
         .output()
-        .expect("run load_generator");
+        .expect("run load-generator");
     assert!(
         output.status.success(),
         "{}",

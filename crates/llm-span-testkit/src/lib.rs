@@ -1,0 +1,18 @@
+//! Shared pieces of the llm-span workspace's tests, examples and benchmarks.
+//!
+//! Not published, and not the product: the product is `llm-span-layer` and
+//! `llm-span-prometheus`. The demo server and the load generator agree on tokenization
+//! and randomness through [`demo`]; tests run the demo server and the load generator
+//! through [`process`], read scrapes through [`prom`], speak raw HTTP through [`http`] and
+//! check expositions and rule files through [`promtool`]. When a test needs a tool that
+//! is not installed, [`tools`] decides whether it skips or fails.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod demo;
+pub mod http;
+pub mod process;
+pub mod prom;
+pub mod promtool;
+pub mod tools;
