@@ -25,17 +25,8 @@ use crate::config::Config;
 use crate::engine::Engine;
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args().skip(1)) {
-        Ok(config) => config,
-        Err(message) if message == config::HELP => {
-            print!("{message}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
+    // Exits by itself, after printing, on `--help` or a bad flag.
+    let config = Config::from_args();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
