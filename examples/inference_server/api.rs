@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::field::Empty;
 
-use crate::engine::{Completion, Engine, EngineFailure, Job, Outcome, Sink};
+use crate::engine::{Completion, Engine, EngineFailure, Job, Message, Outcome, Sink};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -130,10 +130,7 @@ impl Api {
             self.stream(job, meta)
         } else {
             let mut sink = Sink::Buffer(String::new());
-            let result = self
-                .engine
-                .generate(job, &mut sink, &|_| Bytes::new())
-                .await;
+            let result = self.engine.generate(job, &mut sink).await;
             match result {
                 Ok(Outcome::Completed(completion)) => {
                     json_response(StatusCode::OK, &meta.completion(&completion))
@@ -151,15 +148,20 @@ impl Api {
         let (tx, rx) = mpsc::channel(1);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let mut sink = Sink::Stream(tx.clone());
-            let chunk = |text: &str| meta.sse(&meta.chunk(text, None));
-            let last = match engine.generate(job, &mut sink, &chunk).await {
-                Ok(Outcome::Completed(completion)) => meta.sse(&meta.completion_chunk(&completion)),
-                Ok(Outcome::ClientGone) => return,
-                Err(failure) => meta.sse(&meta.failure(&failure)),
+            let chunk = |text: &str| meta.chunk(text, None).to_string();
+            let mut sink = Sink::Stream {
+                tx: tx.clone(),
+                chunk: &chunk,
             };
-            if tx.send(last).await.is_ok() {
-                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+            let last = match engine.generate(job, &mut sink).await {
+                Ok(Outcome::Completed(completion)) => meta.completion_chunk(&completion),
+                Ok(Outcome::ClientGone) => return,
+                Err(failure) => meta.failure(&failure),
+            };
+            for data in [last.to_string(), "[DONE]".to_owned()] {
+                if tx.send(Message { data, taken: None }).await.is_err() {
+                    return;
+                }
             }
         });
         Response::builder()
@@ -266,14 +268,10 @@ impl ChunkMeta {
             "usage": Self::usage(failure.prompt_tokens, 0),
         })
     }
-
-    fn sse(&self, value: &Value) -> Bytes {
-        Bytes::from(format!("data: {value}\n\n"))
-    }
 }
 
-/// A response body fed by the generation task, one SSE chunk at a time.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// A response body fed by the generation task, one SSE event at a time.
+struct ChannelBody(mpsc::Receiver<Message>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -283,9 +281,18 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+        self.0.poll_recv(cx).map(|message| {
+            message.map(|message| {
+                if let Some(taken) = message.taken {
+                    // The token is on its way to the client: the engine counts it now.
+                    let _ = taken.send(());
+                }
+                Ok(Frame::data(Bytes::from(format!(
+                    "data: {}\n\n",
+                    message.data
+                ))))
+            })
+        })
     }
 }
 
