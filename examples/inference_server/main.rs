@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use llm_span_layer::{LlmSpanLayer, PriceTable};
 use tokio::net::TcpListener;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::prelude::*;
 
 use crate::api::Api;
@@ -60,10 +60,7 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
         None => PriceTable::parse(config::DEFAULT_PRICES)?,
     };
     let layer = LlmSpanLayer::builder().with_prices(prices).build()?;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_filter(LevelFilter::WARN))
-        .with(layer)
-        .init();
+    install_tracing(layer);
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -88,6 +85,24 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
     serve(listener, app).await?;
     metrics.shutdown();
     Ok(())
+}
+
+/// Logs and metrics from the same spans.
+///
+/// The log filter is attached to the fmt layer only (a per-layer filter). A global
+/// filter (`.with(filter)` on the registry, or `fmt().with_max_level(..)`) would also
+/// hide the `info`-level request spans from the metrics layer, and `/metrics` would
+/// stay empty: the metrics layer must see every request whatever the log level.
+fn install_tracing(metrics_layer: LlmSpanLayer) {
+    // RUST_LOG as usual (`RUST_LOG=info`, `RUST_LOG=inference_server=debug`, ...);
+    // warnings and errors when it is unset.
+    let log_filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
+        .with(metrics_layer)
+        .init();
 }
 
 /// Serves until Ctrl-C, then stops accepting connections and gives in-flight requests
