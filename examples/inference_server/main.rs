@@ -71,7 +71,7 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
 
     // The first line is read by the integration tests: keep its form.
     let api_addr = listener.local_addr()?;
-    let metrics_url = format!("http://{}/metrics", metrics.local_addr());
+    let metrics_url = format!("{}://{}/metrics", metrics_scheme(), metrics.local_addr());
     println!("inference_server: API on http://{api_addr}, metrics on {metrics_url}");
     let models: Vec<&str> = engine.models.iter().map(|m| m.spec.name.as_str()).collect();
     println!("  models: {}", models.join(", "));
@@ -103,6 +103,17 @@ fn install_tracing(metrics_layer: LlmSpanLayer) {
         .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
         .with(metrics_layer)
         .init();
+}
+
+/// `https` when the exporter serves TLS: it does when LLM_METRICS_TLS_CERT and
+/// LLM_METRICS_TLS_KEY are both set, and refuses to start with only one of them.
+fn metrics_scheme() -> &'static str {
+    let tls = std::env::var("LLM_METRICS_TLS_CERT").is_ok_and(|v| !v.trim().is_empty());
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// Serves until Ctrl-C, then stops accepting connections and gives in-flight requests
