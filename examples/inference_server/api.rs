@@ -1,32 +1,40 @@
-//! The OpenAI-style HTTP API: routing, request validation, JSON and SSE responses.
+//! The OpenAI-style HTTP API on axum: routing, request validation, JSON and SSE responses.
+//!
+//! Shows: a `Router` with shared state; handlers as async functions of extractors; one
+//! error type that renders as JSON; a streamed completion as `Sse` over a channel that
+//! the generation task feeds; and that a request rejected before the engine still
+//! counts in the metrics ([`reject`]).
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
-use hyper::body::{Body, Bytes, Frame, Incoming};
-use hyper::{header, Method, Request, Response, StatusCode};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{stream, Stream, StreamExt};
 use llm_span_testkit::demo::count_tokens;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::field::Empty;
 
-use crate::engine::{Completion, Engine, EngineFailure, Job, Outcome, Sink};
+use crate::engine::{Completion, Engine, EngineFailure, Job, Message, Outcome, Sink};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
 /// Largest `max_tokens` accepted.
 const MAX_OUTPUT_TOKENS: u64 = 4096;
 
-pub(crate) type ResponseBody = BoxBody<Bytes, Infallible>;
-
+/// What every handler shares (axum's router state).
 pub(crate) struct Api {
-    pub(crate) engine: Arc<Engine>,
-    pub(crate) max_prompt_tokens: u64,
+    engine: Arc<Engine>,
+    max_prompt_tokens: u64,
     next_id: AtomicU64,
 }
 
@@ -38,140 +46,181 @@ impl Api {
             next_id: AtomicU64::new(1),
         }
     }
+}
 
-    pub(crate) async fn handle(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-    ) -> Result<Response<ResponseBody>, Infallible> {
-        let response = match (request.method(), request.uri().path()) {
-            (&Method::GET, "/health") => text(StatusCode::OK, "ok\n"),
-            (&Method::GET, "/v1/models") => self.models(),
-            (&Method::POST, "/v1/completions") => self.completions(request).await,
-            (_, "/v1/completions" | "/v1/models" | "/health") => error(
+/// The API's routes. Unknown paths and methods get the same JSON errors as the rest.
+pub(crate) fn router(api: Api) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "method not allowed",
-            ),
-            _ => error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
-        };
-        Ok(response)
-    }
-
-    fn models(&self) -> Response<ResponseBody> {
-        let data: Vec<Value> = self
-            .engine
-            .models
-            .iter()
-            .map(|m| json!({"id": m.spec.name, "object": "model", "owned_by": "llm-span-demo"}))
-            .collect();
-        json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
-    }
-
-    async fn completions(&self, request: Request<Incoming>) -> Response<ResponseBody> {
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
-                reject(None, "body_too_large");
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "request body over 1 MiB",
-                );
-            }
-        };
-        let parsed = match parse_request(&body) {
-            Ok(parsed) => parsed,
-            Err(message) => {
-                reject(None, "invalid_request");
-                return error(StatusCode::BAD_REQUEST, "invalid_request", &message);
-            }
-        };
-        let Some(model) = self.engine.model(&parsed.model).cloned() else {
-            // The requested name is client-controlled: it never becomes a label.
-            reject(None, "model_not_found");
-            let message = format!("model {:?} is not served; see GET /v1/models", parsed.model);
-            return error(StatusCode::NOT_FOUND, "model_not_found", &message);
-        };
-        let prompt_tokens = count_tokens(&parsed.prompt);
-        if prompt_tokens > self.max_prompt_tokens {
-            reject(Some(&model.spec.name), "prompt_too_long");
-            let message = format!(
-                "prompt has {prompt_tokens} tokens, the limit is {}",
-                self.max_prompt_tokens
-            );
-            return error(StatusCode::PAYLOAD_TOO_LARGE, "prompt_too_long", &message);
-        }
-        let Some(ticket) = model.enqueue() else {
-            reject(Some(&model.spec.name), "queue_full");
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                "the model's queue is full; retry later",
-            );
-        };
-        let job = Job {
-            ticket,
-            prompt: parsed.prompt,
-            prompt_tokens,
-            max_tokens: parsed.max_tokens,
-            stream: parsed.stream,
-        };
-        let meta = ChunkMeta {
-            id: format!("cmpl-{}", self.next_id.fetch_add(1, Ordering::Relaxed)),
-            model: model.spec.name.clone(),
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        if parsed.stream {
-            self.stream(job, meta)
-        } else {
-            let mut sink = Sink::Buffer(String::new());
-            let result = self
-                .engine
-                .generate(job, &mut sink, &|_| Bytes::new())
-                .await;
-            match result {
-                Ok(Outcome::Completed(completion)) => {
-                    json_response(StatusCode::OK, &meta.completion(&completion))
-                }
-                // Only a streaming sink can find its client gone.
-                Ok(Outcome::ClientGone) => internal(),
-                Err(failure) => {
-                    json_response(StatusCode::INTERNAL_SERVER_ERROR, &meta.failure(&failure))
-                }
-            }
-        }
-    }
-
-    fn stream(&self, job: Job, meta: ChunkMeta) -> Response<ResponseBody> {
-        let (tx, rx) = mpsc::channel(1);
-        let engine = self.engine.clone();
-        tokio::spawn(async move {
-            let mut sink = Sink::Stream(tx.clone());
-            let chunk = |text: &str| meta.sse(&meta.chunk(text, None));
-            let last = match engine.generate(job, &mut sink, &chunk).await {
-                Ok(Outcome::Completed(completion)) => meta.sse(&meta.completion_chunk(&completion)),
-                Ok(Outcome::ClientGone) => return,
-                Err(failure) => meta.sse(&meta.failure(&failure)),
-            };
-            if tx.send(last).await.is_ok() {
-                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-            }
-        });
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(ChannelBody(rx).boxed())
-            .unwrap_or_else(|_| internal())
-    }
+            )
+        })
+        // Bodies over the limit make the `Bytes` extractor fail with 413 (see `completions`).
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Arc::new(api))
 }
 
-/// A rejected request still counts: a request span with no tokens and status error.
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
+    let data: Vec<Value> = api
+        .engine
+        .models
+        .iter()
+        .map(|m| json!({"id": m.spec.name, "object": "model", "owned_by": "llm-span-demo"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// `POST /v1/completions`: validates, queues, then answers with JSON or an SSE stream.
+///
+/// The body is taken as raw `Bytes`, not `Json<T>`: any content type is accepted (as
+/// `curl -d` sends it), and the validation messages are this API's own.
+async fn completions(
+    State(api): State<Arc<Api>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // Taking the rejection instead of letting axum answer it: the request still counts.
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::rejected(
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body over 1 MiB",
+        ),
+        _ => ApiError::rejected(
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            rejection.body_text(),
+        ),
+    })?;
+    let request = parse_request(&body).map_err(|message| {
+        ApiError::rejected(None, StatusCode::BAD_REQUEST, "invalid_request", message)
+    })?;
+    let Some(model) = api.engine.model(&request.model).cloned() else {
+        // The requested name is client-controlled: it never becomes a label.
+        let message = format!(
+            "model {:?} is not served; see GET /v1/models",
+            request.model
+        );
+        return Err(ApiError::rejected(
+            None,
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            message,
+        ));
+    };
+    let model_name = Some(model.spec.name.as_str());
+    let prompt_tokens = count_tokens(&request.prompt);
+    if prompt_tokens > api.max_prompt_tokens {
+        let message = format!(
+            "prompt has {prompt_tokens} tokens, the limit is {}",
+            api.max_prompt_tokens
+        );
+        return Err(ApiError::rejected(
+            model_name,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "prompt_too_long",
+            message,
+        ));
+    }
+    let Some(ticket) = model.enqueue() else {
+        return Err(ApiError::rejected(
+            model_name,
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            "the model's queue is full; retry later",
+        ));
+    };
+    let job = Job {
+        ticket,
+        prompt: request.prompt,
+        prompt_tokens,
+        max_tokens: request.max_tokens,
+        stream: request.stream,
+    };
+    let meta = ChunkMeta {
+        id: format!("cmpl-{}", api.next_id.fetch_add(1, Ordering::Relaxed)),
+        model: model.spec.name.clone(),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    if request.stream {
+        return Ok(stream_completion(api.engine.clone(), job, meta).into_response());
+    }
+    // Not streamed: if the client goes away, hyper drops this future, and with it the
+    // generation; its span closes unfinished and counts as cancelled.
+    let mut sink = Sink::Buffer(String::new());
+    let response = match api.engine.generate(job, &mut sink).await {
+        Ok(Outcome::Completed(completion)) => Json(meta.completion(&completion)).into_response(),
+        // Only a streaming sink can find its client gone.
+        Ok(Outcome::ClientGone) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Err(failure) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(meta.failure(&failure)),
+        )
+            .into_response(),
+    };
+    Ok(response)
+}
+
+/// An SSE response fed by a generation task: one `data: {chunk}` event per token, a
+/// last chunk with `finish_reason` and `usage` (or an error), then `data: [DONE]`.
+///
+/// No keep-alive comments: OpenAI-style clients read every event as JSON.
+fn stream_completion(
+    engine: Arc<Engine>,
+    job: Job,
+    meta: ChunkMeta,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // One message at a time: the engine waits for each token to be taken (see
+    // `Sink::emit`) before it makes the next.
+    let (tx, mut rx) = mpsc::channel::<Message>(1);
+    tokio::spawn(async move {
+        let chunk = |text: &str| meta.chunk(text, None).to_string();
+        let mut sink = Sink::Stream {
+            tx: tx.clone(),
+            chunk: &chunk,
+        };
+        let last = match engine.generate(job, &mut sink).await {
+            Ok(Outcome::Completed(completion)) => meta.completion_chunk(&completion),
+            Ok(Outcome::ClientGone) => return,
+            Err(failure) => meta.failure(&failure),
+        };
+        for data in [last.to_string(), "[DONE]".to_owned()] {
+            if tx.send(Message { data, taken: None }).await.is_err() {
+                return;
+            }
+        }
+    });
+    // The body polls the receiver directly. When the client goes away, hyper drops the
+    // body and the receiver with it: the engine's next send fails and generation stops.
+    let events = stream::poll_fn(move |cx| rx.poll_recv(cx)).map(|message| {
+        if let Some(taken) = message.taken {
+            // The token is on its way to the client: the engine counts it now.
+            let _ = taken.send(());
+        }
+        Ok::<_, Infallible>(Event::default().data(message.data))
+    });
+    Sse::new(events)
+}
+
+/// A request turned away before the engine still counts: a request span with no tokens
+/// and status error. `model` is `None` when the client did not name a served model, so
+/// the layer files it under `model="unknown"`.
 fn reject(model: Option<&str>, reason: &'static str) {
     let span = tracing::info_span!(
         "completion",
@@ -185,14 +234,50 @@ fn reject(model: Option<&str>, reason: &'static str) {
     }
 }
 
-struct ParsedRequest {
+/// An error response: a status and `{"error": {"type": ..., "message": ...}}`.
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The error for a request turned away before the engine, counted by [`reject`].
+    fn rejected(
+        model: Option<&str>,
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        reject(model, kind);
+        Self::new(status, kind, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"type": self.kind, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+struct CompletionRequest {
     model: String,
     prompt: String,
     max_tokens: u64,
     stream: bool,
 }
 
-fn parse_request(body: &[u8]) -> Result<ParsedRequest, String> {
+/// Checks the body field by field, so that each mistake gets its own message.
+fn parse_request(body: &[u8]) -> Result<CompletionRequest, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let object = value.as_object().ok_or("the body must be a JSON object")?;
     let string = |name: &str| -> Result<String, String> {
@@ -218,7 +303,7 @@ fn parse_request(body: &[u8]) -> Result<ParsedRequest, String> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("stream must be a boolean".into()),
     };
-    Ok(ParsedRequest {
+    Ok(CompletionRequest {
         model,
         prompt,
         max_tokens,
@@ -226,6 +311,7 @@ fn parse_request(body: &[u8]) -> Result<ParsedRequest, String> {
     })
 }
 
+/// What every chunk of one completion repeats.
 struct ChunkMeta {
     id: String,
     model: String,
@@ -248,12 +334,14 @@ impl ChunkMeta {
         })
     }
 
+    /// The whole completion, for a JSON response.
     fn completion(&self, c: &Completion) -> Value {
         let mut body = self.chunk(&c.text, Some(c.finish_reason));
         body["usage"] = Self::usage(c.prompt_tokens, c.completion_tokens);
         body
     }
 
+    /// The last chunk of a stream: no text, the finish reason and usage.
     fn completion_chunk(&self, c: &Completion) -> Value {
         let mut body = self.chunk("", Some(c.finish_reason));
         body["usage"] = Self::usage(c.prompt_tokens, c.completion_tokens);
@@ -266,54 +354,4 @@ impl ChunkMeta {
             "usage": Self::usage(failure.prompt_tokens, 0),
         })
     }
-
-    fn sse(&self, value: &Value) -> Bytes {
-        Bytes::from(format!("data: {value}\n\n"))
-    }
-}
-
-/// A response body fed by the generation task, one SSE chunk at a time.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
-    }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(body.as_bytes())).boxed())
-        .unwrap_or_else(|_| internal())
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(value.to_string())).boxed())
-        .unwrap_or_else(|_| internal())
-}
-
-fn error(status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
-    json_response(
-        status,
-        &json!({"error": {"type": kind, "message": message}}),
-    )
-}
-
-fn internal() -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(Bytes::new()).boxed());
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
 }

@@ -2,16 +2,17 @@
 //! cache, prefill and decode with real wall-clock timing, and occasional failures.
 //!
 //! Instrumented only through the span contract: `#[instrument]` fields, `Span::record`
-//! and events. There is not a single `metrics` call here.
+//! and events. There is not a single `metrics` call here. A streamed token counts once
+//! the response body took it ([`Sink::emit`]), so the metrics agree exactly with what a
+//! client that walks away mid-stream received.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use llm_span_testkit::demo::{fake_token, natural_length, stable_hash, Rng};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -106,29 +107,53 @@ impl std::error::Error for EngineFailure {}
 struct Gone;
 
 /// Where generated tokens go.
-pub(crate) enum Sink {
+pub(crate) enum Sink<'a> {
     /// Collected for a JSON response.
     Buffer(String),
-    /// Streamed to the client; see [`Sink::emit`].
-    Stream(mpsc::Sender<Bytes>),
+    /// Streamed to the client through the response body, each token turned into one
+    /// message by `chunk`; see [`Sink::emit`].
+    Stream {
+        tx: mpsc::Sender<Message>,
+        chunk: &'a (dyn Fn(&str) -> String + Sync),
+    },
 }
 
-impl Sink {
-    /// Hands a chunk over and, when streaming, waits until the response body took it:
+/// A message for a streaming response body.
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub(crate) data: String,
+    /// For a token: the body fires it when it takes the message.
+    pub(crate) taken: Option<oneshot::Sender<()>>,
+}
+
+impl Sink<'_> {
+    /// Hands a token over and, when streaming, waits until the response body took it:
     /// a token counts as produced once it is on its way to the client, so a client that
     /// disconnects sees exactly the tokens the server counted.
-    async fn emit(&mut self, text: &str, chunk: impl FnOnce() -> Bytes) -> Result<(), Gone> {
+    async fn emit(&mut self, text: &str) -> Result<(), Gone> {
         match self {
             Sink::Buffer(buffer) => {
                 buffer.push_str(text);
                 Ok(())
             }
-            Sink::Stream(tx) => {
-                let permit = tx.reserve().await.map_err(|_| Gone)?;
-                permit.send(chunk());
-                // The channel holds one chunk: capacity returns once the body took it.
-                drop(tx.reserve().await.map_err(|_| Gone)?);
-                Ok(())
+            Sink::Stream { tx, chunk } => {
+                let (taken, mut was_taken) = oneshot::channel();
+                let message = Message {
+                    data: chunk(text),
+                    taken: Some(taken),
+                };
+                // Fails when the body, and the receiver with it, is gone: the client left.
+                tx.send(message).await.map_err(|_| Gone)?;
+                // Sent is not taken: count only on the body's word. (Waiting for the
+                // channel's capacity to come back is not enough: that wait fails on a
+                // closed channel even when the body took the message just before the
+                // client left.) An untaken message is dropped with the receiver, which
+                // fails `was_taken`; one that raced with the close may linger in the
+                // channel, and `closed` ends that wait. When both are ready they agree.
+                tokio::select! {
+                    result = &mut was_taken => result.map_err(|_| Gone),
+                    () = tx.closed() => was_taken.try_recv().map_err(|_| Gone),
+                }
             }
         }
     }
@@ -185,8 +210,7 @@ impl Engine {
     pub(crate) async fn generate(
         &self,
         job: Job,
-        sink: &mut Sink,
-        chunk: &(dyn Fn(&str) -> Bytes + Sync),
+        sink: &mut Sink<'_>,
     ) -> Result<Outcome, EngineFailure> {
         let model = job.ticket.0.clone();
         let prompt_seed = stable_hash(&job.prompt);
@@ -227,7 +251,7 @@ impl Engine {
                 tokio::time::sleep(self.scaled(model.spec.decode_per_token, &mut rng)).await;
             }
             let token = fake_token(prompt_seed, index);
-            if sink.emit(&token, || chunk(&token)).await.is_err() {
+            if sink.emit(&token).await.is_err() {
                 return Ok(Outcome::ClientGone);
             }
             kv.grow(1);
@@ -243,7 +267,7 @@ impl Engine {
         Ok(Outcome::Completed(Completion {
             text: match sink {
                 Sink::Buffer(text) => std::mem::take(text),
-                Sink::Stream(_) => String::new(),
+                Sink::Stream { .. } => String::new(),
             },
             prompt_tokens: job.prompt_tokens,
             completion_tokens: produced,
