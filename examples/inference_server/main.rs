@@ -79,7 +79,7 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
         "  try:    curl -s http://{api_addr}/v1/completions -d '{{\"model\":\"{}\",\"prompt\":\"Hello there\",\"max_tokens\":32}}'",
         models.first().copied().unwrap_or("?")
     );
-    println!("  load:   cargo run --example load_generator -- --target http://{api_addr}");
+    println!("  load:   cargo run -p llm-span-testkit --bin load-generator -- --target http://{api_addr}");
     println!("  then:   curl -s {metrics_url} | grep '^llm_'");
 
     serve(listener, app).await?;
