@@ -9,8 +9,23 @@ use serde_json::Value;
 
 const MODELS: [&str; 2] = ["fast", "slow"];
 
+/// The demo's prices, USD per million tokens (cached input at the input price), and the
+/// same in picodollars per token: (model, input, output).
+const PRICE_FILE: &str = "fast 0.5 - 1.5\nslow 2.25 - 7.125\n";
+const PICO_PER_TOKEN: [(&str, u128, u128); 2] =
+    [("fast", 500_000, 1_500_000), ("slow", 2_250_000, 7_125_000)];
+
+fn prices() -> String {
+    let path = std::env::temp_dir().join(format!("llm-demo-prices-{}.txt", std::process::id()));
+    std::fs::write(&path, PRICE_FILE).expect("write the price file");
+    path.display().to_string()
+}
+
 fn start() -> DemoServer {
+    let prices = prices();
     DemoServer::start(&[
+        "--prices",
+        &prices,
         "--model",
         "fast:0.05:2:8",
         "--model",
@@ -105,6 +120,18 @@ fn metrics_match_the_client_side_totals() {
         requests += n("requests");
     }
     assert_eq!(requests, 80.0);
+    // Cost in dollars, exact: the price table times the tokens the client saw.
+    let body = http::get(server.metrics, "/metrics").body;
+    for (model, input_price, output_price) in PICO_PER_TOKEN {
+        let s = &summary["models"][model];
+        let tokens = |field: &str| u128::from(s[field].as_u64().expect("tokens"));
+        let pico = tokens("input_tokens") * input_price + tokens("output_tokens") * output_price;
+        let (whole, fraction) = (pico / 1_000_000_000_000, pico % 1_000_000_000_000);
+        let usd = format!("{whole}.{fraction:012}");
+        let usd = usd.trim_end_matches('0').trim_end_matches('.');
+        let line = format!("llm_cost_usd_total{{model=\"{model}\"}} {usd}\n");
+        assert!(body.contains(&line), "{line:?} not in\n{body}");
+    }
     assert!(
         summary["models"]["fast"]["aborted"].as_u64() > Some(0),
         "the load aborts some streams"

@@ -82,6 +82,8 @@ pub const GPU_MEMORY_USED_BYTES: &str = "llm_gpu_memory_used_bytes";
 pub const MODEL_INFO: &str = "llm_model_info";
 /// `llm_layer_anomalies_total{reason}`.
 pub const LAYER_ANOMALIES_TOTAL: &str = "llm_layer_anomalies_total";
+/// `llm_layer_request_spans_enabled`: whether request spans can reach the layer.
+pub const REQUEST_SPANS_ENABLED: &str = "llm_layer_request_spans_enabled";
 
 /// Label value used when a request never names its model (or an extra label is absent).
 pub const UNKNOWN_LABEL_VALUE: &str = "unknown";
@@ -329,6 +331,14 @@ pub const METRICS: &[MetricDef] = &[
         per_request_series: false,
         unit: "events",
         help: "Inputs the LLM span layer could not use as given, by reason.",
+    },
+    MetricDef {
+        name: REQUEST_SPANS_ENABLED,
+        kind: MetricKind::Gauge,
+        labels: &[],
+        per_request_series: false,
+        unit: "boolean",
+        help: "1 when INFO request spans can reach the layer; 0 when a global filter (a global EnvFilter at warn, say) disables them for every layer. Filter logs with fmt::layer().with_filter(..) instead.",
     },
 ];
 

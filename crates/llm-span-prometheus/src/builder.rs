@@ -12,6 +12,7 @@ use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
+use crate::owned::Owned;
 use crate::recorder::{MetricsHandle, MetricsRecorder};
 use crate::server::{self, ExporterHandle, ServerConfig};
 
@@ -255,24 +256,30 @@ impl ExporterBuilder {
         let mut builder = PrometheusBuilder::new()
             .set_buckets(&self.default_buckets)
             .map_err(|_| bucket_error("(default buckets)"))?;
-        for (name, preset) in buckets::PRESETS {
-            if !self.bucket_overrides.iter().any(|(n, _)| n == name) {
-                builder = builder
-                    .set_buckets_for_metric(Matcher::Full((*name).to_owned()), preset)
-                    .map_err(|_| bucket_error(name))?;
-            }
-        }
         for (name, values) in &self.bucket_overrides {
             buckets::validate(name, values)?;
-            builder = builder
-                .set_buckets_for_metric(Matcher::Full(name.clone()), values)
-                .map_err(|_| bucket_error(name))?;
+            // The catalog's histograms are stored by this crate (see `owned`); others
+            // are the upstream recorder's.
+            if buckets::preset(name).is_none() {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.clone()), values)
+                    .map_err(|_| bucket_error(name))?;
+            }
         }
         for (name, value) in &self.global_labels {
             builder = builder.add_global_label(name, value);
         }
+        let owned = Owned::new(self.global_labels.clone(), |metric| {
+            self.bucket_overrides
+                .iter()
+                .find(|(name, _)| name == metric)
+                .map(|(_, values)| values.clone())
+                .or_else(|| buckets::preset(metric).map(<[f64]>::to_vec))
+                .unwrap_or_else(|| self.default_buckets.clone())
+        });
         MetricsRecorder::new(
             builder.build_recorder(),
+            owned,
             self.global_labels.clone(),
             self.upkeep_interval,
         )

@@ -55,18 +55,25 @@
 //!
 //! # The recorder
 //!
-//! Built on `metrics-exporter-prometheus` with [`build_recorder`]:
-//!
-//! - Every histogram of [`llm_span_layer::catalog::METRICS`] gets explicit buckets
-//!   ([`buckets::PRESETS`], overridable with [`ExporterBuilder::with_buckets`]), and
-//!   any other histogram gets [`buckets::DEFAULT`]: nothing renders as a summary, so
-//!   `histogram_quantile` works on every histogram and across instances.
+//! - Every histogram of [`llm_span_layer::catalog::METRICS`] is stored by this crate as
+//!   fixed buckets of atomic counters ([`buckets::PRESETS`], overridable with
+//!   [`ExporterBuilder::with_buckets`]): a sample is a binary search and two atomic
+//!   additions, nothing is allocated and nothing waits for upkeep, and every scrape has
+//!   monotone buckets whose `+Inf` equals `_count`. `_sum` includes every sample in
+//!   `_count` and may include samples being recorded at that instant.
+//! - The layer's cost counter (`llm_cost_pico_usd_total`, integer picodollars) is kept
+//!   past 64 bits and served as `llm_cost_usd_total`, in US dollars, as an exact decimal.
+//! - Everything else (counters, gauges, your own histograms) is kept by
+//!   metrics-exporter-prometheus ([`build_recorder`]); your histograms get
+//!   [`buckets::DEFAULT`], so nothing renders as a summary and `histogram_quantile` works
+//!   on every histogram and across instances. Their samples are folded into buckets every
+//!   5 s on a background thread, for as long as the recorder or a handle lives.
 //! - HELP text comes from the catalog, and [`MetricsHandle::render`] adds `# HELP` and
 //!   `# TYPE` for catalog families that have no series yet, so the output names every
 //!   family from the first scrape and passes `promtool check metrics` without warnings.
-//! - Histogram samples are folded into buckets every 5 s on a background thread, for
-//!   as long as the recorder or a handle lives, also when you serve the handle from
-//!   your own router (without upkeep, samples pile up in memory between scrapes).
+//!   Families come in name order.
+//! - `llm_layer_request_spans_enabled` says at each scrape whether request spans can
+//!   reach the layer at all ([`llm_span_layer::request_spans_enabled`]).
 //! - Global labels ([`ExporterBuilder::with_global_label`]) go on every series.
 //! - With the `process` feature, `process_cpu_seconds_total`,
 //!   `process_start_time_seconds`, `process_resident_memory_bytes` and
@@ -80,7 +87,7 @@
 //!
 //! | request | response |
 //! |---|---|
-//! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8` (HEAD: headers only) |
+//! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8` (HEAD: headers only); gzip-encoded when `Accept-Encoding` admits gzip |
 //! | other methods on `/metrics` | 405 with `Allow: GET, HEAD` |
 //! | `GET /health`, `HEAD /health` | 200 `ok`: no allowlist, no authentication (it tells only that the process is up) |
 //! | client outside the allowlist | 403 |
@@ -145,15 +152,22 @@
 
 // Where things live: `builder` (ExporterBuilder, checks of its settings), `env`
 // (LLM_METRICS_* variables, through the builder's public methods), `recorder`
-// (MetricsRecorder, MetricsHandle, upkeep), `buckets` (presets), `server` (the
-// listener), `auth` (Secret, basic and bearer checks), `allow` (the network
+// (MetricsRecorder, MetricsHandle, upkeep), `owned` (the series kept here: catalog
+// histograms in `histogram`, the cost in `cost`), `exposition` (one body from both
+// stores), `buckets` (presets), `server` (the listener), `negotiate` (what a scraper
+// accepts), `auth` (Secret, basic and bearer checks), `allow` (the network
 // allowlist), `tls` and `process` (optional features), `error` (ExporterError).
 mod allow;
 mod auth;
 pub mod buckets;
 mod builder;
+mod cost;
 mod env;
 mod error;
+mod exposition;
+mod histogram;
+mod negotiate;
+mod owned;
 #[cfg(feature = "process")]
 mod process;
 mod recorder;

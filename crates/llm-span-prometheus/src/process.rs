@@ -4,15 +4,14 @@
 //! collectors, so existing dashboards work. On other systems, or when `/proc` cannot be
 //! read, the affected lines are left out.
 
-use std::fmt::Write;
-
-use crate::recorder::write_header;
+use crate::exposition::{escape_help, write_label_pairs, write_sample, Family, Float};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times: `USER_HZ`, which Linux fixes at
 /// 100 in its user-space ABI on the common architectures (no libc call needed).
 const USER_HZ: f64 = 100.0;
 
-pub(crate) fn render(out: &mut String, labels: &[(String, String)]) {
+/// The process families readable now, with `labels` on each sample.
+pub(crate) fn families(labels: &[(String, String)]) -> Vec<Family<'static>> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let fields: Vec<&str> = stat
@@ -22,55 +21,57 @@ pub(crate) fn render(out: &mut String, labels: &[(String, String)]) {
         .unwrap_or_default();
     // Field n of proc(5) (1-based) is fields[n - 3]: pid and comm come before.
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-
+    let mut label_text = String::new();
+    write_label_pairs(
+        &mut label_text,
+        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let family = |name: &'static str, kind: &'static str, help: &str, value: f64| {
+        let mut samples = String::new();
+        write_sample(&mut samples, name, "", &label_text, None, Float(value));
+        Family {
+            name: name.into(),
+            kind: kind.into(),
+            help: Some(escape_help(help).into()),
+            samples: samples.into(),
+        }
+    };
+    let mut families = Vec::with_capacity(4);
     if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        write_header(
-            out,
+        families.push(family(
             "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
             "counter",
-        );
-        sample(
-            out,
-            "process_cpu_seconds_total",
-            labels,
+            "Total user and system CPU time spent in seconds.",
             (utime + stime) / USER_HZ,
-        );
+        ));
     }
     if let (Some(start), Some(boot)) = (field(22), boot_time()) {
-        write_header(
-            out,
+        families.push(family(
             "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
             "gauge",
-        );
-        sample(
-            out,
-            "process_start_time_seconds",
-            labels,
+            "Start time of the process since unix epoch in seconds.",
             boot + start / USER_HZ,
-        );
+        ));
     }
     if let Some(rss) = status_kib("VmRSS:") {
-        write_header(
-            out,
+        families.push(family(
             "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
             "gauge",
-        );
-        sample(out, "process_resident_memory_bytes", labels, rss * 1024.0);
+            "Resident memory size in bytes.",
+            rss * 1024.0,
+        ));
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         // The directory handle itself is one of the entries while we count.
         let open = dir.count().saturating_sub(1);
-        write_header(
-            out,
+        families.push(family(
             "process_open_fds",
-            "Number of open file descriptors.",
             "gauge",
-        );
-        sample(out, "process_open_fds", labels, open as f64);
+            "Number of open file descriptors.",
+            open as f64,
+        ));
     }
+    families
 }
 
 fn boot_time() -> Option<f64> {
@@ -86,39 +87,16 @@ fn status_kib(field: &str) -> Option<f64> {
     line.split_whitespace().next()?.parse().ok()
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(String, String)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(key);
-            out.push_str("=\"");
-            for c in value.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
     #[test]
     fn renders_the_four_process_metrics() {
-        let mut out = String::new();
-        render(&mut out, &[("service".into(), "a\"b".into())]);
+        let out: String = families(&[("service".into(), "a\"b".into())])
+            .iter()
+            .map(|f| f.samples.to_string())
+            .collect();
         for name in [
             "process_cpu_seconds_total",
             "process_start_time_seconds",

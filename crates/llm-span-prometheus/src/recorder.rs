@@ -1,7 +1,10 @@
 //! [`MetricsRecorder`] and [`MetricsHandle`]: the recorder, the handle that renders it,
 //! background upkeep and HELP/TYPE completion.
+//!
+//! The recorder keeps the catalog's histograms and the cost itself ([`crate::owned`])
+//! and hands everything else to metrics-exporter-prometheus; a render merges both into
+//! one body.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,9 +16,13 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 
 use crate::error::ExporterError;
+use crate::exposition::{self, Family, Format};
+use crate::owned::{self, Owned};
 
-/// Drains histogram samples into buckets every few seconds, for as long as a
-/// [`MetricsRecorder`] or a [`MetricsHandle`] exists; stops and joins when the last goes.
+/// Drains the samples of histograms outside the catalog (those the upstream recorder
+/// keeps) into buckets every few seconds, for as long as a [`MetricsRecorder`] or a
+/// [`MetricsHandle`] exists; stops and joins when the last goes. The catalog's
+/// histograms need none.
 struct Upkeep {
     stop: Mutex<Option<mpsc::Sender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -63,6 +70,7 @@ impl Drop for Upkeep {
 
 struct Shared {
     prometheus: PrometheusHandle,
+    owned: Owned,
     /// Global labels, for the lines this crate renders itself.
     #[cfg_attr(not(feature = "process"), allow(dead_code))]
     global_labels: Vec<(String, String)>,
@@ -87,14 +95,49 @@ impl fmt::Debug for MetricsHandle {
 impl MetricsHandle {
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     ///
-    /// It takes time proportional to the number of series (about half a microsecond per
-    /// line): call it off async worker threads, e.g. in `spawn_blocking`.
+    /// It takes time proportional to the number of series (about a quarter of a
+    /// microsecond per line): call it off async worker threads, e.g. in `spawn_blocking`.
     pub fn render(&self) -> String {
-        let mut out = self.shared.prometheus.render();
-        complete_catalog(&mut out);
+        self.render_as(Format::Text)
+    }
+
+    pub(crate) fn render_as(&self, format: Format) -> String {
+        let shared = &*self.shared;
+        let upstream = shared.prometheus.render();
+        let mut families = exposition::split_families(&upstream);
+        families.extend(shared.owned.families());
         #[cfg(feature = "process")]
-        crate::process::render(&mut out, &self.shared.global_labels);
-        out
+        families.extend(crate::process::families(&shared.global_labels));
+        families.push(request_spans_enabled(&shared.global_labels));
+        complete_catalog(&mut families);
+        exposition::write(families, format)
+    }
+}
+
+/// Whether request spans can reach the layer, read now: see
+/// [`llm_span_layer::request_spans_enabled`].
+fn request_spans_enabled(global_labels: &[(String, String)]) -> Family<'static> {
+    let def = catalog::metric(catalog::REQUEST_SPANS_ENABLED);
+    let mut labels = String::new();
+    exposition::write_label_pairs(
+        &mut labels,
+        global_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let mut samples = String::new();
+    let value = u8::from(llm_span_layer::request_spans_enabled());
+    exposition::write_sample(
+        &mut samples,
+        catalog::REQUEST_SPANS_ENABLED,
+        "",
+        &labels,
+        None,
+        value,
+    );
+    Family {
+        name: catalog::REQUEST_SPANS_ENABLED.into(),
+        kind: "gauge".into(),
+        help: def.map(|d| exposition::escape_help(d.help).into()),
+        samples: samples.into(),
     }
 }
 
@@ -117,6 +160,7 @@ impl fmt::Debug for MetricsRecorder {
 impl MetricsRecorder {
     pub(crate) fn new(
         inner: PrometheusRecorder,
+        owned: Owned,
         global_labels: Vec<(String, String)>,
         upkeep_interval: Duration,
     ) -> Result<Self, ExporterError> {
@@ -126,6 +170,7 @@ impl MetricsRecorder {
         let upkeep = Upkeep::start(prometheus.clone(), upkeep_interval)?;
         let shared = Arc::new(Shared {
             prometheus,
+            owned,
             global_labels,
             _upkeep: upkeep,
         });
@@ -154,7 +199,10 @@ impl Recorder for MetricsRecorder {
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.inner.register_counter(key, metadata)
+        self.shared
+            .owned
+            .counter(key)
+            .unwrap_or_else(|| self.inner.register_counter(key, metadata))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
@@ -162,45 +210,23 @@ impl Recorder for MetricsRecorder {
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        self.inner.register_histogram(key, metadata)
+        self.shared
+            .owned
+            .histogram(key)
+            .unwrap_or_else(|| self.inner.register_histogram(key, metadata))
     }
 }
 
-/// Appends `# HELP` and `# TYPE` for every catalog family that has no series yet: the
-/// Prometheus recorder renders only families with series, and a family that appears
+/// Adds `# HELP` and `# TYPE` for every catalog family that has no series yet: the
+/// upstream recorder renders only families with series, and a family that appears
 /// only after its first request leaves dashboards and `absent()` alerts guessing.
-fn complete_catalog(out: &mut String) {
-    let present: HashSet<&str> = out
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.split(' ').next())
-        .collect();
-    let missing: Vec<_> = catalog::METRICS
-        .iter()
-        .filter(|def| !present.contains(def.name))
-        .collect();
-    for def in missing {
-        write_header(out, def.name, def.help, def.kind.as_str());
-    }
-}
-
-/// Writes a family's HELP and TYPE lines, escaping HELP as the text format requires.
-pub(crate) fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {
-    out.push_str("# HELP ");
-    out.push_str(name);
-    out.push(' ');
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+fn complete_catalog(families: &mut Vec<Family<'_>>) {
+    for def in catalog::METRICS {
+        let (name, help) = owned::served_as(def);
+        if !families.iter().any(|f| f.name == name) {
+            families.push(Family::empty(name, def.kind.as_str(), help));
         }
     }
-    out.push_str("\n# TYPE ");
-    out.push_str(name);
-    out.push(' ');
-    out.push_str(kind);
-    out.push('\n');
 }
 
 #[cfg(test)]
@@ -208,29 +234,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_escapes_help() {
-        let mut out = String::new();
-        write_header(&mut out, "x_total", "a\\b\nc \"q\"", "counter");
-        assert_eq!(
-            out,
-            "# HELP x_total a\\\\b\\nc \"q\"\n# TYPE x_total counter\n"
-        );
-    }
-
-    #[test]
     fn completion_adds_only_missing_families() {
-        let mut out = String::from(
-            "# HELP llm_requests_total x\n# TYPE llm_requests_total counter\nllm_requests_total 1\n\n",
-        );
-        complete_catalog(&mut out);
+        let text = "# HELP llm_requests_total x\n# TYPE llm_requests_total counter\nllm_requests_total 1\n";
+        let mut families = exposition::split_families(text);
+        complete_catalog(&mut families);
+        let out = exposition::write(families, Format::Text);
         assert_eq!(out.matches("# TYPE llm_requests_total ").count(), 1);
+        assert!(out.contains("llm_requests_total 1\n"));
         for def in catalog::METRICS {
-            assert_eq!(
-                out.matches(&format!("# TYPE {} ", def.name)).count(),
-                1,
-                "{}",
-                def.name
-            );
+            let (name, _) = owned::served_as(def);
+            assert_eq!(out.matches(&format!("# TYPE {name} ")).count(), 1, "{name}");
         }
+        assert!(
+            !out.contains(catalog::COST_PICO_USD_TOTAL),
+            "served in dollars"
+        );
     }
 }

@@ -30,6 +30,8 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::allow::Allowlist;
 use crate::auth::{AuthResult, Credentials};
 use crate::error::ExporterError;
+use crate::exposition::Format;
+use crate::negotiate;
 use crate::recorder::MetricsHandle;
 
 /// The content type of the Prometheus text exposition format.
@@ -343,22 +345,58 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
             if !matches!(*request.method(), Method::GET | Method::HEAD) {
                 return method_not_allowed();
             }
+            let gzip = request
+                .headers()
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .any(negotiate::accepts_gzip);
             // HEAD renders too, so its Content-Length is the one GET would send;
             // hyper leaves the body out.
             let metrics = state.metrics.clone();
-            match tokio::task::spawn_blocking(move || metrics.render()).await {
-                Ok(body) => {
+            let rendered = tokio::task::spawn_blocking(move || {
+                let body = metrics.render_as(Format::Text);
+                if gzip {
+                    compress(body.as_bytes())
+                } else {
+                    Ok(body.into_bytes())
+                }
+            })
+            .await;
+            match rendered {
+                Ok(Ok(body)) => {
                     let mut response = Response::new(Full::new(Bytes::from(body)));
                     let headers = response.headers_mut();
-                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(Format::Text.content_type()),
+                    );
                     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                    if gzip {
+                        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    }
                     response
                 }
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n"),
+                Ok(Err(_)) | Err(_) => {
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+                }
             }
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// gzip at the fastest level: a 25,000-series body (about 3 MB) compresses in a few
+/// tens of milliseconds to about a tenth of its size.
+fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -649,3 +649,47 @@ fn handle_renders_what_the_listener_serves() {
     assert_eq!(rendered.get(series), Some(&7.0));
     assert_eq!(served.get(series), Some(&7.0));
 }
+
+#[test]
+fn scrapes_are_gzip_compressed_when_the_scraper_asks() {
+    let (recorder, server) = start(loopback());
+    fill(&recorder, 200);
+    let addr = server.local_addr();
+    // What Prometheus 2.42 sends.
+    let gzip = get_with(addr, "/metrics", &[("Accept-Encoding", "gzip")]);
+    let plain = get(addr, "/metrics");
+    assert_eq!(gzip.status, 200);
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(gzip.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    // The same metrics (process metrics aside, which move between scrapes).
+    let series = |body: &str| {
+        let mut series = prom::series(body);
+        series.retain(|name, _| !name.starts_with("process_"));
+        series
+    };
+    assert_eq!(series(&gzip.body), series(&plain.body));
+    assert!(
+        gzip.wire_len * 5 < plain.wire_len,
+        "{} compressed bytes for {} plain",
+        gzip.wire_len,
+        plain.wire_len
+    );
+    // Refused or absent gzip: identity.
+    for refused in ["gzip;q=0", "identity", "br"] {
+        let response = get_with(addr, "/metrics", &[("Accept-Encoding", refused)]);
+        assert_eq!(response.header("content-encoding"), None, "{refused}");
+        assert_eq!(series(&response.body), series(&plain.body), "{refused}");
+    }
+    // HEAD announces the compressed length.
+    let head = http::request(
+        addr,
+        "HEAD",
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+        None,
+    );
+    assert_eq!(head.header("content-encoding"), Some("gzip"));
+    assert!(head.body.is_empty());
+}

@@ -135,11 +135,27 @@ fn assert_histograms_well_formed(text: &str) {
     }
 }
 
-/// Every catalog family has HELP (the catalog's text) and the right TYPE.
+/// Every catalog family has HELP (the catalog's text) and the right TYPE; the cost in
+/// picodollars is served in dollars, under its own name and help.
 fn assert_catalog_complete(text: &str) {
     let families = Scrape::parse_or_panic(text).types;
     for def in catalog::METRICS {
         let kind = def.kind.as_str();
+        if def.name == catalog::COST_PICO_USD_TOTAL {
+            assert!(!text.contains(def.name), "no picodollar series");
+            assert_eq!(
+                families.get("llm_cost_usd_total").map(String::as_str),
+                Some(kind)
+            );
+            assert_eq!(
+                text.matches(
+                    "# HELP llm_cost_usd_total Cost of the tokens of priced models, in US dollars"
+                )
+                .count(),
+                1
+            );
+            continue;
+        }
         assert_eq!(
             families.get(def.name).map(String::as_str),
             Some(kind),
@@ -156,10 +172,12 @@ fn fresh_recorder_passes_promtool_and_describes_every_family() {
     let (_recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let text = handle.render();
     assert_catalog_complete(&text);
+    // No request series before the first request: only the process and the check
+    // that request spans can reach the layer.
     assert!(
         prom::series(&text)
             .keys()
-            .all(|k| k.starts_with("process_")),
+            .all(|k| k.starts_with("process_") || k == "llm_layer_request_spans_enabled"),
         "{text}"
     );
     promtool::assert_clean(&text);

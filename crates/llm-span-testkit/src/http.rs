@@ -35,8 +35,10 @@ pub struct Response {
     pub status: u16,
     /// Header names and values in the order received, values trimmed.
     pub headers: Vec<(String, String)>,
-    /// The body (decoded when it was chunked; invalid UTF-8 replaced).
+    /// The body (decoded when it was chunked or gzip-encoded; invalid UTF-8 replaced).
     pub body: String,
+    /// The body's length as it came over the wire (after chunking, before gzip).
+    pub wire_len: usize,
 }
 
 impl Response {
@@ -279,11 +281,23 @@ impl<R: Read> ResponseReader<R> {
     /// The whole response: [`head`](Self::head), then [`body`](Self::body).
     pub fn response(&mut self) -> io::Result<Response> {
         let head = self.head()?;
-        let body = self.body(&head)?;
+        let wire = self.body(&head)?;
+        let gzip = head
+            .header("content-encoding")
+            .is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        // A HEAD response announces gzip but has no body.
+        let body = if gzip && !wire.is_empty() {
+            let mut decoded = Vec::new();
+            flate2::read::GzDecoder::new(wire.as_slice()).read_to_end(&mut decoded)?;
+            decoded
+        } else {
+            wire.clone()
+        };
         Ok(Response {
             status: head.status,
             headers: head.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
+            wire_len: wire.len(),
         })
     }
 
