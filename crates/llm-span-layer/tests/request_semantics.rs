@@ -426,6 +426,8 @@ fn queue_depth_counts_requests_and_cached_tokens_never_exceed_input() {
     assert_eq!(m.anomalies("token_count_mismatch"), 1);
 }
 
+/// Not a finding: nested requests were already counted apart; this keeps it so now that
+/// requests hold their metrics until their first token.
 #[test]
 fn a_child_span_with_a_model_and_input_tokens_is_a_request_of_its_own() {
     let h = Harness::new();
@@ -487,8 +489,10 @@ fn a_child_span_with_a_model_and_input_tokens_is_a_request_of_its_own() {
     );
 }
 
+/// Not a finding: the common async shape, pinned end to end now that queue waits and
+/// input tokens are held until the first token.
 #[test]
-fn an_async_request_is_counted_once_when_its_queue_outlives_nothing() {
+fn an_async_request_with_a_queue_phase_is_counted_once() {
     // The queue span inside an instrumented future, as servers write it.
     let h = Harness::new();
     h.run(|| {
@@ -514,10 +518,18 @@ fn an_async_request_is_counted_once_when_its_queue_outlives_nothing() {
         m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
         1
     );
+    let of = [("model", "m")];
     assert_eq!(
-        m.histogram("llm_queue_wait_seconds", &[("model", "m")])
-            .len(),
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
         1
     );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        2
+    );
+    assert_eq!(m.histogram("llm_queue_wait_seconds", &of).len(), 1);
+    assert_eq!(m.histogram("llm_ttft_seconds", &of).len(), 1);
+    assert_eq!(m.gauge("llm_queue_depth", &of), 0.0);
+    assert_eq!(m.gauge("llm_active_requests", &of), 0.0);
     assert_eq!(m.all_anomalies(), 0);
 }
