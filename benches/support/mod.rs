@@ -37,8 +37,12 @@ pub enum Variant {
     Baseline,
     /// P: registry + llm-span-layer + the Prometheus recorder.
     Product,
-    /// E: no tracing; cached handles, the same metric updates, three clock reads.
+    /// E: no tracing; cached handles into llm-span-prometheus, the same metric
+    /// updates, three clock reads.
     Ideal,
+    /// E_mep: the same, into plain metrics-exporter-prometheus (with upkeep every 5 s):
+    /// what a server that writes its metrics by hand pays.
+    IdealMep,
     /// A layer that calls `counter!`/`histogram!` with dynamic labels per request.
     Naive,
     /// A span that is not an LLM request, through B.
@@ -59,6 +63,7 @@ impl Variant {
             Variant::Baseline,
             Variant::Product,
             Variant::Ideal,
+            Variant::IdealMep,
             Variant::Naive,
             Variant::OtherSpanBaseline,
             Variant::OtherSpanProduct,
@@ -73,6 +78,7 @@ impl Variant {
             Variant::Baseline => "B  registry + identity layer",
             Variant::Product => "P  registry + llm-span-layer",
             Variant::Ideal => "E  cached handles, no tracing",
+            Variant::IdealMep => "E_mep  cached handles into plain MEP",
             Variant::Naive => "naive layer (dynamic labels)",
             Variant::OtherSpanBaseline => "non-LLM span through B",
             Variant::OtherSpanProduct => "non-LLM span through P",
@@ -87,6 +93,60 @@ impl Variant {
 /// The recorder every metric variant writes to: the exporter's, with its buckets.
 pub fn recorder() -> (MetricsRecorder, MetricsHandle) {
     ExporterBuilder::new().build().expect("recorder")
+}
+
+/// Plain metrics-exporter-prometheus with the same buckets, and an upkeep thread every
+/// 5 s as `PrometheusBuilder::build()` gives: what a hand-instrumented server runs.
+pub struct MepRecorder {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    pub handle: metrics_exporter_prometheus::PrometheusHandle,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for MepRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for MepRecorder {
+    type Target = metrics_exporter_prometheus::PrometheusRecorder;
+    fn deref(&self) -> &Self::Target {
+        &self.recorder
+    }
+}
+
+pub fn mep_recorder() -> MepRecorder {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let mut builder = PrometheusBuilder::new()
+        .set_buckets(llm_span_prometheus::buckets::DEFAULT)
+        .expect("buckets");
+    for (name, preset) in llm_span_prometheus::buckets::PRESETS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_owned()), preset)
+            .expect("buckets");
+    }
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (handle, stop) = (handle.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                // Every 5 s, in 100 ms steps so that a dropped rung stops soon.
+                static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                if TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 0 {
+                    handle.run_upkeep();
+                }
+            }
+        });
+    }
+    MepRecorder {
+        recorder,
+        handle,
+        stop,
+    }
 }
 
 pub fn prices() -> PriceTable {
@@ -152,6 +212,8 @@ pub struct Rung {
     /// Keeps the recorder (and its upkeep thread) alive; used by the naive layer.
     recorder: Option<Arc<MetricsRecorder>>,
     pub handle: Option<MetricsHandle>,
+    /// E_mep's recorder and upkeep.
+    mep: Option<Arc<MepRecorder>>,
     #[cfg(feature = "bench-peers")]
     context_recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     #[cfg(feature = "bench-peers")]
@@ -167,6 +229,7 @@ impl Rung {
             clock: quanta::Clock::new(),
             recorder: None,
             handle: None,
+            mep: None,
             #[cfg(feature = "bench-peers")]
             context_recorder: None,
             #[cfg(feature = "bench-peers")]
@@ -194,6 +257,14 @@ impl Rung {
                     .collect();
                 rung.recorder = Some(Arc::new(recorder));
                 rung.handle = Some(handle);
+            }
+            Variant::IdealMep => {
+                let recorder = mep_recorder();
+                rung.ideal = MODELS
+                    .iter()
+                    .map(|m| IdealHandles::register(&*recorder, m))
+                    .collect();
+                rung.mep = Some(Arc::new(recorder));
             }
             Variant::Naive => {
                 let (recorder, handle) = recorder();
@@ -237,7 +308,9 @@ impl Rung {
             Variant::OtherSpanBaseline | Variant::OtherSpanProduct => {
                 (first..first + count).for_each(other_request)
             }
-            Variant::Ideal => (first..first + count).for_each(|i| self.ideal_request(i)),
+            Variant::Ideal | Variant::IdealMep => {
+                (first..first + count).for_each(|i| self.ideal_request(i))
+            }
             Variant::Naive => {
                 let recorder: &dyn Recorder = self.recorder.as_deref().expect("recorder");
                 metrics::with_local_recorder(recorder, || {
@@ -266,8 +339,9 @@ impl Rung {
         let end = self.clock.now();
         h.output.increment(tokens_out);
         h.requests_ok.increment(1);
-        h.cost
-            .increment((tokens_in * 200_000 + tokens_out * 600_000) / 1_000_000);
+        // Picodollars, as the layer counts them: input at the first token, output at the end.
+        h.cost.increment(tokens_in * 200_000);
+        h.cost.increment(tokens_out * 600_000);
         h.ttft
             .record(first.saturating_duration_since(start).as_secs_f64());
         h.e2e

@@ -180,10 +180,6 @@ impl CallsiteClass {
         roles.get(field_index).copied().unwrap_or(Role::Ignored)
     }
 
-    pub(crate) fn is_request(&self) -> bool {
-        matches!(self, CallsiteClass::Request { .. })
-    }
-
     pub(crate) fn is_request_event(&self) -> bool {
         matches!(self, CallsiteClass::RequestEvent { .. })
     }

@@ -100,24 +100,6 @@ pub(crate) struct Update {
     pub(crate) anomalies: Anomalies,
 }
 
-impl Update {
-    /// Whether the update changes nothing about a request.
-    pub(crate) fn touches_request(&self) -> bool {
-        self.model.is_some()
-            || self.response_model.is_some()
-            || self.revision.is_some()
-            || self.labels.iter().any(Option::is_some)
-            || self.input_tokens.is_some()
-            || self.output_tokens.is_some()
-            || self.cached_tokens.is_some()
-            || self.output_delta.is_some()
-            || self.first_token
-            || self.finish_reason.is_some()
-            || self.status.is_some()
-            || self.error
-    }
-}
-
 /// A value as it arrived, before its role decides what it must be.
 #[derive(Debug, Clone, Copy)]
 enum Value<'a> {
@@ -132,20 +114,25 @@ enum Value<'a> {
 pub(crate) struct FieldVisitor<'a> {
     class: &'a CallsiteClass,
     labels: &'a LabelSets,
-    pub(crate) update: Update,
+    update: &'a mut Update,
 }
 
 impl<'a> FieldVisitor<'a> {
-    pub(crate) fn new(class: &'a CallsiteClass, labels: &'a LabelSets) -> Self {
+    /// Decodes into `update`, which the caller keeps (it is not small: no copies).
+    pub(crate) fn new(
+        class: &'a CallsiteClass,
+        labels: &'a LabelSets,
+        update: &'a mut Update,
+    ) -> Self {
         Self {
             class,
             labels,
-            update: Update::default(),
+            update,
         }
     }
 
     fn apply(&mut self, role: Role, value: Value<'_>) {
-        let update = &mut self.update;
+        let update = &mut *self.update;
         match role {
             Role::Ignored => {}
             Role::Model => update.model = intern_model(self.labels, value, &mut update.anomalies),

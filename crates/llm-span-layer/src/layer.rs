@@ -3,12 +3,10 @@
 //! (`request.rs`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use metrics::Recorder;
 use quanta::Clock;
-use tracing_core::callsite::Identifier;
-use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -20,15 +18,18 @@ use crate::containers::callsites::CallsiteMap;
 use crate::containers::inflight::InFlight;
 use crate::containers::labels::{LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
-use crate::decode::{FieldVisitor, Update};
+use crate::decode::{Anomalies, FieldVisitor, Update};
 use crate::pricing::PriceIndex;
 use crate::recorders::{RecorderSource, Recorders};
 use crate::reentry::Reentry;
 use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
 use crate::state::Tracked;
 
-/// Slots of the cache of uninteresting callsites.
-const UNINTERESTING_SLOTS: usize = 1024;
+/// Slots of the direct-mapped cache of callsites.
+const HINT_SLOTS: usize = 1024;
+/// Bits of a hint that hold the callsite's entry id (plus one); the rest hold a tag of
+/// its address.
+const HINT_ID_BITS: u32 = 24;
 /// Spans in flight the table holds before state spills to span extensions.
 const IN_FLIGHT_CAPACITY: usize = 2048;
 /// Distinct `gpu` label values.
@@ -52,6 +53,10 @@ pub struct LlmSpanLayer {
     /// Addresses of callsites known not to matter, direct-mapped: the common case of
     /// an ordinary span or event costs one load.
     uninteresting: Box<[AtomicUsize]>,
+    /// Callsites that matter, direct-mapped by address: a tag of the address and the
+    /// entry id in the callsite map, so that a request's callbacks skip the hash lookup
+    /// (the entry's callsite is compared, so a stale hint is only a miss).
+    hints: Box<[AtomicU64]>,
     pub(crate) inflight: InFlight,
     pub(crate) labels: LabelSets,
     pub(crate) series_config: SeriesConfig,
@@ -95,9 +100,8 @@ impl LlmSpanLayer {
                 queue_span_name: builder.queue_span_name,
             },
             callsites: CallsiteMap::new(),
-            uninteresting: (0..UNINTERESTING_SLOTS)
-                .map(|_| AtomicUsize::new(0))
-                .collect(),
+            uninteresting: (0..HINT_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
+            hints: (0..HINT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             inflight: InFlight::with_capacity(IN_FLIGHT_CAPACITY),
             labels: LabelSets {
                 model: LabelValues::with_cap(builder.max_models),
@@ -116,26 +120,48 @@ impl LlmSpanLayer {
         }
     }
 
-    /// The class of a callsite; classifies it now if its registration is still under
-    /// way on another thread.
+    /// The entry id and class of a callsite; classifies it now if its registration is
+    /// still under way on another thread. `None`: not interesting.
     #[inline]
-    fn callsite(&self, metadata: &'static Metadata<'static>) -> Option<&CallsiteClass> {
+    fn callsite(&self, metadata: &'static Metadata<'static>) -> Option<(u32, &CallsiteClass)> {
         let address = metadata as *const Metadata<'static> as usize;
-        let hint = &self.uninteresting[(address >> 4) & (UNINTERESTING_SLOTS - 1)];
-        if hint.load(Ordering::Relaxed) == address {
+        let slot = (address >> 4) & (HINT_SLOTS - 1);
+        if self.uninteresting[slot].load(Ordering::Relaxed) == address {
             return None;
         }
+        let address = address as u64;
+        let hint = &self.hints[slot];
+        let tag = address >> 4 << HINT_ID_BITS;
+        let seen = hint.load(Ordering::Relaxed);
+        if seen != 0 && seen >> HINT_ID_BITS == tag >> HINT_ID_BITS {
+            let entry = (seen & ((1 << HINT_ID_BITS) - 1)) as u32 - 1;
+            if let Some((known, class)) = self.callsites.at(entry) {
+                if *known == metadata.callsite() {
+                    return class.map(|class| (entry, class));
+                }
+            }
+        }
         let id = metadata.callsite();
-        let class = match self.callsites.get(&id) {
-            Some(class) => class,
+        let (entry, class) = match self.callsites.get(&id) {
+            Some(found) => found,
             None => self
                 .callsites
-                .insert(&id, || self.contract.classify(metadata)),
+                .insert(&id, || self.contract.classify(metadata))?,
         };
-        if class.is_none() {
-            hint.store(address, Ordering::Relaxed);
+        match class {
+            None => self.uninteresting[slot].store(address as usize, Ordering::Relaxed),
+            Some(_) if entry + 1 < 1 << HINT_ID_BITS => {
+                hint.store(tag | u64::from(entry + 1), Ordering::Relaxed)
+            }
+            Some(_) => {}
         }
-        class
+        class.map(|class| (entry, class))
+    }
+
+    /// The class of a callsite entry id kept by a request.
+    #[inline]
+    pub(crate) fn class_at(&self, entry: u32) -> Option<&CallsiteClass> {
+        self.callsites.at(entry).and_then(|(_, class)| class)
     }
 
     /// Runs `f` with the handles registered for the recorder in effect.
@@ -178,17 +204,6 @@ impl fmt::Debug for LlmSpanLayer {
     }
 }
 
-/// Finds the callsite of a `Record` from its first field.
-struct FirstField(Option<Identifier>);
-
-impl Visit for FirstField {
-    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
-        if self.0.is_none() {
-            self.0 = Some(field.callsite());
-        }
-    }
-}
-
 impl<S> tracing_subscriber::Layer<S> for LlmSpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -197,31 +212,26 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return Interest::always();
         };
-        self.callsites
-            .insert(&metadata.callsite(), || self.contract.classify(metadata));
+        self.callsite(metadata);
         // Never `never`: other layers must keep seeing everything they saw before.
         Interest::always()
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(class) = self.callsite(attrs.metadata()) else {
+        let Some((entry, class)) = self.callsite(attrs.metadata()) else {
             return;
         };
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
         match class {
-            CallsiteClass::Request { .. } => {
-                let (state, anomalies) = self.new_request(attrs, class);
-                self.track(id, Tracked::Request(state));
-                self.count(&anomalies);
-            }
+            CallsiteClass::Request { .. } => self.new_request(id, attrs, entry, class),
             CallsiteClass::Queue => self.new_queue(id, &ctx),
             CallsiteClass::RequestEvent { .. } | CallsiteClass::GaugeEvent { .. } => {}
         }
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         // Every request span is tracked from its creation: others end here.
         if !self.inflight.may_contain(id) {
             return;
@@ -229,39 +239,27 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
-        let mut first = FirstField(None);
-        values.record(&mut first);
-        let Some(callsite) = first.0 else {
-            return;
-        };
-        let class = match self.callsites.get(&callsite) {
-            Some(class) => class,
-            // Not seen yet: only possible while its registration races this record.
-            None => ctx
-                .metadata(id)
-                .and_then(|metadata| self.callsite(metadata)),
-        };
-        let Some(class) = class.filter(|class| class.is_request()) else {
-            return;
-        };
-        let mut visitor = FieldVisitor::new(class, &self.labels);
-        values.record(&mut visitor);
-        let update = visitor.update;
-        let mut anomalies = update.anomalies;
-        if update.touches_request() {
-            self.with_tracked(id, |tracked| {
-                if let Tracked::Request(state) = tracked {
-                    state.apply_fields(&update, &mut anomalies);
-                    self.settle(state, &mut anomalies);
-                }
-            });
-        }
+        // The request's state knows its callsite: one lock, one visit.
+        let mut anomalies = Anomalies::default();
+        self.with_tracked(id, |tracked| {
+            let Tracked::Request(state) = tracked else {
+                return;
+            };
+            let Some(class) = self.class_at(state.callsite) else {
+                return;
+            };
+            let mut update = Update::default();
+            values.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
+            anomalies = update.anomalies;
+            state.apply_fields(&update, &mut anomalies);
+            self.settle(state, &mut anomalies);
+        });
         self.count(&anomalies);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let class = self.callsite(metadata);
+        let class = self.callsite(metadata).map(|(_, class)| class);
         let error = is_error_level(metadata);
         if class.is_none() && !error {
             return;
@@ -269,14 +267,10 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
-        let mut update = match class {
-            Some(class) => {
-                let mut visitor = FieldVisitor::new(class, &self.labels);
-                event.record(&mut visitor);
-                visitor.update
-            }
-            None => Update::default(),
-        };
+        let mut update = Update::default();
+        if let Some(class) = class {
+            event.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
+        }
         update.error = error;
         let mut anomalies = update.anomalies;
         let is_request_event = class.is_some_and(CallsiteClass::is_request_event);
@@ -284,12 +278,15 @@ where
         let needs_request_model = update.kv_cache_usage.is_some() && update.model.is_none();
         let mut request_model = None;
         if updates_request || needs_request_model {
+            // A gauge-only event only looks for its request's model.
+            let nothing;
             let request_update = if updates_request {
-                update
+                &update
             } else {
-                Update::default()
+                nothing = Update::default();
+                &nothing
             };
-            request_model = self.apply_event(event, &request_update, &ctx, &mut anomalies);
+            request_model = self.apply_event(event, request_update, &ctx, &mut anomalies);
             if request_model.is_none() && is_request_event {
                 anomalies.add(Anomaly::EventOutsideRequest);
             }
@@ -308,8 +305,17 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
-        if let Some(mut tracked) = self.inflight.remove(&id) {
-            self.finish(&mut tracked);
+        // A request finishes where its state lies; a queue phase updates its request,
+        // another slot, after this one is freed.
+        let queue = self.inflight.remove_with(&id, |tracked| match tracked {
+            Tracked::Request(state) => {
+                self.finish_request(state);
+                None
+            }
+            Tracked::Queue(queue) => Some(queue.clone()),
+        });
+        if let Some(Some(queue)) = queue {
+            self.finish_queue(&queue);
         }
     }
 }

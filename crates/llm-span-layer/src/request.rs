@@ -34,20 +34,36 @@ impl LlmSpanLayer {
         });
     }
 
-    /// The state of a new request span; its gauges go up under the labels it names.
+    /// Starts tracking a new request span; its gauges go up under the labels it names.
     pub(crate) fn new_request(
         &self,
+        id: &Id,
         attrs: &Attributes<'_>,
+        callsite: u32,
         class: &CallsiteClass,
-    ) -> (RequestState, Anomalies) {
-        let mut visitor = FieldVisitor::new(class, &self.labels);
-        attrs.record(&mut visitor);
-        let update = visitor.update;
-        let mut anomalies = update.anomalies;
-        let mut state = RequestState::new(self.clock.now());
-        state.apply_fields(&update, &mut anomalies);
-        self.place_gauges(&mut state, false);
-        (state, anomalies)
+    ) {
+        let start = self.clock.now();
+        let fill = |tracked: &mut Tracked| {
+            let Tracked::Request(state) = tracked else {
+                return Anomalies::default();
+            };
+            let mut update = Update::default();
+            attrs.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
+            let mut anomalies = update.anomalies;
+            state.apply_fields(&update, &mut anomalies);
+            self.place_gauges(state, false);
+            anomalies
+        };
+        let init = || Tracked::Request(RequestState::new(start, callsite));
+        let anomalies = self.inflight.insert(id, init, fill).unwrap_or_else(|| {
+            // Every level full (billions of spans in flight): count it now rather
+            // than leave a gauge up forever.
+            let mut tracked = init();
+            let anomalies = fill(&mut tracked);
+            self.finish(&mut tracked);
+            anomalies
+        });
+        self.count(&anomalies);
     }
 
     /// After fields or an event changed a request: moves its gauges to new labels,
@@ -91,16 +107,16 @@ impl LlmSpanLayer {
     }
 
     /// Shows the request's gauges under its current labels, moving them if the labels
-    /// changed. Returns `true` when the labels are past the series cap (and shown in
-    /// the overflow series).
-    fn place_gauges(&self, state: &mut RequestState, binds: bool) -> bool {
+    /// changed; notes whether they are past the series cap (in the overflow series).
+    fn place_gauges(&self, state: &mut RequestState, binds: bool) {
         if !state.labels_changed {
-            return false;
+            return;
         }
         let Some(found) = self.current_series(state, binds) else {
-            return false;
+            return;
         };
         state.labels_changed = false;
+        state.in_overflow = found.is_err();
         let (Ok(target) | Err(target)) = found;
         if state.gauges_at != Some(target) {
             let queued = state.queue.open > 0;
@@ -118,7 +134,6 @@ impl LlmSpanLayer {
             }
             state.gauges_at = Some(target);
         }
-        found.is_err()
     }
 
     /// Fixes the request's labels and emits what was held for them.
@@ -129,9 +144,14 @@ impl LlmSpanLayer {
         if state.effective_model().is_none() {
             anomalies.add(Anomaly::MissingModel);
         }
-        // Placed once more even when unchanged: the overflow check needs the answer.
-        state.labels_changed = true;
-        if self.place_gauges(state, true) {
+        if state.labels_changed || state.gauges_at.is_none() {
+            self.place_gauges(state, true);
+        } else if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+            if series.counted().is_none() {
+                self.with_handles(|_, _, recorder| series.register_counted(recorder));
+            }
+        }
+        if state.in_overflow {
             anomalies.add(Anomaly::SeriesOverflow);
         }
         state.bound = true;
@@ -264,15 +284,6 @@ impl LlmSpanLayer {
         entry.get().map(f)
     }
 
-    /// Keeps the state of a new span until it closes.
-    pub(crate) fn track(&self, id: &Id, tracked: Tracked) {
-        if let Err(mut tracked) = self.inflight.insert(id, tracked) {
-            // Every level full (billions of spans in flight): count it now rather
-            // than leave a gauge up forever.
-            self.finish(&mut tracked);
-        }
-    }
-
     /// Finishes a span's state when it closes.
     pub(crate) fn finish(&self, tracked: &mut Tracked) {
         match tracked {
@@ -305,14 +316,21 @@ impl LlmSpanLayer {
                 Tracked::Queue(_) => false,
             });
             if entered == Some(true) {
-                self.track(id, Tracked::Queue(QueueState { request }));
+                let queue = || {
+                    Tracked::Queue(QueueState {
+                        request: request.clone(),
+                    })
+                };
+                if self.inflight.insert(id, queue, |_| ()).is_none() {
+                    self.finish(&mut queue());
+                }
                 return;
             }
         }
         // A queue span outside any request has no request to count.
     }
 
-    fn finish_queue(&self, queue: &QueueState) {
+    pub(crate) fn finish_queue(&self, queue: &QueueState) {
         let now = self.clock.now();
         self.with_tracked(&queue.request, |tracked| {
             let Tracked::Request(state) = tracked else {
@@ -346,24 +364,44 @@ impl LlmSpanLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        // The common case first: the event's own span (its parent, or the current span)
+        // is the request. That costs one span lookup where the scope walk costs two.
+        let own = if event.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            event.parent().cloned()
+        };
+        if let Some(Some(model)) = own.and_then(|id| self.apply_to_request(&id, update, anomalies))
+        {
+            return Some(model);
+        }
         for span in ctx.event_scope(event)? {
-            let found = self.with_tracked(&span.id(), |tracked| {
-                let Tracked::Request(state) = tracked else {
-                    return None;
-                };
-                state.apply_event(update, || self.clock.now(), anomalies);
-                self.settle(state, anomalies);
-                Some(
-                    state
-                        .effective_model()
-                        .map_or(LabelId::UNKNOWN, |m| m.label),
-                )
-            });
-            if let Some(Some(model)) = found {
+            if let Some(Some(model)) = self.apply_to_request(&span.id(), update, anomalies) {
                 return Some(model);
             }
         }
         None
+    }
+
+    /// Applies an event to span `id` if it is a tracked request: `Some(Some(model))`.
+    fn apply_to_request(
+        &self,
+        id: &Id,
+        update: &Update,
+        anomalies: &mut Anomalies,
+    ) -> Option<Option<LabelId>> {
+        self.with_tracked(id, |tracked| {
+            let Tracked::Request(state) = tracked else {
+                return None;
+            };
+            state.apply_event(update, || self.clock.now(), anomalies);
+            self.settle(state, anomalies);
+            Some(
+                state
+                    .effective_model()
+                    .map_or(LabelId::UNKNOWN, |m| m.label),
+            )
+        })
     }
 
     /// Sets the engine gauges an event reports.

@@ -68,7 +68,8 @@ impl Series {
         self.counted.get().map(|c| &**c)
     }
 
-    fn register_counted(&self, recorder: &dyn Recorder) -> &Counted {
+    /// Registers the counters and histograms, once.
+    pub(crate) fn register_counted(&self, recorder: &dyn Recorder) -> &Counted {
         self.counted
             .get_or_init(|| Box::new(Counted::register(recorder, &self.labels, self.pricing)))
     }
@@ -178,6 +179,11 @@ impl Counted {
     /// Adds a finished request's prompt tokens and refreshes the hit-rate gauge.
     pub(crate) fn add_cache_totals(&self, input: u64, cached: u64) {
         if input == 0 && cached == 0 {
+            return;
+        }
+        if cached == 0 && self.cached_total.load(Ordering::Acquire) == 0 {
+            // No cached token yet: the ratio is 0, which the gauge already shows.
+            self.input_total.fetch_add(input, Ordering::Relaxed);
             return;
         }
         self.input_total.fetch_add(input, Ordering::Relaxed);

@@ -74,6 +74,8 @@ pub(crate) struct QueuePhases {
 /// One open request span.
 #[derive(Debug)]
 pub(crate) struct RequestState {
+    /// The span's callsite, by its entry id in the layer's callsite map.
+    pub(crate) callsite: u32,
     pub(crate) start: Instant,
     pub(crate) first_token: Option<Instant>,
     pub(crate) completed: Option<Instant>,
@@ -86,6 +88,8 @@ pub(crate) struct RequestState {
     pub(crate) gauges_at: Option<SeriesRef>,
     /// The labels changed since `gauges_at` was chosen.
     pub(crate) labels_changed: bool,
+    /// `gauges_at` is the overflow series: the labels are past the series cap.
+    pub(crate) in_overflow: bool,
     /// Labels fixed: counters and histograms flow to `gauges_at`.
     pub(crate) bound: bool,
     pub(crate) ttft_recorded: bool,
@@ -108,8 +112,9 @@ pub(crate) struct EventEffects {
 }
 
 impl RequestState {
-    pub(crate) fn new(start: Instant) -> Self {
+    pub(crate) fn new(start: Instant, callsite: u32) -> Self {
         Self {
+            callsite,
             start,
             first_token: None,
             completed: None,
@@ -120,6 +125,7 @@ impl RequestState {
             published_revision: None,
             gauges_at: None,
             labels_changed: true,
+            in_overflow: false,
             bound: false,
             ttft_recorded: false,
             input: TokenCount::default(),
@@ -376,7 +382,7 @@ mod tests {
     fn status_precedence() {
         let (clock, _mock) = quanta::Clock::mock();
         let mut anomalies = Anomalies::default();
-        let mut state = RequestState::new(clock.now());
+        let mut state = RequestState::new(clock.now(), 0);
         assert_eq!(state.final_status(), Status::Cancelled);
         state.output.report(Some(3), &mut anomalies);
         assert_eq!(state.final_status(), Status::Ok);
@@ -389,7 +395,7 @@ mod tests {
     #[test]
     fn nested_queue_spans_are_one_phase() {
         let (clock, mock) = quanta::Clock::mock();
-        let mut state = RequestState::new(clock.now());
+        let mut state = RequestState::new(clock.now(), 0);
         assert!(state.enter_queue(clock.now()));
         mock.increment(std::time::Duration::from_millis(500));
         assert!(!state.enter_queue(clock.now()));

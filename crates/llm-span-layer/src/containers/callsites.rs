@@ -26,20 +26,22 @@ impl CallsiteMap {
         }
     }
 
-    /// `Some(class)` for a callsite seen before (`None` inside: not interesting).
+    /// `Some((entry id, class))` for a callsite seen before (a `None` class: not
+    /// interesting).
     #[inline]
-    pub(crate) fn get(&self, id: &Identifier) -> Option<Option<&CallsiteClass>> {
+    pub(crate) fn get(&self, id: &Identifier) -> Option<(u32, Option<&CallsiteClass>)> {
         self.classes
             .find(BuildMixHasher.hash_one(id), |known| known == id)
-            .map(|(_, class)| class.as_ref())
+            .map(|(entry, class)| (entry, class.as_ref()))
     }
 
-    /// Records a callsite's class; returns the class now stored (the first one wins).
+    /// Records a callsite's class; returns its entry id and the class now stored (the
+    /// first one wins). `None` only when the map is full.
     pub(crate) fn insert(
         &self,
         id: &Identifier,
         classify: impl FnOnce() -> Option<CallsiteClass>,
-    ) -> Option<&CallsiteClass> {
+    ) -> Option<(u32, Option<&CallsiteClass>)> {
         self.classes
             .find_or_insert(
                 BuildMixHasher.hash_one(id),
@@ -47,7 +49,15 @@ impl CallsiteMap {
                 || (id.clone(), classify()),
             )
             .ok()
-            .and_then(|(_, class)| class.as_ref())
+            .map(|(entry, class)| (entry, class.as_ref()))
+    }
+
+    /// The callsite and class of an entry id returned earlier.
+    #[inline]
+    pub(crate) fn at(&self, entry: u32) -> Option<(&Identifier, Option<&CallsiteClass>)> {
+        self.classes
+            .get(entry)
+            .map(|(id, class)| (id, class.as_ref()))
     }
 
     /// Callsites recorded.
@@ -91,11 +101,14 @@ mod tests {
         for (i, site) in sites.iter().enumerate() {
             let id = Identifier(*site);
             assert!(map.get(&id).is_none());
-            map.insert(&id, || interesting(i).then(queue));
+            let (entry, _) = map
+                .insert(&id, || interesting(i).then(queue))
+                .expect("room");
+            assert_eq!(map.at(entry).map(|(known, _)| known == &id), Some(true));
         }
         assert_eq!(map.len(), 1000);
         for (i, site) in sites.iter().enumerate() {
-            match map.get(&Identifier(*site)) {
+            match map.get(&Identifier(*site)).map(|(_, class)| class) {
                 Some(Some(spec)) => {
                     assert!(
                         interesting(i) && *spec == CallsiteClass::Queue,

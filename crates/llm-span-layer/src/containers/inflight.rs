@@ -94,15 +94,18 @@ impl InFlight {
         self.filter_slot(id.into_u64()).load(Ordering::Acquire) != 0
     }
 
-    /// Stores the state of a new span; `Err` gives it back only if every level is full.
-    // Boxing the state to shrink the error would allocate on every request for nothing.
-    #[allow(clippy::result_large_err)]
-    pub(crate) fn insert(&self, id: &Id, tracked: Tracked) -> Result<(), Tracked> {
+    /// Stores the state of a new span: `init` makes it in its slot, then `fill` completes
+    /// it there (no copy of a large state). `None` only if every level is full; the
+    /// caller then has nowhere to keep the state.
+    pub(crate) fn insert<R>(
+        &self,
+        id: &Id,
+        init: impl FnOnce() -> Tracked,
+        fill: impl FnOnce(&mut Tracked) -> R,
+    ) -> Option<R> {
         let key = id.into_u64();
         for level in 0..LEVELS {
-            let Some(slots) = self.level(level) else {
-                break;
-            };
+            let slots = self.level(level)?;
             let mask = slots.len() - 1;
             let mut index = spread(key) as usize & mask;
             for _ in 0..MAX_PROBE {
@@ -114,15 +117,20 @@ impl InFlight {
                         .compare_exchange(current, key, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok()
                 {
-                    *slot.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(tracked);
-                    self.levels_used.fetch_max(level + 1, Ordering::AcqRel);
+                    let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+                    let result = fill(state.insert(init()));
+                    drop(state);
+                    // Almost always level 0: a load spares the read-modify-write.
+                    if self.levels_used.load(Ordering::Acquire) <= level {
+                        self.levels_used.fetch_max(level + 1, Ordering::AcqRel);
+                    }
                     self.filter_slot(key).fetch_add(1, Ordering::AcqRel);
-                    return Ok(());
+                    return Some(result);
                 }
                 index = (index + 1) & mask;
             }
         }
-        Err(tracked)
+        None
     }
 
     fn find(&self, key: u64) -> Option<&Slot> {
@@ -157,14 +165,21 @@ impl InFlight {
         (slot.id.load(Ordering::Acquire) == key).then_some(Entry { guard })
     }
 
-    /// Takes a closing span's state out and frees its slot.
-    pub(crate) fn remove(&self, id: &Id) -> Option<Tracked> {
+    /// Runs `finish` on a closing span's state where it lies, then frees its slot.
+    pub(crate) fn remove_with<R>(
+        &self,
+        id: &Id,
+        finish: impl FnOnce(&mut Tracked) -> R,
+    ) -> Option<R> {
         if !self.may_contain(id) {
             return None;
         }
         let key = id.into_u64();
         let slot = self.find(key)?;
-        let tracked = slot.state.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let result = state.as_mut().map(finish);
+        *state = None;
+        drop(state);
         if slot
             .id
             .compare_exchange(key, TOMBSTONE, Ordering::AcqRel, Ordering::Acquire)
@@ -172,7 +187,7 @@ impl InFlight {
         {
             self.filter_slot(key).fetch_sub(1, Ordering::AcqRel);
         }
-        tracked
+        result
     }
 
     /// Takes every state still held, for a layer that is going away.
@@ -216,7 +231,7 @@ mod tests {
         let table = InFlight::with_capacity(4); // 8 slots in level 0
         let ids: Vec<Id> = (1..=100).map(Id::from_u64).collect();
         for id in &ids {
-            assert!(table.insert(id, queue()).is_ok());
+            assert!(table.insert(id, queue, |_| ()).is_some());
         }
         assert!(table.levels_used.load(Ordering::Relaxed) > 1, "grew");
         for id in &ids {
@@ -225,10 +240,10 @@ mod tests {
                 "{id:?}"
             );
         }
-        assert!(table.remove(&ids[3]).is_some());
+        assert_eq!(table.remove_with(&ids[3], |_| 7), Some(7));
         assert!(table.get(&ids[3]).is_none());
-        assert!(table.remove(&ids[3]).is_none(), "removed once");
-        assert!(table.insert(&Id::from_u64(999), queue()).is_ok());
+        assert_eq!(table.remove_with(&ids[3], |_| 7), None, "removed once");
+        assert!(table.insert(&Id::from_u64(999), queue, |_| ()).is_some());
         assert!(table.get(&Id::from_u64(999)).is_some());
         for id in &ids {
             if id != &ids[3] {
@@ -245,9 +260,9 @@ mod tests {
         let table = InFlight::with_capacity(64);
         let id = Id::from_u64(42);
         assert!(!table.may_contain(&id));
-        table.insert(&id, queue()).ok();
+        table.insert(&id, queue, |_| ());
         assert!(table.may_contain(&id));
-        table.remove(&id);
+        table.remove_with(&id, |_| ());
         assert!(!table.may_contain(&id));
     }
 
@@ -255,9 +270,9 @@ mod tests {
     fn drain_takes_every_state_once() {
         let mut table = InFlight::with_capacity(4);
         for id in 1..=50 {
-            table.insert(&Id::from_u64(id), queue()).ok();
+            table.insert(&Id::from_u64(id), queue, |_| ());
         }
-        table.remove(&Id::from_u64(7));
+        table.remove_with(&Id::from_u64(7), |_| ());
         assert_eq!(table.drain().count(), 49);
         assert_eq!(table.drain().count(), 0);
     }

@@ -91,10 +91,14 @@ impl LabelValues {
         if value.is_empty() {
             return Interned::Empty;
         }
+        let hash = self.hasher.hash_one(value);
+        // Only sensible values are ever inserted: a value found needs no more checks.
+        if let Some((id, _)) = self.values.find(hash, |known| **known == *value) {
+            return Interned::Value(LabelId(id));
+        }
         if !is_sensible(value) {
             return Interned::Invalid;
         }
-        let hash = self.hasher.hash_one(value);
         match self.values.find_or_insert(
             hash,
             |known| **known == *value,
