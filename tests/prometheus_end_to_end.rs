@@ -5,13 +5,12 @@
 //! tests say so and pass, unless `LLM_SPAN_REQUIRE_TOOLS=1` is set: then a missing
 //! binary is a failure (`llm_span_testkit::tools`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use llm_span_testkit::http;
-use llm_span_testkit::process::{load_generator, wait_for, ChildGuard, DemoServer};
+use llm_span_testkit::process::{load_generator, wait_for, DemoServer};
+use llm_span_testkit::prometheus::Prometheus;
 use llm_span_testkit::{promtool, tools};
 use serde_json::Value;
 
@@ -151,111 +150,16 @@ fn dashboard_queries_aggregate_across_replicas() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn encode(query: &str) -> String {
-    query
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-struct Prometheus {
-    addr: SocketAddr,
-    _child: ChildGuard,
-    dir: PathBuf,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Prometheus {
-    fn start(targets: &[SocketAddr]) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-span-prom-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(dir.join("data")).expect("temp dir");
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [{}]\n",
-            deploy("prometheus/rules/llm-recording.yml").display(),
-            deploy("prometheus/rules/llm-alerts.yml").display(),
-            targets.join(", ")
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).expect("config");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Prometheus {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _child: ChildGuard(child),
-            dir,
-        };
-        let ready = wait_for(Duration::from_secs(15), || {
-            let response = http::try_request(prometheus.addr, "GET", "/-/ready", &[], None).ok()?;
-            (response.status == 200).then_some(())
-        });
-        assert!(ready.is_some(), "prometheus did not become ready");
-        prometheus
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let response = http::get(self.addr, path);
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
-        serde_json::from_str(&response.body).expect("API JSON")
-    }
-
-    /// Instant query; returns the result vector.
-    fn query(&self, query: &str) -> Vec<Value> {
-        let value = self.get(&format!("/api/v1/query?query={}", encode(query)));
-        assert_eq!(value["status"], "success", "{query}: {value}");
-        value["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// `{label value -> sample}` of a query whose series differ by `label`.
-    fn by(&self, query: &str, label: &str) -> std::collections::HashMap<String, f64> {
-        self.query(query)
-            .iter()
-            .map(|sample| {
-                let key = sample["metric"][label].as_str().unwrap_or("").to_owned();
-                let value = sample["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                (key, value)
-            })
-            .collect()
-    }
+/// A Prometheus scraping `targets` every second with the shipped rules.
+fn prometheus(targets: &[SocketAddr]) -> Prometheus {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [{}]\n",
+        deploy("prometheus/rules/llm-recording.yml").display(),
+        deploy("prometheus/rules/llm-alerts.yml").display(),
+        targets.join(", ")
+    );
+    Prometheus::start(&config, &[])
 }
 
 fn load(server: &DemoServer, seed: u64, requests: u64) -> Value {
@@ -295,7 +199,7 @@ fn prometheus_sees_the_load_and_the_slow_model_alerts() {
         prices.to_str().expect("path"),
     ];
     let replicas = [DemoServer::start(&args), DemoServer::start(&args)];
-    let prometheus = Prometheus::start(&[replicas[0].metrics, replicas[1].metrics]);
+    let prometheus = prometheus(&[replicas[0].metrics, replicas[1].metrics]);
     let up = wait_for(Duration::from_secs(20), || {
         let up = prometheus.by("up", "instance");
         (up.len() == 2 && up.values().all(|v| *v == 1.0)).then_some(())

@@ -183,6 +183,8 @@ vocabulary! {
         TokenCountMismatch => "token_count_mismatch",
         /// A model or extra label that changed after the request's labels were bound.
         LateLabel => "late_label",
+        /// A `trace_id` or `span_id` that is not an id (hex of the right length, not zero).
+        InvalidTraceId => "invalid_trace_id",
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) enum Role {
     GpuId,
     GpuMemoryUsed,
     KvCacheUsage,
+    TraceId,
+    SpanId,
 }
 
 /// Field names the layer reads, and the one table of their aliases.
@@ -63,6 +65,10 @@ pub mod fields {
     pub const GPU_MEMORY_USED_BYTES: &str = "gpu_memory_used_bytes";
     /// Event field: share of the KV cache in use, from 0 to 1.
     pub const KV_CACHE_USAGE_RATIO: &str = "kv_cache_usage_ratio";
+    /// The request's trace id (32 hex digits, W3C), for exemplars.
+    pub const TRACE_ID: &str = "trace_id";
+    /// The request's span id (16 hex digits), for exemplars.
+    pub const SPAN_ID: &str = "span_id";
 
     /// One field of the contract: its name, its aliases and where it is read.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +139,8 @@ pub mod fields {
         ),
         field(STATUS, &["otel.status_code"], true, false, Role::Status),
         field(ERROR, &["error.type"], true, false, Role::Error),
+        field(TRACE_ID, &[], true, false, Role::TraceId),
+        field(SPAN_ID, &[], true, false, Role::SpanId),
         field(FIRST_TOKEN, &[], false, true, Role::FirstToken),
         field(TOKENS_OUT_DELTA, &[], false, true, Role::OutputDelta),
         field(GPU, &[], false, true, Role::GpuId),

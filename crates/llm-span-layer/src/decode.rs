@@ -12,6 +12,7 @@ use tracing_core::field::{Field, Visit};
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::{Interned, LabelId, LabelSets, LabelValues};
 use crate::contract::{CallsiteClass, Role};
+use crate::exemplar::TraceContext;
 use crate::pricing::PriceId;
 
 /// Largest token count accepted in one field value: 2^32 - 1.
@@ -97,6 +98,8 @@ pub(crate) struct Update {
     pub(crate) gpu: Option<LabelId>,
     pub(crate) gpu_memory_used: Option<f64>,
     pub(crate) kv_cache_usage: Option<f64>,
+    pub(crate) trace_id: Option<TraceContext>,
+    pub(crate) span_id: Option<[u8; 8]>,
     pub(crate) anomalies: Anomalies,
 }
 
@@ -170,6 +173,24 @@ impl<'a> FieldVisitor<'a> {
             }
             Role::KvCacheUsage => {
                 update.kv_cache_usage = non_negative(value, 1.0, &mut update.anomalies)
+            }
+            Role::TraceId => {
+                update.trace_id = match value {
+                    Value::Text(text) => TraceContext::from_hex(text.trim(), None),
+                    _ => None,
+                };
+                if update.trace_id.is_none() {
+                    update.anomalies.add(Anomaly::InvalidTraceId);
+                }
+            }
+            Role::SpanId => {
+                update.span_id = match value {
+                    Value::Text(text) => crate::exemplar::span_id_from_hex(text.trim()),
+                    _ => None,
+                };
+                if update.span_id.is_none() {
+                    update.anomalies.add(Anomaly::InvalidTraceId);
+                }
             }
         }
     }

@@ -62,6 +62,9 @@ pub struct LlmSpanLayer {
     pub(crate) series_config: SeriesConfig,
     recorders: Recorders,
     pub(crate) clock: Clock,
+    /// Where request spans' OpenTelemetry traces are read, for exemplars.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel: crate::otel::OtelDispatch,
 }
 
 impl LlmSpanLayer {
@@ -117,6 +120,8 @@ impl LlmSpanLayer {
                     .map_or(RecorderSource::Current, RecorderSource::Fixed),
             ),
             clock: builder.clock.unwrap_or_default(),
+            #[cfg(feature = "opentelemetry")]
+            otel: crate::otel::OtelDispatch::default(),
         }
     }
 
@@ -208,6 +213,11 @@ impl<S> tracing_subscriber::Layer<S> for LlmSpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    #[cfg(feature = "opentelemetry")]
+    fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
+        self.otel.register(dispatch);
+    }
+
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
         let Some(_reentry) = Reentry::enter() else {
             return Interest::always();

@@ -80,7 +80,10 @@ pub mod catalog;
 mod containers;
 mod contract;
 mod decode;
+pub mod exemplar;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod pricing;
 mod recorders;
 mod reentry;

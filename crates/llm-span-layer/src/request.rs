@@ -17,6 +17,7 @@ use crate::catalog::{Anomaly, TokenType};
 use crate::containers::labels::LabelId;
 use crate::contract::CallsiteClass;
 use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
+use crate::exemplar::with_trace as recording;
 use crate::layer::LlmSpanLayer;
 use crate::series::{Counted, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
@@ -54,7 +55,7 @@ impl LlmSpanLayer {
             self.place_gauges(state, false);
             anomalies
         };
-        let init = || Tracked::Request(RequestState::new(start, callsite));
+        let init = || Tracked::Request(RequestState::new(start, callsite, id));
         let anomalies = self.inflight.insert(id, init, fill).unwrap_or_else(|| {
             // Every level full (billions of spans in flight): count it now rather
             // than leave a gauge up forever.
@@ -158,15 +159,22 @@ impl LlmSpanLayer {
         let Some(series) = self.counted(state) else {
             return;
         };
+        #[cfg(feature = "opentelemetry")]
+        if let Some(span) = state.otel_lookup.take() {
+            // Once, when the first sample is due: by then the OpenTelemetry span exists.
+            if state.trace_id.is_none() {
+                state.trace_id = self.otel.trace_of(&span);
+            }
+        }
+        let trace = state.trace();
         if let Some(first) = state.first_token {
             if !std::mem::replace(&mut state.ttft_recorded, true) {
-                series.ttft.record(seconds(first, state.start));
+                recording(trace, || series.ttft.record(seconds(first, state.start)));
             }
         }
         if std::mem::take(&mut state.queue.held) {
-            series
-                .queue_wait
-                .record(std::mem::take(&mut state.queue.held_seconds));
+            let wait = std::mem::take(&mut state.queue.held_seconds);
+            recording(trace, || series.queue_wait.record(wait));
         }
         self.count_new_tokens(state);
     }
@@ -266,7 +274,9 @@ impl LlmSpanLayer {
             series.count_finish_reason(reason);
         }
         if status == crate::catalog::Status::Ok {
-            series.e2e.record(seconds(end, state.start));
+            recording(state.trace(), || {
+                series.e2e.record(seconds(end, state.start))
+            });
             if let Some(first) = state.first_token {
                 let decode = decode_rates(seconds(end, first), state.output.emitted);
                 if let Some((per_token, per_second)) = decode {
@@ -343,7 +353,9 @@ impl LlmSpanLayer {
                 series.queue_depth.decrement(1.0);
             }
             match self.counted(state) {
-                Some(series) if state.bound => series.queue_wait.record(wait),
+                Some(series) if state.bound => {
+                    recording(state.trace(), || series.queue_wait.record(wait))
+                }
                 _ => {
                     state.queue.held = true;
                     state.queue.held_seconds += wait;

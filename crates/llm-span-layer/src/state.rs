@@ -12,6 +12,7 @@ use tracing_core::span::Id;
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::LabelId;
 use crate::decode::{Anomalies, ModelRef, Update, MAX_EXTRA_LABELS};
+use crate::exemplar::TraceContext;
 use crate::series::SeriesRef;
 
 /// A token count: what the request reported, and how much of it the counters have.
@@ -102,6 +103,12 @@ pub(crate) struct RequestState {
     pub(crate) finish_reason: Option<FinishReason>,
     pub(crate) status: Option<Status>,
     pub(crate) error: bool,
+    /// For exemplars: the trace id and span id as the span's fields gave them.
+    pub(crate) trace_id: Option<TraceContext>,
+    pub(crate) span_id: Option<[u8; 8]>,
+    /// The request's own span id, to find its OpenTelemetry span; `None` once looked up.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel_lookup: Option<tracing_core::span::Id>,
 }
 
 /// What an event asked of its request that needs the clock or the series.
@@ -112,7 +119,7 @@ pub(crate) struct EventEffects {
 }
 
 impl RequestState {
-    pub(crate) fn new(start: Instant, callsite: u32) -> Self {
+    pub(crate) fn new(start: Instant, callsite: u32, _span: &tracing_core::span::Id) -> Self {
         Self {
             callsite,
             start,
@@ -136,7 +143,18 @@ impl RequestState {
             finish_reason: None,
             status: None,
             error: false,
+            trace_id: None,
+            span_id: None,
+            #[cfg(feature = "opentelemetry")]
+            otel_lookup: Some(_span.clone()),
         }
+    }
+
+    /// The trace to attach to the request's samples, if it has one.
+    #[inline]
+    pub(crate) fn trace(&self) -> Option<TraceContext> {
+        let trace = self.trace_id?;
+        Some(self.span_id.map_or(trace, |span| trace.with_span_id(span)))
     }
 
     /// The model the request is counted under: its own, else the response's.
@@ -211,6 +229,12 @@ impl RequestState {
             self.status = status;
         }
         self.error |= update.error;
+        if update.trace_id.is_some() {
+            self.trace_id = update.trace_id;
+        }
+        if update.span_id.is_some() {
+            self.span_id = update.span_id;
+        }
     }
 
     /// Applies an event in the request's scope; `now` is read only when needed.
@@ -382,7 +406,7 @@ mod tests {
     fn status_precedence() {
         let (clock, _mock) = quanta::Clock::mock();
         let mut anomalies = Anomalies::default();
-        let mut state = RequestState::new(clock.now(), 0);
+        let mut state = RequestState::new(clock.now(), 0, &tracing_core::span::Id::from_u64(1));
         assert_eq!(state.final_status(), Status::Cancelled);
         state.output.report(Some(3), &mut anomalies);
         assert_eq!(state.final_status(), Status::Ok);
@@ -395,7 +419,7 @@ mod tests {
     #[test]
     fn nested_queue_spans_are_one_phase() {
         let (clock, mock) = quanta::Clock::mock();
-        let mut state = RequestState::new(clock.now(), 0);
+        let mut state = RequestState::new(clock.now(), 0, &tracing_core::span::Id::from_u64(1));
         assert!(state.enter_queue(clock.now()));
         mock.increment(std::time::Duration::from_millis(500));
         assert!(!state.enter_queue(clock.now()));

@@ -20,8 +20,8 @@ pub(crate) enum Format {
 impl Format {
     pub(crate) fn content_type(self) -> &'static str {
         match self {
-            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => crate::CONTENT_TYPE,
+            Format::OpenMetrics => crate::OPENMETRICS_CONTENT_TYPE,
         }
     }
 }

@@ -18,7 +18,10 @@
 //! more atomic operations, for a precision no rate over a scrape interval can see.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use llm_span_layer::exemplar::{self, TraceContext};
 
 /// One histogram series.
 #[derive(Debug)]
@@ -29,6 +32,17 @@ pub(crate) struct FixedHistogram {
     counts: Box<[AtomicU64]>,
     /// `f64` bits.
     sum: AtomicU64,
+    /// Per bucket, the latest sample that had a trace (for histograms with exemplars).
+    exemplars: Option<Box<[Mutex<Option<Exemplar>>]>>,
+}
+
+/// A sample with the trace that produced it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Exemplar {
+    pub(crate) trace: TraceContext,
+    pub(crate) value: f64,
+    /// Seconds since the Unix epoch.
+    pub(crate) timestamp: f64,
 }
 
 /// What a scrape reads of a series.
@@ -37,6 +51,8 @@ pub(crate) struct HistogramSnapshot {
     /// Cumulative counts, one per bound and a last one for `+Inf` (the total).
     pub(crate) cumulative: Vec<u64>,
     pub(crate) sum: f64,
+    /// Per bucket, its latest exemplar (empty for histograms without exemplars).
+    pub(crate) exemplars: Vec<Option<Exemplar>>,
 }
 
 impl HistogramSnapshot {
@@ -47,12 +63,16 @@ impl HistogramSnapshot {
 }
 
 impl FixedHistogram {
-    pub(crate) fn new(bounds: Arc<[f64]>) -> Self {
+    /// A series with buckets at `bounds`, keeping exemplars if `with_exemplars`.
+    pub(crate) fn new(bounds: Arc<[f64]>, with_exemplars: bool) -> Self {
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        let exemplars =
+            with_exemplars.then(|| (0..=bounds.len()).map(|_| Mutex::new(None)).collect());
         Self {
             bounds,
             counts,
             sum: AtomicU64::new(0f64.to_bits()),
+            exemplars,
         }
     }
 
@@ -69,6 +89,11 @@ impl FixedHistogram {
         self.add_to_sum(value);
         // Release: a scrape that sees this count sees the sum above.
         self.counts[bucket].fetch_add(1, Ordering::Release);
+        if let Some(exemplars) = &self.exemplars {
+            if let Some(trace) = exemplar::current() {
+                keep_exemplar(&exemplars[bucket], trace, value);
+            }
+        }
     }
 
     #[inline]
@@ -99,10 +124,34 @@ impl FixedHistogram {
                 total
             })
             .collect();
+        let sum = f64::from_bits(self.sum.load(Ordering::Acquire));
+        let exemplars = self.exemplars.as_deref().map_or_else(Vec::new, |slots| {
+            slots
+                .iter()
+                .map(|slot| *slot.lock().unwrap_or_else(PoisonError::into_inner))
+                .collect()
+        });
         HistogramSnapshot {
             cumulative,
-            sum: f64::from_bits(self.sum.load(Ordering::Acquire)),
+            sum,
+            exemplars,
         }
+    }
+}
+
+/// The latest sample wins; a writer that finds the slot busy (another writer, or a
+/// scrape reading it) leaves it: the other one is as recent, and nobody waits.
+#[cold]
+fn keep_exemplar(slot: &Mutex<Option<Exemplar>>, trace: TraceContext, value: f64) {
+    if let Ok(mut slot) = slot.try_lock() {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        *slot = Some(Exemplar {
+            trace,
+            value,
+            timestamp,
+        });
     }
 }
 
@@ -117,7 +166,7 @@ mod tests {
     use super::*;
 
     fn histogram(bounds: &[f64]) -> FixedHistogram {
-        FixedHistogram::new(bounds.into())
+        FixedHistogram::new(bounds.into(), false)
     }
 
     #[test]

@@ -181,8 +181,11 @@ pub use error::ExporterError;
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;
 
-/// The `Content-Type` of a `/metrics` response: the Prometheus text format 0.0.4.
+/// The `Content-Type` of a `/metrics` response in the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = server::CONTENT_TYPE;
+/// The `Content-Type` of a `/metrics` response in OpenMetrics 1.0 text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Configures the exporter from `LLM_METRICS_*` environment variables, starts the
 /// listener and installs the recorder globally: `ExporterBuilder::from_env()?.install()`.

@@ -12,8 +12,19 @@ use llm_span_layer::catalog;
 use metrics::{Counter, Histogram, Key};
 
 use crate::cost::{write_usd, PicoCost};
-use crate::exposition::{escape_help, write_label_pairs, write_sample, Family, Float};
-use crate::histogram::FixedHistogram;
+use crate::exposition::{escape_help, write_label_pairs, write_sample, Family, Float, Format};
+use crate::histogram::{Exemplar, FixedHistogram};
+
+/// The histograms whose buckets keep exemplars (shown in OpenMetrics scrapes).
+const EXEMPLAR_HISTOGRAMS: [&str; 3] = [
+    catalog::TTFT_SECONDS,
+    catalog::E2E_LATENCY_SECONDS,
+    catalog::QUEUE_WAIT_SECONDS,
+];
+
+/// The most UTF-8 characters an exemplar's label names and values may have together
+/// (OpenMetrics 1.0).
+const EXEMPLAR_LABELS_MAX: usize = 128;
 
 /// The name the cost is served under, in US dollars.
 pub(crate) const COST_USD_TOTAL: &str = "llm_cost_usd_total";
@@ -74,6 +85,7 @@ struct HistogramFamily {
     bounds: Arc<[f64]>,
     /// `le` values as written: the bounds, then `+Inf`.
     le: Box<[String]>,
+    exemplars: bool,
     series: Mutex<SeriesList<FixedHistogram>>,
 }
 
@@ -107,6 +119,7 @@ impl Owned {
                     help: def.help,
                     bounds,
                     le,
+                    exemplars: EXEMPLAR_HISTOGRAMS.contains(&def.name),
                     series: Mutex::default(),
                 }
             })
@@ -142,7 +155,7 @@ impl Owned {
         let family = self.histograms.iter().find(|f| f.name == key.name())?;
         let series = register(&family.series, key, || Series {
             labels: self.label_text(key),
-            metric: FixedHistogram::new(Arc::clone(&family.bounds)),
+            metric: FixedHistogram::new(Arc::clone(&family.bounds), family.exemplars),
         });
         Some(Histogram::from_arc(series))
     }
@@ -159,9 +172,9 @@ impl Owned {
         Some(Counter::from_arc(series))
     }
 
-    /// The families stored here, with their samples; a family with no series yet
-    /// is left to the caller's catalog completion.
-    pub(crate) fn families(&self) -> Vec<Family<'static>> {
+    /// The families stored here, with their samples (and, in OpenMetrics, exemplars);
+    /// a family with no series yet is left to the caller's catalog completion.
+    pub(crate) fn families(&self, format: Format) -> Vec<Family<'static>> {
         let mut families = Vec::with_capacity(self.histograms.len() + 1);
         for family in &self.histograms {
             let series = snapshot(&family.series);
@@ -174,7 +187,8 @@ impl Owned {
             let mut out = String::with_capacity(size);
             for series in &series {
                 let snapshot = series.metric.snapshot();
-                for (le, count) in family.le.iter().zip(&snapshot.cumulative) {
+                for (bucket, (le, count)) in family.le.iter().zip(&snapshot.cumulative).enumerate()
+                {
                     write_sample(
                         &mut out,
                         family.name,
@@ -183,6 +197,10 @@ impl Owned {
                         Some(("le", le)),
                         count,
                     );
+                    let exemplar = snapshot.exemplars.get(bucket).copied().flatten();
+                    if let (Format::OpenMetrics, Some(exemplar)) = (format, exemplar) {
+                        write_exemplar(&mut out, &exemplar);
+                    }
                 }
                 write_sample(
                     &mut out,
@@ -231,6 +249,51 @@ impl Owned {
         }
         families
     }
+}
+
+/// Appends ` # {trace_id="..",span_id=".."} value timestamp` to the sample line just
+/// written. The span id is left out if the label set would pass the OpenMetrics limit,
+/// and the whole exemplar if even the trace id would.
+fn write_exemplar(out: &mut String, exemplar: &Exemplar) {
+    use std::fmt::Write as _;
+    let trace_id = exemplar.trace.trace_id_hex();
+    let span_id = exemplar.trace.span_id_hex();
+    let Some(labels) = exemplar_labels(&trace_id, span_id.as_deref()) else {
+        return;
+    };
+    // The sample line ends in a line feed: the exemplar goes before it.
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    let _ = writeln!(
+        out,
+        " # {{{labels}}} {} {:.3}",
+        Float(exemplar.value),
+        exemplar.timestamp
+    );
+}
+
+/// An exemplar's label pairs within the OpenMetrics limit on their characters.
+fn exemplar_labels(trace_id: &str, span_id: Option<&str>) -> Option<String> {
+    let chars = |pairs: &[(&str, &str)]| -> usize {
+        pairs
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum()
+    };
+    let mut pairs = vec![("trace_id", trace_id)];
+    if let Some(span_id) = span_id {
+        pairs.push(("span_id", span_id));
+        if chars(&pairs) > EXEMPLAR_LABELS_MAX {
+            pairs.pop();
+        }
+    }
+    if chars(&pairs) > EXEMPLAR_LABELS_MAX {
+        return None;
+    }
+    let mut text = String::new();
+    write_label_pairs(&mut text, pairs);
+    Some(text)
 }
 
 /// The name a catalog family is served under, with its help text.
@@ -304,7 +367,7 @@ mod tests {
             .counter(&cost)
             .expect("cost")
             .increment(2_500_000_000_000);
-        let families = owned.families();
+        let families = owned.families(Format::Text);
         let text: String = families.iter().map(|f| f.samples.to_string()).collect();
         assert_eq!(
             text,
@@ -316,5 +379,94 @@ mod tests {
              llm_cost_usd_total{service=\"chat\",model=\"m\"} 2.5\n"
         );
         assert_eq!(families.len(), 2, "families without series are left out");
+    }
+
+    fn trace(id: &str) -> Option<llm_span_layer::exemplar::TraceContext> {
+        llm_span_layer::exemplar::TraceContext::from_hex(id, Some("00f067aa0ba902b7"))
+    }
+
+    #[test]
+    fn exemplars_show_in_openmetrics_only_and_the_latest_wins() {
+        use llm_span_layer::exemplar::with_trace;
+        let owned = owned();
+        let ttft = owned
+            .histogram(&Key::from_parts(
+                catalog::TTFT_SECONDS,
+                vec![Label::new("model", "m")],
+            ))
+            .expect("catalog");
+        let tpot = owned
+            .histogram(&Key::from_parts(
+                catalog::TIME_PER_OUTPUT_TOKEN_SECONDS,
+                vec![Label::new("model", "m")],
+            ))
+            .expect("catalog");
+        with_trace(trace("4bf92f3577b34da6a3ce929d0e0e4736"), || {
+            ttft.record(0.7)
+        });
+        with_trace(trace("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), || {
+            ttft.record(0.9)
+        });
+        with_trace(trace("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"), || {
+            ttft.record(0.1)
+        });
+        // Without a trace: counted, no exemplar change.
+        ttft.record(0.95);
+        // Time per output token keeps none.
+        with_trace(trace("cccccccccccccccccccccccccccccccc"), || {
+            tpot.record(0.3)
+        });
+        let text: String = owned
+            .families(Format::OpenMetrics)
+            .iter()
+            .map(|f| f.samples.to_string())
+            .collect();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" # {")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let exemplar = |line: &str| line.split(" # ").nth(1).map(str::to_owned);
+        assert_eq!(
+            exemplar(lines[0]).as_deref().map(|e| e
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")),
+            Some(
+                "{trace_id=\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\",span_id=\"00f067aa0ba902b7\"} 0.1"
+                    .to_owned()
+            )
+        );
+        assert!(lines[0]
+            .starts_with("llm_ttft_seconds_bucket{service=\"chat\",model=\"m\",le=\"0.5\"} 1 # "));
+        assert!(lines[1].starts_with("llm_ttft_seconds_bucket{service=\"chat\",model=\"m\",le=\"1\"} 4 # {trace_id=\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""), "the latest sample of the bucket: {}", lines[1]);
+        let timestamp: f64 = lines[1]
+            .rsplit(' ')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("timestamp");
+        assert!(timestamp > 1.7e9, "{timestamp}");
+        let text: String = owned
+            .families(Format::Text)
+            .iter()
+            .map(|f| f.samples.to_string())
+            .collect();
+        assert!(!text.contains('#'), "no exemplars in the text format 0.0.4");
+    }
+
+    #[test]
+    fn exemplar_label_sets_stay_within_128_characters() {
+        let trace = "a".repeat(32);
+        assert_eq!(
+            exemplar_labels(&trace, Some("00f067aa0ba902b7")).as_deref(),
+            Some(format!("trace_id=\"{trace}\",span_id=\"00f067aa0ba902b7\"").as_str())
+        );
+        // 8 + 120 = 128: fits; the span id would not.
+        let long = "b".repeat(120);
+        assert_eq!(
+            exemplar_labels(&long, Some("00f067aa0ba902b7")),
+            Some(format!("trace_id=\"{long}\""))
+        );
+        assert_eq!(exemplar_labels(&"c".repeat(121), None), None);
+        // Characters, not bytes.
+        assert!(exemplar_labels(&"é".repeat(120), None).is_some());
     }
 }

@@ -101,11 +101,30 @@ impl MetricsHandle {
         self.render_as(Format::Text)
     }
 
+    /// Renders in the format an `Accept` header asks for, with its content type:
+    /// OpenMetrics 1.0 (with exemplars) when the scraper prefers it, as Prometheus does,
+    /// else the text format 0.0.4. For serving `/metrics` from your own router.
+    ///
+    /// ```
+    /// # let (_recorder, handle) = llm_span_prometheus::ExporterBuilder::new().build()?;
+    /// let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    /// let (content_type, body) = handle.render_negotiated(Some(prometheus));
+    /// assert!(content_type.starts_with("application/openmetrics-text"));
+    /// assert!(body.ends_with("# EOF\n"));
+    /// let (content_type, _) = handle.render_negotiated(Some("*/*"));
+    /// assert_eq!(content_type, llm_span_prometheus::CONTENT_TYPE);
+    /// # Ok::<(), llm_span_prometheus::ExporterError>(())
+    /// ```
+    pub fn render_negotiated(&self, accept: Option<&str>) -> (&'static str, String) {
+        let format = crate::negotiate::format(accept);
+        (format.content_type(), self.render_as(format))
+    }
+
     pub(crate) fn render_as(&self, format: Format) -> String {
         let shared = &*self.shared;
         let upstream = shared.prometheus.render();
         let mut families = exposition::split_families(&upstream);
-        families.extend(shared.owned.families());
+        families.extend(shared.owned.families(format));
         #[cfg(feature = "process")]
         families.extend(crate::process::families(&shared.global_labels));
         families.push(request_spans_enabled(&shared.global_labels));

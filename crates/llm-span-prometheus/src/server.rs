@@ -30,7 +30,6 @@ use tokio::task::{AbortHandle, JoinSet};
 use crate::allow::Allowlist;
 use crate::auth::{AuthResult, Credentials};
 use crate::error::ExporterError;
-use crate::exposition::Format;
 use crate::negotiate;
 use crate::recorder::MetricsHandle;
 
@@ -351,11 +350,16 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
                 .iter()
                 .filter_map(|value| value.to_str().ok())
                 .any(negotiate::accepts_gzip);
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok());
+            let format = negotiate::format(accept);
             // HEAD renders too, so its Content-Length is the one GET would send;
             // hyper leaves the body out.
             let metrics = state.metrics.clone();
             let rendered = tokio::task::spawn_blocking(move || {
-                let body = metrics.render_as(Format::Text);
+                let body = metrics.render_as(format);
                 if gzip {
                     compress(body.as_bytes())
                 } else {
@@ -369,10 +373,13 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
                     let headers = response.headers_mut();
                     headers.insert(
                         header::CONTENT_TYPE,
-                        HeaderValue::from_static(Format::Text.content_type()),
+                        HeaderValue::from_static(format.content_type()),
                     );
                     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                    headers.insert(
+                        header::VARY,
+                        HeaderValue::from_static("Accept, Accept-Encoding"),
+                    );
                     if gzip {
                         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                     }

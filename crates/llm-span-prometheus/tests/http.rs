@@ -660,9 +660,9 @@ fn scrapes_are_gzip_compressed_when_the_scraper_asks() {
     let plain = get(addr, "/metrics");
     assert_eq!(gzip.status, 200);
     assert_eq!(gzip.header("content-encoding"), Some("gzip"));
-    assert_eq!(gzip.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(gzip.header("vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(plain.header("content-encoding"), None);
-    assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(plain.header("vary"), Some("Accept, Accept-Encoding"));
     // The same metrics (process metrics aside, which move between scrapes).
     let series = |body: &str| {
         let mut series = prom::series(body);

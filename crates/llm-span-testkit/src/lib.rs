@@ -12,7 +12,9 @@
 
 pub mod demo;
 pub mod http;
+pub mod openmetrics;
 pub mod process;
 pub mod prom;
+pub mod prometheus;
 pub mod promtool;
 pub mod tools;

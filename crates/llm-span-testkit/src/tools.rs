@@ -34,6 +34,27 @@ pub fn require(tool: &str) -> bool {
     false
 }
 
+/// Whether `python3` can import `module` (the OpenMetrics parser of
+/// `prometheus-client`, say); the same policy as [`require`] when it cannot.
+pub fn require_python_module(module: &str, install: &str) -> bool {
+    let found = find("python3").is_some()
+        && std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|output| output.status.success());
+    if found {
+        return true;
+    }
+    assert!(
+        !tools_required(),
+        "python3 with {module} is required ({REQUIRE_TOOLS_VAR}=1) but missing: {install}"
+    );
+    eprintln!(
+        "SKIPPED: python3 with {module} is not installed ({install}; set {REQUIRE_TOOLS_VAR}=1 to make this a failure)"
+    );
+    false
+}
+
 /// Whether [`REQUIRE_TOOLS_VAR`] asks for every tool (`1`).
 pub fn tools_required() -> bool {
     std::env::var(REQUIRE_TOOLS_VAR).is_ok_and(|value| value.trim() == "1")

@@ -1,0 +1,146 @@
+//! A request's trace id reaches the recorder with its time to first token, latency and
+//! queue wait samples, and only with those; invalid ids are counted and never used.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::Harness;
+use llm_span_layer::exemplar::{self, TraceContext};
+use llm_span_layer::LlmSpanLayer;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use tracing::field::Empty;
+use tracing_subscriber::prelude::*;
+
+/// Every histogram sample with the trace current when it was recorded.
+type Samples = Arc<Mutex<Vec<(String, f64, Option<TraceContext>)>>>;
+
+struct Capture(Samples);
+
+struct CaptureHistogram {
+    name: String,
+    samples: Samples,
+}
+
+impl metrics::HistogramFn for CaptureHistogram {
+    fn record(&self, value: f64) {
+        let sample = (self.name.clone(), value, exemplar::current());
+        self.samples.lock().expect("samples").push(sample);
+    }
+}
+
+impl Recorder for Capture {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(Arc::new(CaptureHistogram {
+            name: key.name().to_owned(),
+            samples: Arc::clone(&self.0),
+        }))
+    }
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN: &str = "00f067aa0ba902b7";
+
+#[test]
+fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
+    let samples = Samples::default();
+    let layer = LlmSpanLayer::builder()
+        .with_recorder(Capture(Arc::clone(&samples)))
+        .build()
+        .expect("layer");
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 5u64,
+            tokens_out = Empty,
+            trace_id = Empty,
+            span_id = SPAN
+        );
+        // Recorded later (a router that learns it from a header, say).
+        request.record("trace_id", TRACE);
+        drop(tracing::info_span!(parent: &request, "queue"));
+        request.in_scope(|| tracing::info!(first_token = true));
+        request.in_scope(|| tracing::info!(tokens_out_delta = 4u64, finish_reason = "stop"));
+        drop(request);
+        // Without a trace id: no exemplar.
+        drop(tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            tokens_out = 1u64
+        ));
+    });
+    let expected = TraceContext::from_hex(TRACE, Some(SPAN));
+    assert!(expected.is_some());
+    let samples = samples.lock().expect("samples");
+    let traced: Vec<&str> = samples
+        .iter()
+        .filter(|(_, _, trace)| *trace == expected)
+        .map(|(name, ..)| name.as_str())
+        .collect();
+    assert_eq!(
+        traced,
+        [
+            "llm_ttft_seconds",
+            "llm_queue_wait_seconds",
+            "llm_e2e_latency_seconds"
+        ]
+    );
+    let untraced = samples
+        .iter()
+        .filter(|(_, _, trace)| trace.is_none())
+        .count();
+    // Decode speed (two histograms) of the first request, latency of the second.
+    assert_eq!(untraced, 3, "{samples:?}");
+    assert_eq!(exemplar::current(), None, "nothing left behind");
+}
+
+#[test]
+fn invalid_trace_ids_are_counted_and_never_used() {
+    let h = Harness::new();
+    h.run(|| {
+        for (trace, span) in [
+            ("00000000000000000000000000000000", None),
+            ("4bf92f3577b34da6a3ce929d0e0e473", None),
+            ("zzf92f3577b34da6a3ce929d0e0e4736", None),
+            (TRACE, Some("0000000000000000")),
+            (TRACE, Some("short")),
+        ] {
+            let request = tracing::info_span!(
+                "generate",
+                model = "m",
+                tokens_in = 1u64,
+                tokens_out = 1u64,
+                trace_id = trace,
+                span_id = Empty
+            );
+            if let Some(span) = span {
+                request.record("span_id", span);
+            }
+        }
+        drop(tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            tokens_out = 1u64,
+            trace_id = 42u64
+        ));
+    });
+    let m = h.snapshot();
+    assert_eq!(m.anomalies("invalid_trace_id"), 6);
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        6
+    );
+}
