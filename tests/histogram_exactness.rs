@@ -81,7 +81,7 @@ fn histograms_stay_exact_while_rendered_flat_out() {
                 let counts = check(&handle.render());
                 for (name, count) in &counts {
                     assert!(
-                        last.get(name).map_or(true, |before| before <= count),
+                        last.get(name).is_none_or(|before| before <= count),
                         "{name} went back"
                     );
                 }

@@ -44,7 +44,7 @@ fn counter_series(scrape: &llm_span_testkit::prom::Scrape) -> HashMap<String, f6
         let is_counter = sample.name.ends_with("_total")
             || sample.name.ends_with("_bucket")
             || sample.name.ends_with("_count");
-        if is_counter && scrape.types.get(family).map_or(true, |t| t != "gauge") {
+        if is_counter && scrape.types.get(family).is_none_or(|t| t != "gauge") {
             series.insert(format!("{}{:?}", sample.name, sample.labels), sample.value);
         }
     }

@@ -281,7 +281,7 @@ fn run(requests: &[Vec<Op>]) -> Scrape {
     });
     let text = handle.render();
     static CASES: AtomicUsize = AtomicUsize::new(0);
-    if CASES.fetch_add(1, Ordering::Relaxed) % 64 == 0 {
+    if CASES.fetch_add(1, Ordering::Relaxed).is_multiple_of(64) {
         promtool::assert_clean(&text);
     }
     Scrape::parse_or_panic(&text)

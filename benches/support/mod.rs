@@ -136,7 +136,10 @@ pub fn mep_recorder() -> MepRecorder {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 // Every 5 s, in 100 ms steps so that a dropped rung stops soon.
                 static TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                if TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50 == 0 {
+                if TICKS
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .is_multiple_of(50)
+                {
                     handle.run_upkeep();
                 }
             }

@@ -38,7 +38,7 @@
 //! # The span contract
 //!
 //! A **request span** declares a model field and an input-token field (either may be
-//! [`Empty`](tracing::field::Empty) at creation and recorded later), or has a name given
+//! [`Empty`](tracing_core::field::Empty) at creation and recorded later), or has a name given
 //! to [`LlmSpanLayerBuilder::with_request_span_name`]. Events inside it (a first token,
 //! streamed token counts, a finish reason, anything at `ERROR` level) update it; a
 //! child span named `queue` marks the time it waited for a slot. The layer never

@@ -34,9 +34,7 @@ fn total(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
         .iter()
         .filter(|(key, ..)| key.key().name() == name)
         .filter(|(key, ..)| {
-            label.map_or(true, |(k, v)| {
-                key.key().labels().any(|l| l.key() == k && l.value() == v)
-            })
+            label.is_none_or(|(k, v)| key.key().labels().any(|l| l.key() == k && l.value() == v))
         })
         .map(|(.., value)| match value {
             DebugValue::Counter(n) => *n,

@@ -75,7 +75,7 @@ pub(crate) fn split_families(text: &str) -> Vec<Family<'_>> {
             .or_else(|| trimmed.strip_prefix("# TYPE ").map(|rest| (false, rest)));
         if let Some((is_help, rest)) = meta {
             let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-            if families.last().map_or(true, |f| f.name != name) {
+            if families.last().is_none_or(|f| f.name != name) {
                 close(text, &mut families, &mut samples);
                 families.push(Family {
                     name: Cow::Borrowed(name),

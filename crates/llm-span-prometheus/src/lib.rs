@@ -149,6 +149,8 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// docs.rs (`--cfg docsrs`, nightly) marks the items of the `tls` and `process` features.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Where things live: `builder` (ExporterBuilder, checks of its settings), `env`
 // (LLM_METRICS_* variables, through the builder's public methods), `recorder`

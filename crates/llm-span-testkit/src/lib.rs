@@ -18,3 +18,9 @@ pub mod prom;
 pub mod prometheus;
 pub mod promtool;
 pub mod tools;
+
+/// The README, whose Rust code blocks `cargo test --doc` compiles and runs (those marked
+/// `no_run`, which bind fixed ports or read secrets, are compiled only).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -97,7 +97,7 @@ mod tests {
         let sites: Vec<&'static Site> = (0..1000)
             .map(|_| &*Box::leak(Box::new(Site(OnceLock::new()))))
             .collect();
-        let interesting = |i: usize| i % 10 == 0;
+        let interesting = |i: usize| i.is_multiple_of(10);
         for (i, site) in sites.iter().enumerate() {
             let id = Identifier(*site);
             assert!(map.get(&id).is_none());
