@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::field::Empty;
 
 use crate::engine::{Completion, Engine, EngineFailure, Job, Message, Outcome, Sink};
+use crate::trace::Trace;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -86,9 +87,26 @@ async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
 /// `POST /v1/completions`: validates, queues, then answers with JSON or an SSE stream.
 ///
 /// The body is taken as raw `Bytes`, not `Json<T>`: any content type is accepted (as
-/// `curl -d` sends it), and the validation messages are this API's own.
+/// `curl -d` sends it), and the validation messages are this API's own. Every answer
+/// carries the request's `traceparent` (see `trace.rs`).
 async fn completions(
     State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let trace = Trace::from_headers(&headers);
+    let traceparent = trace.traceparent();
+    let mut response = complete(api, trace, body).await.into_response();
+    if let Ok(value) = HeaderValue::from_str(&traceparent) {
+        response.headers_mut().insert("traceparent", value);
+    }
+    response
+}
+
+/// The completion itself, in the trace `completions` chose.
+async fn complete(
+    api: Arc<Api>,
+    trace: Trace,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     // Taking the rejection instead of letting axum answer it: the request still counts.
@@ -150,6 +168,7 @@ async fn completions(
         prompt_tokens,
         max_tokens: request.max_tokens,
         stream: request.stream,
+        trace,
     };
     let meta = ChunkMeta {
         id: format!("cmpl-{}", api.next_id.fetch_add(1, Ordering::Relaxed)),

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::trace::Trace;
 use llm_span_testkit::demo::{fake_token, natural_length, stable_hash, Rng};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::field::Empty;
@@ -71,6 +72,8 @@ pub(crate) struct Job {
     pub(crate) prompt_tokens: u64,
     pub(crate) max_tokens: u64,
     pub(crate) stream: bool,
+    /// The trace the request runs in (see `trace.rs`).
+    pub(crate) trace: Trace,
 }
 
 /// What a finished request produced.
@@ -205,6 +208,8 @@ impl Engine {
             tokens_out = Empty,
             finish_reason = Empty,
             stream = job.stream,
+            trace_id = %job.trace.trace_id,
+            span_id = %job.trace.span_id,
         )
     )]
     pub(crate) async fn generate(

@@ -13,6 +13,7 @@
 mod api;
 mod config;
 mod engine;
+mod trace;
 
 use std::error::Error;
 use std::future::IntoFuture;
