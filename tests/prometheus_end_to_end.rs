@@ -103,6 +103,25 @@ fn dashboard_queries_aggregate_across_replicas() {
         .filter_map(|v| v["name"].as_str())
         .collect();
     assert!(variables.contains(&"model"), "{variables:?}");
+    // The latency panels show exemplars and open their traces.
+    assert!(variables.contains(&"trace_url"), "{variables:?}");
+    for title in ["Time to first token", "End-to-end latency (ok requests)"] {
+        let panel = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .find(|p| p["title"] == title)
+            .unwrap_or_else(|| panic!("no {title:?} panel"));
+        let exemplars = panel["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .filter(|t| t["exemplar"] == true)
+            .count();
+        assert_eq!(exemplars, 1, "{title}: one query with exemplars");
+        let link = &panel["fieldConfig"]["defaults"]["links"][0]["url"];
+        assert_eq!(link, "${trace_url}${__data.fields.trace_id}", "{title}");
+    }
     let mut ids: Vec<i64> = dashboard["panels"]
         .as_array()
         .expect("panels")
