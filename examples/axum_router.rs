@@ -1,5 +1,7 @@
 //! Serve /metrics from your own axum router, behind basic auth, instead of a second
-//! port. The exporter still runs upkeep in the background; you only render.
+//! port: you only render, in the format the scraper asks for (OpenMetrics with exemplars
+//! for Prometheus, the text format for curl). Credentials are compared in constant time
+//! (`subtle`) and encoded with `base64`, the crates llm-span-prometheus uses itself.
 //!
 //! `cargo run --example axum_router` serves on a free port, checks itself with and
 //! without credentials, and exits.
@@ -12,8 +14,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use base64::Engine as _;
 use llm_span_layer::LlmSpanLayer;
-use llm_span_prometheus::{MetricsHandle, CONTENT_TYPE};
+use llm_span_prometheus::MetricsHandle;
 use tracing_subscriber::prelude::*;
 
 struct Metrics {
@@ -22,32 +25,37 @@ struct Metrics {
     expected_authorization: String,
 }
 
-/// Compares without stopping at the first difference, so timing reveals nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
-async fn metrics(State(state): State<Arc<Metrics>>, headers: HeaderMap) -> impl IntoResponse {
+/// Whether the `Authorization` header is the expected one. `subtle` compares without
+/// stopping at the first difference, so timing reveals nothing about the secret.
+fn authorized(headers: &HeaderMap, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
     let given = headers
         .get(header::AUTHORIZATION)
         .map_or(&b""[..], |v| v.as_bytes());
-    if !constant_time_eq(given, state.expected_authorization.as_bytes()) {
+    bool::from(given.ct_eq(expected.as_bytes()))
+}
+
+async fn metrics(State(state): State<Arc<Metrics>>, headers: HeaderMap) -> impl IntoResponse {
+    if !authorized(&headers, &state.expected_authorization) {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic realm=\"metrics\"")],
             String::new(),
-        );
+        )
+            .into_response();
     }
     // Rendering walks every series: keep it off the async workers.
     let handle = state.handle.clone();
-    let body = tokio::task::spawn_blocking(move || handle.render())
-        .await
-        .unwrap_or_default();
-    (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], body)
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok((content_type, body)) =
+        tokio::task::spawn_blocking(move || handle.render_negotiated(accept.as_deref())).await
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn get_metrics(addr: std::net::SocketAddr, authorization: Option<&str>) -> std::io::Result<String> {
@@ -71,8 +79,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Credentials come from the environment in real deployments; never hard-code them.
     let password = std::env::var("METRICS_PASSWORD").unwrap_or_else(|_| "change-me".to_owned());
-    // "prometheus:<password>" in base64, written out to keep the example dependency-free.
-    let expected_authorization = format!("Basic {}", base64(&format!("prometheus:{password}")));
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{password}"));
+    let expected_authorization = format!("Basic {credentials}");
     let state = Arc::new(Metrics {
         handle,
         expected_authorization: expected_authorization.clone(),
@@ -119,25 +128,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<(), Box<dyn std::error::Error>>(())
     })
-}
-
-fn base64(input: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
