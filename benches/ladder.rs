@@ -78,23 +78,45 @@ fn quartiles(values: &mut [f64]) -> (f64, f64) {
     (values[n / 4], values[(3 * n) / 4])
 }
 
+/// Requests per round of a rung: streaming requests are 100 events long.
+fn batch_of(variant: Variant, batch: u64) -> u64 {
+    match variant {
+        Variant::StreamBaseline | Variant::StreamProduct | Variant::StreamIdeal => {
+            (batch / 20).max(1)
+        }
+        _ => batch,
+    }
+}
+
+/// One target of the table: its median and IQR over rounds, and whether it is met.
+fn target(name: &str, values: &mut [f64], goal: &str, met: impl Fn(f64) -> bool) {
+    let (q1, q3) = quartiles(values);
+    let value = median(values);
+    let verdict = if met(value) { "met" } else { "not met" };
+    println!("| {name} | {value:.3} | {q1:.3}-{q3:.3} | {goal} | {verdict} |");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks harness=false benches for their tests.
     }
-    // `--profile N`: only P, N requests, for a profiler.
+    // `--profile N`: only P (or `--stream`: P_stream), N requests, for a profiler.
     let profile = option("--profile", 0);
     if profile > 0 {
-        let rung = Rung::new(Variant::Product);
-        rung.run(0, profile);
+        let variant = if std::env::args().any(|a| a == "--stream") {
+            Variant::StreamProduct
+        } else {
+            Variant::Product
+        };
+        Rung::new(variant).run(0, profile);
         return;
     }
     let rounds = option("--rounds", 40) as usize;
     let batch = option("--batch", 4000);
     let variants = Variant::all();
     let rungs: Vec<Rung> = variants.iter().map(|v| Rung::new(*v)).collect();
-    for rung in &rungs {
-        rung.run(0, 20_000);
+    for (rung, variant) in rungs.iter().zip(&variants) {
+        rung.run(0, batch_of(*variant, 20_000));
     }
     let index = |v: Variant| variants.iter().position(|x| *x == v).expect("variant");
 
@@ -104,16 +126,17 @@ fn main() {
     for round in 0..rounds {
         for k in 0..rungs.len() {
             let r = (k + round) % rungs.len();
+            let count = batch_of(variants[r], batch);
             let started = Instant::now();
-            rungs[r].run(next, batch);
-            ns[r].push(started.elapsed().as_nanos() as f64 / batch as f64);
-            next += batch;
+            rungs[r].run(next, count);
+            ns[r].push(started.elapsed().as_nanos() as f64 / count as f64);
+            next += count;
         }
     }
     let per_round = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..rounds).map(f).collect() };
     let at = |v: Variant, round: usize| ns[index(v)][round];
 
-    println!("## Per request (median ns over {rounds} rounds of {batch} requests; IQR)\n");
+    println!("## Per request (median ns over {rounds} rounds; IQR)\n");
     println!("| rung | ns/request | IQR |");
     println!("|---|---:|---:|");
     for (r, variant) in variants.iter().enumerate() {
@@ -128,53 +151,121 @@ fn main() {
         );
     }
 
-    println!("\n## Paired ratios (median over rounds)\n");
-    println!("| ratio | value | target |");
-    println!("|---|---:|---|");
-    let mut overhead_mep = per_round(&|i| {
-        (at(Variant::Product, i) - at(Variant::Baseline, i)) / at(Variant::IdealMep, i)
-    });
-    println!(
-        "| (P - B) / E_mep | {:.2} | <= 1.0 |",
-        median(&mut overhead_mep)
-    );
-    let mut overhead = per_round(&|i| {
-        (at(Variant::Product, i) - at(Variant::Baseline, i)) / at(Variant::Ideal, i)
-    });
-    println!("| (P - B) / E | {:.2} | |", median(&mut overhead));
-    let mut other =
-        per_round(&|i| at(Variant::OtherSpanProduct, i) / at(Variant::OtherSpanBaseline, i));
-    println!(
-        "| non-LLM span: P / B | {:.3} | <= 1.05 |",
-        median(&mut other)
-    );
-    let mut naive = per_round(&|i| at(Variant::Product, i) / at(Variant::Naive, i));
-    println!("| P / naive layer | {:.2} | |", median(&mut naive));
-    #[cfg(feature = "bench-peers")]
-    {
-        let mut otel = per_round(&|i| at(Variant::Product, i) / at(Variant::OpenTelemetry, i));
-        println!(
-            "| P / tracing-opentelemetry | {:.2} | <= 0.4 |",
-            median(&mut otel)
-        );
-        let mut context = per_round(&|i| at(Variant::Product, i) / at(Variant::TracingContext, i));
-        println!(
-            "| P / metrics-tracing-context | {:.3} | <= 0.12 |",
-            median(&mut context)
-        );
-    }
-
-    println!("\n## Allocations per request (steady state, {batch} requests)\n");
-    println!("| rung | allocations/request | beyond E |");
-    println!("|---|---:|---:|");
     let mut allocations = Vec::new();
-    for rung in &rungs {
+    for (rung, variant) in rungs.iter().zip(&variants) {
+        let count = batch_of(*variant, batch);
         let before = ALLOCATIONS.load(Ordering::Relaxed);
-        rung.run(next, batch);
-        next += batch;
-        allocations.push((ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / batch as f64);
+        rung.run(next, count);
+        next += count;
+        allocations.push((ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / count as f64);
     }
     let ideal_allocations = allocations[index(Variant::Ideal)];
+
+    let threads: Vec<(Variant, f64)> = [Variant::Baseline, Variant::Product, Variant::IdealMep]
+        .into_iter()
+        .map(|variant| {
+            let rung = &rungs[index(variant)];
+            let one = throughput(rung, 1);
+            let two = throughput(rung, 2);
+            (variant, two / one)
+        })
+        .collect();
+    let scaling = |v: Variant| {
+        threads
+            .iter()
+            .find(|(x, _)| *x == v)
+            .map_or(0.0, |(_, s)| *s)
+    };
+
+    let mut render = render_ratios(if rounds >= 10 { 9 } else { 3 });
+
+    println!("\n## Targets (paired ratios: median over rounds, IQR)\n");
+    println!("| ratio | value | IQR | target | |");
+    println!("|---|---:|---:|---|---|");
+    target(
+        "(P - B) / E_mep",
+        &mut per_round(&|i| {
+            (at(Variant::Product, i) - at(Variant::Baseline, i)) / at(Variant::IdealMep, i)
+        }),
+        "<= 1.0",
+        |v| v <= 1.0,
+    );
+    target(
+        "non-LLM span: P / B",
+        &mut per_round(&|i| at(Variant::OtherSpanProduct, i) / at(Variant::OtherSpanBaseline, i)),
+        "<= 1.05",
+        |v| v <= 1.05,
+    );
+    #[cfg(feature = "bench-peers")]
+    target(
+        "P / tracing-opentelemetry MetricsLayer",
+        &mut per_round(&|i| at(Variant::Product, i) / at(Variant::OpenTelemetry, i)),
+        "<= 0.2",
+        |v| v <= 0.2,
+    );
+    target(
+        "streaming, 100 deltas: (P - B) / E_stream",
+        &mut per_round(&|i| {
+            (at(Variant::StreamProduct, i) - at(Variant::StreamBaseline, i))
+                / at(Variant::StreamIdeal, i)
+        }),
+        "<= 1.5",
+        |v| v <= 1.5,
+    );
+    let beyond = allocations[index(Variant::Product)] - ideal_allocations;
+    println!(
+        "| allocations per request beyond E | {beyond:+.3} | | 0 | {} |",
+        if beyond <= 0.0 { "met" } else { "not met" }
+    );
+    let (p, b, e) = (
+        scaling(Variant::Product),
+        scaling(Variant::Baseline),
+        scaling(Variant::IdealMep),
+    );
+    println!(
+        "| 2-thread scaling: P (B, E_mep) | {p:.2} ({b:.2}, {e:.2}) | | >= both | {} |",
+        if p >= b && p >= e { "met" } else { "not met" }
+    );
+    target(
+        "render 25,800 series: llm-span-prometheus / MEP alone",
+        &mut render,
+        "<= 1.0",
+        |v| v <= 1.0,
+    );
+    println!("\n## Other ratios (median over rounds)\n");
+    println!("| ratio | value | IQR |");
+    println!("|---|---:|---:|");
+    let info = |name: &str, mut values: Vec<f64>| {
+        let (q1, q3) = quartiles(&mut values);
+        println!("| {name} | {:.3} | {q1:.3}-{q3:.3} |", median(&mut values));
+    };
+    info(
+        "P with a trace id / P (exemplars on)",
+        per_round(&|i| at(Variant::ProductTraced, i) / at(Variant::Product, i)),
+    );
+    info(
+        "(P - B) / E (E on the exporter's storage)",
+        per_round(&|i| {
+            (at(Variant::Product, i) - at(Variant::Baseline, i)) / at(Variant::Ideal, i)
+        }),
+    );
+    info(
+        "E / E_mep (the exporter's storage vs plain MEP)",
+        per_round(&|i| at(Variant::Ideal, i) / at(Variant::IdealMep, i)),
+    );
+    info(
+        "P / naive layer",
+        per_round(&|i| at(Variant::Product, i) / at(Variant::Naive, i)),
+    );
+    #[cfg(feature = "bench-peers")]
+    info(
+        "P / metrics-tracing-context",
+        per_round(&|i| at(Variant::Product, i) / at(Variant::TracingContext, i)),
+    );
+
+    println!("\n## Allocations per request (steady state)\n");
+    println!("| rung | allocations/request | beyond E |");
+    println!("|---|---:|---:|");
     for (r, variant) in variants.iter().enumerate() {
         println!(
             "| {} | {:.3} | {:+.3} |",
@@ -184,28 +275,41 @@ fn main() {
         );
     }
 
-    println!("\n## Throughput, 1 and 2 threads (requests/s, 300 ms each)\n");
-    println!("| rung | 1 thread | 2 threads | scaling |");
-    println!("|---|---:|---:|---:|");
-    let mut scaling = Vec::new();
-    for variant in [Variant::Baseline, Variant::Product, Variant::Ideal] {
-        let rung = &rungs[index(variant)];
-        let one = throughput(rung, 1);
-        let two = throughput(rung, 2);
-        scaling.push((variant, two / one));
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2} |",
-            variant.name(),
-            one,
-            two,
-            two / one
-        );
+    println!("\n## Throughput scaling, 1 to 2 threads sharing one rung (300 ms each)\n");
+    println!("| rung | 2 threads / 1 thread |");
+    println!("|---|---:|");
+    for (variant, ratio) in &threads {
+        println!("| {} | {ratio:.2} |", variant.name());
     }
 
     println!("\n## Scrape\n");
     println!("| models | series | render (median of 15) | live bytes per added model |");
     println!("|---:|---:|---:|---:|");
     scrape();
+}
+
+/// Renders the same 200 models' series (every per-request family of the catalog, every
+/// label value) through llm-span-prometheus and through plain metrics-exporter-prometheus,
+/// alternating, `rounds` times: the ratios of the render times.
+fn render_ratios(rounds: usize) -> Vec<f64> {
+    let (ours, handle) = support::recorder();
+    let mep = support::mep_recorder();
+    for model in 0..200 {
+        let model = format!("model-{model:03}-instruct-v0.3");
+        support::fill_series(&ours, &model);
+        support::fill_series(&*mep, &model);
+    }
+    let time = |render: &dyn Fn() -> String| {
+        let started = Instant::now();
+        std::hint::black_box(render());
+        started.elapsed().as_secs_f64()
+    };
+    // Warm both (MEP folds its samples into buckets on the first render).
+    time(&|| handle.render());
+    time(&|| mep.handle.render());
+    (0..rounds)
+        .map(|_| time(&|| handle.render()) / time(&|| mep.handle.render()))
+        .collect()
 }
 
 /// Requests per second with `threads` threads sharing one rung.

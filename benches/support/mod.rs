@@ -45,6 +45,14 @@ pub enum Variant {
     IdealMep,
     /// A layer that calls `counter!`/`histogram!` with dynamic labels per request.
     Naive,
+    /// P with a `trace_id` on every request (exemplars on).
+    ProductTraced,
+    /// B, streaming: a request with 100 `tokens_out_delta` events.
+    StreamBaseline,
+    /// P, streaming.
+    StreamProduct,
+    /// E_stream: the streaming request's metric updates by hand, into llm-span-prometheus.
+    StreamIdeal,
     /// A span that is not an LLM request, through B.
     OtherSpanBaseline,
     /// A span that is not an LLM request, through P.
@@ -64,6 +72,10 @@ impl Variant {
             Variant::Product,
             Variant::Ideal,
             Variant::IdealMep,
+            Variant::ProductTraced,
+            Variant::StreamBaseline,
+            Variant::StreamProduct,
+            Variant::StreamIdeal,
             Variant::Naive,
             Variant::OtherSpanBaseline,
             Variant::OtherSpanProduct,
@@ -79,6 +91,10 @@ impl Variant {
             Variant::Product => "P  registry + llm-span-layer",
             Variant::Ideal => "E  cached handles, no tracing",
             Variant::IdealMep => "E_mep  cached handles into plain MEP",
+            Variant::ProductTraced => "P with a trace id (exemplars)",
+            Variant::StreamBaseline => "B_stream  100 deltas, registry + identity",
+            Variant::StreamProduct => "P_stream  100 deltas, llm-span-layer",
+            Variant::StreamIdeal => "E_stream  100 deltas by hand",
             Variant::Naive => "naive layer (dynamic labels)",
             Variant::OtherSpanBaseline => "non-LLM span through B",
             Variant::OtherSpanProduct => "non-LLM span through P",
@@ -149,6 +165,45 @@ pub fn mep_recorder() -> MepRecorder {
         recorder,
         handle,
         stop,
+    }
+}
+
+/// Registers every per-request family of the catalog for `model` (every label value) in
+/// `recorder` and gives each a value: the same series whichever recorder it is.
+pub fn fill_series(recorder: &dyn Recorder, model: &str) {
+    use llm_span_layer::catalog::{self, FinishReason, MetricKind, Status, TokenType};
+    static META: metrics::Metadata<'static> =
+        metrics::Metadata::new("bench", metrics::Level::INFO, None);
+    for def in catalog::METRICS.iter().filter(|d| d.per_request_series) {
+        let values: Vec<(&str, &str)> = match def.labels.first() {
+            Some(&"status") => Status::ALL.iter().map(|v| ("status", v.as_str())).collect(),
+            Some(&"type") => TokenType::ALL
+                .iter()
+                .map(|v| ("type", v.as_str()))
+                .collect(),
+            Some(&"reason") => FinishReason::ALL
+                .iter()
+                .map(|v| ("reason", v.as_str()))
+                .collect(),
+            _ => vec![("", "")],
+        };
+        for (label, value) in values {
+            let mut labels = vec![Label::new("model", model.to_owned())];
+            if !label.is_empty() {
+                labels.push(Label::new(label, value));
+            }
+            let key = Key::from_parts(def.name, labels);
+            match def.kind {
+                MetricKind::Counter => recorder.register_counter(&key, &META).increment(7),
+                MetricKind::Gauge => recorder.register_gauge(&key, &META).set(3.0),
+                _ => {
+                    let histogram = recorder.register_histogram(&key, &META);
+                    for sample in [0.03, 0.3, 3.0] {
+                        histogram.record(sample);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -239,10 +294,13 @@ impl Rung {
             _meter_provider: None,
         };
         match variant {
-            Variant::Baseline | Variant::OtherSpanBaseline => {
+            Variant::Baseline | Variant::OtherSpanBaseline | Variant::StreamBaseline => {
                 rung.dispatch = Some(Dispatch::new(tracing_subscriber::registry().with(Identity)));
             }
-            Variant::Product | Variant::OtherSpanProduct => {
+            Variant::Product
+            | Variant::OtherSpanProduct
+            | Variant::ProductTraced
+            | Variant::StreamProduct => {
                 let (recorder, handle) = recorder();
                 let layer = LlmSpanLayer::builder()
                     .with_recorder(recorder)
@@ -252,7 +310,7 @@ impl Rung {
                 rung.dispatch = Some(Dispatch::new(tracing_subscriber::registry().with(layer)));
                 rung.handle = Some(handle);
             }
-            Variant::Ideal => {
+            Variant::Ideal | Variant::StreamIdeal => {
                 let (recorder, handle) = recorder();
                 rung.ideal = MODELS
                     .iter()
@@ -308,6 +366,11 @@ impl Rung {
         let _default = self.dispatch.as_ref().map(tracing::dispatcher::set_default);
         match self.variant {
             Variant::Baseline | Variant::Product => (first..first + count).for_each(llm_request),
+            Variant::ProductTraced => (first..first + count).for_each(traced_request),
+            Variant::StreamBaseline | Variant::StreamProduct => {
+                (first..first + count).for_each(streamed_request)
+            }
+            Variant::StreamIdeal => (first..first + count).for_each(|i| self.ideal_stream(i)),
             Variant::OtherSpanBaseline | Variant::OtherSpanProduct => {
                 (first..first + count).for_each(other_request)
             }
@@ -330,6 +393,33 @@ impl Rung {
                 });
             }
         }
+    }
+
+    /// The streaming request's updates by hand: per delta, the output tokens and their cost.
+    fn ideal_stream(&self, i: u64) {
+        let h = &self.ideal[(i % MODELS.len() as u64) as usize];
+        let (tokens_in, _) = tokens(i);
+        let start = self.clock.now();
+        h.active.increment(1.0);
+        let first = self.clock.now();
+        h.input.increment(tokens_in);
+        h.cost.increment(tokens_in * 200_000);
+        h.ttft
+            .record(first.saturating_duration_since(start).as_secs_f64());
+        for _ in 0..STREAMED {
+            h.output.increment(1);
+            h.cost.increment(600_000);
+        }
+        let end = self.clock.now();
+        h.requests_ok.increment(1);
+        h.e2e
+            .record(end.saturating_duration_since(start).as_secs_f64());
+        let decode = end.saturating_duration_since(first).as_secs_f64().max(1e-9);
+        h.tokens_per_second.record((STREAMED - 1) as f64 / decode);
+        h.time_per_output_token
+            .record(decode / (STREAMED - 1) as f64);
+        h.hit_rate.set(0.0);
+        h.active.decrement(1.0);
     }
 
     fn ideal_request(&self, i: u64) {
@@ -371,6 +461,41 @@ pub fn llm_request(i: u64) {
     let entered = span.enter();
     tracing::info!(first_token = true);
     span.record("tokens_out", tokens_out);
+    drop(entered);
+}
+
+/// Output tokens of a streaming request: one `tokens_out_delta` event each.
+pub const STREAMED: u64 = 100;
+
+/// `llm_request` with a trace id on the span, as a server that honours `traceparent` has.
+#[inline(never)]
+pub fn traced_request(i: u64) {
+    let model = MODELS[(i % MODELS.len() as u64) as usize];
+    let (tokens_in, tokens_out) = tokens(i);
+    let span = tracing::info_span!(
+        "generate",
+        model,
+        tokens_in,
+        tokens_out = Empty,
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let entered = span.enter();
+    tracing::info!(first_token = true);
+    span.record("tokens_out", tokens_out);
+    drop(entered);
+}
+
+/// A streaming request: every output token is a `tokens_out_delta` event.
+#[inline(never)]
+pub fn streamed_request(i: u64) {
+    let model = MODELS[(i % MODELS.len() as u64) as usize];
+    let (tokens_in, _) = tokens(i);
+    let span = tracing::info_span!("generate", model, tokens_in, tokens_out = Empty);
+    let entered = span.enter();
+    for _ in 0..STREAMED {
+        tracing::info!(tokens_out_delta = 1u64);
+    }
+    span.record("tokens_out", STREAMED);
     drop(entered);
 }
 
