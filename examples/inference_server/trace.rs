@@ -56,7 +56,7 @@ fn parse_traceparent(value: &str) -> Option<String> {
     let valid = version.len() == 2
         && version.bytes().all(|b| b.is_ascii_hexdigit())
         && !version.eq_ignore_ascii_case("ff")
-        && (version == "00" && parts.next().is_none() || version != "00")
+        && (version != "00" || parts.next().is_none())
         && hex(trace_id, 32)
         && hex(parent_id, 16)
         && flags.len() == 2
