@@ -121,12 +121,20 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 thread_local! {
-    static CURRENT: Cell<Option<TraceContext>> = const { Cell::new(None) };
+    /// The trace of the sample being recorded, and its time if the recorder knows it.
+    static CURRENT: Cell<Option<(TraceContext, Option<f64>)>> = const { Cell::new(None) };
 }
 
 /// The trace of the sample being recorded on this thread, if the layer knows one: for
 /// exporters, to read inside `HistogramFn::record`.
 pub fn current() -> Option<TraceContext> {
+    CURRENT.with(Cell::get).map(|(trace, _)| trace)
+}
+
+/// [`current`] and, when the layer knows it, the time the sample was taken, in seconds
+/// since the Unix epoch (the layer reads its clock for the sample anyway; an exporter
+/// that gets `None` reads the wall clock).
+pub fn current_with_time() -> Option<(TraceContext, Option<f64>)> {
     CURRENT.with(Cell::get)
 }
 
@@ -143,16 +151,26 @@ pub fn current() -> Option<TraceContext> {
 /// ```
 #[inline]
 pub fn with_trace<R>(trace: Option<TraceContext>, record: impl FnOnce() -> R) -> R {
+    with_trace_at(trace, None, record)
+}
+
+/// [`with_trace`] for a sample taken at `unix_seconds`.
+#[inline]
+pub(crate) fn with_trace_at<R>(
+    trace: Option<TraceContext>,
+    unix_seconds: Option<f64>,
+    record: impl FnOnce() -> R,
+) -> R {
     let Some(trace) = trace else {
         return record();
     };
-    struct Reset(Option<TraceContext>);
+    struct Reset(Option<(TraceContext, Option<f64>)>);
     impl Drop for Reset {
         fn drop(&mut self) {
             CURRENT.with(|current| current.set(self.0));
         }
     }
-    let _reset = Reset(CURRENT.with(|current| current.replace(Some(trace))));
+    let _reset = Reset(CURRENT.with(|current| current.replace(Some((trace, unix_seconds)))));
     record()
 }
 

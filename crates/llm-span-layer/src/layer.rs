@@ -19,11 +19,12 @@ use crate::containers::inflight::InFlight;
 use crate::containers::labels::{LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
 use crate::decode::{Anomalies, FieldVisitor, Update};
+use crate::entered;
 use crate::pricing::PriceIndex;
 use crate::recorders::{RecorderSource, Recorders};
 use crate::reentry::Reentry;
 use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
-use crate::state::Tracked;
+use crate::state::{Tracked, WallClock};
 
 /// Slots of the direct-mapped cache of callsites.
 const HINT_SLOTS: usize = 1024;
@@ -62,6 +63,8 @@ pub struct LlmSpanLayer {
     pub(crate) series_config: SeriesConfig,
     recorders: Recorders,
     pub(crate) clock: Clock,
+    /// Turns the clock's instants into wall-clock time, for exemplars.
+    pub(crate) wall_clock: WallClock,
     /// Where request spans' OpenTelemetry traces are read, for exemplars.
     #[cfg(feature = "opentelemetry")]
     pub(crate) otel: crate::otel::OtelDispatch,
@@ -79,6 +82,7 @@ impl LlmSpanLayer {
     }
 
     pub(crate) fn from_builder(builder: LlmSpanLayerBuilder) -> Self {
+        let clock = builder.clock.unwrap_or_default();
         let extra = builder
             .extra_labels
             .iter()
@@ -119,7 +123,8 @@ impl LlmSpanLayer {
                     .recorder
                     .map_or(RecorderSource::Current, RecorderSource::Fixed),
             ),
-            clock: builder.clock.unwrap_or_default(),
+            wall_clock: WallClock::new(&clock),
+            clock,
             #[cfg(feature = "opentelemetry")]
             otel: crate::otel::OtelDispatch::default(),
         }
@@ -161,6 +166,12 @@ impl LlmSpanLayer {
             Some(_) => {}
         }
         class.map(|class| (entry, class))
+    }
+
+    /// This layer's identity, for per-thread hints that must not cross layers.
+    #[inline]
+    pub(crate) fn key(&self) -> usize {
+        self as *const LlmSpanLayer as usize
     }
 
     /// The class of a callsite entry id kept by a request.
@@ -239,6 +250,14 @@ where
             CallsiteClass::Queue => self.new_queue(id, &ctx),
             CallsiteClass::RequestEvent { .. } | CallsiteClass::GaugeEvent { .. } => {}
         }
+    }
+
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::enter(self.key(), id, self.inflight.may_contain(id));
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        entered::exit(id);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {

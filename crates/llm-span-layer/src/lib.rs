@@ -80,6 +80,7 @@ pub mod catalog;
 mod containers;
 mod contract;
 mod decode;
+mod entered;
 pub mod exemplar;
 mod layer;
 #[cfg(feature = "opentelemetry")]

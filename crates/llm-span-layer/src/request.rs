@@ -17,7 +17,7 @@ use crate::catalog::{Anomaly, TokenType};
 use crate::containers::labels::LabelId;
 use crate::contract::CallsiteClass;
 use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
-use crate::exemplar::with_trace as recording;
+use crate::exemplar::with_trace_at as recording;
 use crate::layer::LlmSpanLayer;
 use crate::series::{Counted, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
@@ -169,12 +169,16 @@ impl LlmSpanLayer {
         let trace = state.trace();
         if let Some(first) = state.first_token {
             if !std::mem::replace(&mut state.ttft_recorded, true) {
-                recording(trace, || series.ttft.record(seconds(first, state.start)));
+                let at = trace.map(|_| self.wall_clock.unix_seconds(first));
+                recording(trace, at, || {
+                    series.ttft.record(seconds(first, state.start))
+                });
             }
         }
         if std::mem::take(&mut state.queue.held) {
             let wait = std::mem::take(&mut state.queue.held_seconds);
-            recording(trace, || series.queue_wait.record(wait));
+            let at = trace.map(|_| self.wall_clock.unix_seconds(self.clock.now()));
+            recording(trace, at, || series.queue_wait.record(wait));
         }
         self.count_new_tokens(state);
     }
@@ -274,9 +278,9 @@ impl LlmSpanLayer {
             series.count_finish_reason(reason);
         }
         if status == crate::catalog::Status::Ok {
-            recording(state.trace(), || {
-                series.e2e.record(seconds(end, state.start))
-            });
+            let trace = state.trace();
+            let at = trace.map(|_| self.wall_clock.unix_seconds(end));
+            recording(trace, at, || series.e2e.record(seconds(end, state.start)));
             if let Some(first) = state.first_token {
                 let decode = decode_rates(seconds(end, first), state.output.emitted);
                 if let Some((per_token, per_second)) = decode {
@@ -354,7 +358,9 @@ impl LlmSpanLayer {
             }
             match self.counted(state) {
                 Some(series) if state.bound => {
-                    recording(state.trace(), || series.queue_wait.record(wait))
+                    let trace = state.trace();
+                    let at = trace.map(|_| self.wall_clock.unix_seconds(now));
+                    recording(trace, at, || series.queue_wait.record(wait))
                 }
                 _ => {
                     state.queue.held = true;
@@ -377,9 +383,11 @@ impl LlmSpanLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         // The common case first: the event's own span (its parent, or the current span)
-        // is the request. That costs one span lookup where the scope walk costs two.
+        // is the request. The current span comes from this thread's enter hint when it
+        // holds (no registry lookup), else from the registry (one lookup where the scope
+        // walk costs two).
         let own = if event.is_contextual() {
-            ctx.current_span().id().cloned()
+            crate::entered::current(self.key()).or_else(|| ctx.current_span().id().cloned())
         } else {
             event.parent().cloned()
         };

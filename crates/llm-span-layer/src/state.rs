@@ -332,6 +332,38 @@ impl RequestState {
     }
 }
 
+/// The wall-clock time of the clock's instants, from one reading of both at the start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WallClock {
+    /// Seconds since the Unix epoch at `instant`.
+    unix_seconds: f64,
+    instant: Instant,
+}
+
+impl WallClock {
+    pub(crate) fn new(clock: &quanta::Clock) -> Self {
+        let unix_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Self {
+            unix_seconds,
+            instant: clock.now(),
+        }
+    }
+
+    /// Seconds since the Unix epoch at `instant`.
+    pub(crate) fn unix_seconds(&self, instant: Instant) -> f64 {
+        let since = instant
+            .saturating_duration_since(self.instant)
+            .as_secs_f64();
+        let before = self
+            .instant
+            .saturating_duration_since(instant)
+            .as_secs_f64();
+        self.unix_seconds + since - before
+    }
+}
+
 /// Seconds from `start` to `end`, never negative.
 pub(crate) fn seconds(end: Instant, start: Instant) -> f64 {
     end.saturating_duration_since(start).as_secs_f64()

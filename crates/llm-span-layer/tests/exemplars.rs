@@ -15,6 +15,9 @@ use tracing_subscriber::prelude::*;
 /// Every histogram sample with the trace current when it was recorded.
 type Samples = Arc<Mutex<Vec<(String, f64, Option<TraceContext>)>>>;
 
+/// The times the layer gave traced samples, in seconds since the Unix epoch.
+static TIMES: Mutex<Vec<Option<f64>>> = Mutex::new(Vec::new());
+
 struct Capture(Samples);
 
 struct CaptureHistogram {
@@ -26,6 +29,9 @@ impl metrics::HistogramFn for CaptureHistogram {
     fn record(&self, value: f64) {
         let sample = (self.name.clone(), value, exemplar::current());
         self.samples.lock().expect("samples").push(sample);
+        if let Some((_, time)) = exemplar::current_with_time() {
+            TIMES.lock().expect("times").push(time);
+        }
     }
 }
 
@@ -104,6 +110,17 @@ fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
     // Decode speed (two histograms) of the first request, latency of the second.
     assert_eq!(untraced, 3, "{samples:?}");
     assert_eq!(exemplar::current(), None, "nothing left behind");
+    // Each traced sample comes with the time the layer took it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let times = TIMES.lock().expect("times");
+    assert_eq!(times.len(), 3);
+    for time in times.iter() {
+        let time = time.expect("the layer knows the sample's time");
+        assert!((now - 60.0..=now).contains(&time), "{time} vs {now}");
+    }
 }
 
 #[test]

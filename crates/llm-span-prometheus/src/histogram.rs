@@ -90,8 +90,8 @@ impl FixedHistogram {
         // Release: a scrape that sees this count sees the sum above.
         self.counts[bucket].fetch_add(1, Ordering::Release);
         if let Some(exemplars) = &self.exemplars {
-            if let Some(trace) = exemplar::current() {
-                keep_exemplar(&exemplars[bucket], trace, value);
+            if let Some((trace, at)) = exemplar::current_with_time() {
+                keep_exemplar(&exemplars[bucket], trace, value, at);
             }
         }
     }
@@ -142,11 +142,13 @@ impl FixedHistogram {
 /// The latest sample wins; a writer that finds the slot busy (another writer, or a
 /// scrape reading it) leaves it: the other one is as recent, and nobody waits.
 #[cold]
-fn keep_exemplar(slot: &Mutex<Option<Exemplar>>, trace: TraceContext, value: f64) {
+fn keep_exemplar(slot: &Mutex<Option<Exemplar>>, trace: TraceContext, value: f64, at: Option<f64>) {
     if let Ok(mut slot) = slot.try_lock() {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let timestamp = at.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
         *slot = Some(Exemplar {
             trace,
             value,
