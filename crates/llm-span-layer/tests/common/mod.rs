@@ -231,3 +231,13 @@ pub fn assert_all_close(actual: &[f64], expected: &[f64]) {
         assert_close(*a, *e);
     }
 }
+
+/// The loop size of a slow test: `full`, or `under_mutants` when `LLM_SPAN_MUTANTS` is set, as
+/// `scripts/mutants.sh` sets it, where the suite runs once per mutant.
+pub fn loop_size(full: u32, under_mutants: u32) -> u32 {
+    if std::env::var_os("LLM_SPAN_MUTANTS").is_some() {
+        under_mutants
+    } else {
+        full
+    }
+}
