@@ -386,4 +386,85 @@ mod tests {
         // More cached than input is clamped rather than underflowing.
         assert_eq!(p.cost_pico(10, 50, 0), 10 * 500_000);
     }
+
+    #[test]
+    fn code_prices_at_their_limits() {
+        // The highest price is accepted, the next picodollar above it is not.
+        let top = ModelPrice::usd_per_million_tokens(1_000_000.0, 0.0).expect("at the limit");
+        assert_eq!((top.input, top.output), (1_000_000_000_000, 0));
+        let err = ModelPrice::usd_per_million_tokens(1_000_000.000_001, 0.0).expect_err("above");
+        assert_eq!(
+            err.to_string(),
+            "input price 1000000.000001 must be at most 1000000 USD per million tokens"
+        );
+        // Rounding noise up to a thousandth of a picodollar is noise: 1e-9 USD per million
+        // (exactly 1e-3 picodollar in f64) is 0; twice that is a seventh decimal.
+        let noise = ModelPrice::usd_per_million_tokens(1e-9, 0.0).expect("noise");
+        assert_eq!(noise.input, 0);
+        let err = ModelPrice::usd_per_million_tokens(2e-9, 0.0).expect_err("seventh decimal");
+        assert_eq!(
+            err.to_string(),
+            "input price 0.000000002 has more than 6 decimals"
+        );
+    }
+
+    #[test]
+    fn file_prices_at_their_limits() {
+        let table = PriceTable::parse("top 1000000 1000000.000000 0.000001\n").expect("limits");
+        assert_eq!(
+            table.get("top"),
+            Some(&ModelPrice {
+                input: 1_000_000_000_000,
+                cached_input: 1_000_000_000_000,
+                output: 1
+            })
+        );
+        for (text, message) in [
+            (
+                "m 1000000.000001 - 0\n",
+                "price file line 1: input price \"1000000.000001\" is above 1000000 USD per million tokens",
+            ),
+            (
+                "m 1000001 - 0\n",
+                "price file line 1: input price \"1000001\" is above 1000000 USD per million tokens",
+            ),
+            (
+                "m 0.1234567 - 0\n",
+                "price file line 1: input price \"0.1234567\" has more than 6 decimals",
+            ),
+            (
+                "m 99999999999999999999 - 0\n",
+                "price file line 1: input price \"99999999999999999999\" is too large",
+            ),
+        ] {
+            assert_eq!(PriceTable::parse(text).expect_err(text).to_string(), message);
+        }
+        // Six decimals, each digit at its place.
+        let table = PriceTable::parse("m 0.123456 .5 7.\n").expect("decimals");
+        assert_eq!(
+            table.get("m"),
+            Some(&ModelPrice {
+                input: 123_456,
+                cached_input: 500_000,
+                output: 7_000_000
+            })
+        );
+    }
+
+    #[test]
+    fn tables_count_their_models() {
+        let empty = PriceTable::new();
+        assert_eq!((empty.len(), empty.is_empty()), (0, true));
+        assert_eq!(PriceIndex::new(&empty).len(), 0);
+        let price = ModelPrice::usd_per_million_tokens(1.0, 2.0).expect("valid");
+        let one = PriceTable::new().with_model("a", price);
+        assert_eq!((one.len(), one.is_empty()), (1, false));
+        let two = one.with_model("b", price).with_model("a", price);
+        assert_eq!((two.len(), two.is_empty()), (2, false));
+        let index = PriceIndex::new(&two);
+        assert_eq!(index.len(), 2);
+        let a = index.id_of("a").expect("a is priced");
+        assert_eq!(index.get(a), Some(&price));
+        assert_eq!(index.id_of("c"), None);
+    }
 }
