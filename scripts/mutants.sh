@@ -10,6 +10,7 @@
 #                                              (what .ci/run runs; see choose_base below)
 #   scripts/mutants.sh --shard 1/4             one quarter of the mutants (for several machines)
 #   scripts/mutants.sh --jobs 1                one scratch copy at a time (default 2)
+#   scripts/mutants.sh --output DIR            the outcome in DIR (default target/mutants)
 #   scripts/mutants.sh --list                  list the mutants, test none
 #   scripts/mutants.sh ... -- ARGS             more cargo-mutants options, e.g. -- --timeout 120
 #
@@ -33,7 +34,7 @@ usage() {
     exit "${1:-0}"
 }
 
-packages=() files=() extra=() shard="" in_diff="" list="" jobs=2 newest=""
+packages=() files=() extra=() shard="" in_diff="" list="" jobs=2 newest="" out=target/mutants
 while [ $# -gt 0 ]; do
     case "$1" in
         --package | -p) packages+=("$2"); shift 2 ;;
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
         --newest) newest=1; shift ;;
         --shard) shard="$2"; shift 2 ;;
         --jobs | -j) jobs="$2"; shift 2 ;;
+        --output | -o) out="$2"; shift 2 ;;
         --list) list=1; shift ;;
         -h | --help) usage ;;
         --) shift; extra+=("$@"); break ;;
@@ -104,8 +106,8 @@ choose_base() {
     done
 }
 if [ -n "$newest" ]; then
-    mkdir -p target/mutants
-    in_diff=target/mutants/newest.diff
+    mkdir -p "$out"
+    in_diff=$out/newest.diff
     choose_base "$in_diff"
 fi
 [ -z "$shard" ] || args+=(--shard "$shard")
@@ -128,8 +130,10 @@ export LLM_SPAN_REQUIRE_TOOLS=1
 # Scratch copies of the tree (one per job, each with its own target directory) go to TMPDIR.
 export TMPDIR=${TMPDIR:-/tmp}
 
-out=target/mutants
 mkdir -p "$out"
+# No summary of an earlier run when this one stops before testing (cargo-mutants keeps the
+# rest of an earlier mutants.out, for --iterate).
+rm -f "$out/mutants.out/outcomes.json"
 started=$(date +%s)
 status=0
 # Two jobs by default: while one mutant links, the other's tests (several wait on timers) run.
