@@ -13,10 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use futures_util::{stream, Stream, StreamExt};
 use llm_span_testkit::demo::count_tokens;
@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::field::Empty;
 
+use crate::admin;
 use crate::engine::{Completion, Engine, EngineFailure, Job, Message, Outcome, Sink};
 use crate::trace::Trace;
 
@@ -49,12 +50,18 @@ impl Api {
     }
 }
 
-/// The API's routes. Unknown paths and methods get the same JSON errors as the rest.
-pub(crate) fn router(api: Api) -> Router {
-    Router::new()
+/// The API's routes, with `/admin/models/{name}` when `admin` is set (`--admin`). Unknown
+/// paths and methods get the same JSON errors as the rest.
+pub(crate) fn router(api: Api, admin: bool) -> Router {
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(models))
-        .route("/v1/completions", post(completions))
+        .route("/v1/completions", post(completions));
+    if admin {
+        // Every method: admin.rs answers all but PUT with 405 itself.
+        router = router.route(&format!("{}{{name}}", admin::PREFIX), any(set_speed));
+    }
+    router
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -82,6 +89,26 @@ async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
         .map(|m| json!({"id": m.spec.name, "object": "model", "owned_by": "llm-span-demo"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// `/admin/models/{name}` (`--admin` only): hands method, path and body to admin.rs, which
+/// knows nothing of axum.
+async fn set_speed(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let error = ApiError::new(rejection.status(), "invalid_request", rejection.body_text());
+            return error.into_response();
+        }
+    };
+    let (status, value) = admin::handle(&api.engine, method.as_str(), uri.path(), &body);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(value)).into_response()
 }
 
 /// `POST /v1/completions`: validates, queues, then answers with JSON or an SSE stream.

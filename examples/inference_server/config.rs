@@ -18,6 +18,7 @@ Endpoints (on --listen):
   POST /v1/completions  {\"model\", \"prompt\", \"max_tokens\"?, \"stream\"?}; SSE when stream=true
   GET  /v1/models       the served models
   GET  /health          ok
+  PUT  /admin/models/NAME  {\"prefill_ms_per_token\"?, \"decode_ms_per_token\"?}, with --admin only
 Metrics (on --metrics-listen): GET /metrics, Prometheus text format.
 
 A model SPEC is NAME:PREFILL_MS_PER_TOKEN:DECODE_MS_PER_TOKEN:CONCURRENCY, e.g. tiny:0.05:5:8.
@@ -82,6 +83,10 @@ pub(crate) struct Config {
     /// Seed of jitter and failures
     #[arg(long, value_name = "N", default_value_t = 7)]
     pub(crate) seed: u64,
+
+    /// Serve PUT /admin/models/NAME on the API address: changes a model's per-token times while it runs (for alerting demos and tests; off by default)
+    #[arg(long)]
+    pub(crate) admin: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use crate::admin::Speed;
 use crate::config::{Config, ModelSpec};
 
 /// Prompt tokens per prefix-cache block.
@@ -30,6 +31,8 @@ const KV_BYTES_PER_TOKEN: i64 = 131_072;
 
 pub(crate) struct Model {
     pub(crate) spec: ModelSpec,
+    /// Per-token times, starting at the spec's; `--admin` can change them (admin.rs).
+    pub(crate) speed: Speed,
     slots: Semaphore,
     waiting: AtomicUsize,
     max_queue: usize,
@@ -174,6 +177,7 @@ impl Engine {
                     max_queue: config.max_queue,
                     cache: Mutex::new(PrefixCache::default()),
                     kv_tokens: AtomicI64::new(0),
+                    speed: Speed::new(spec.prefill_per_token, spec.decode_per_token),
                     spec: spec.clone(),
                 })
             })
@@ -239,7 +243,7 @@ impl Engine {
         tracing::Span::current().record("tokens_cached", cached);
         let uncached = job.prompt_tokens.saturating_sub(cached);
         tokio::time::sleep(self.scaled(
-            model.spec.prefill_per_token.mul_f64(uncached as f64),
+            model.speed.prefill_per_token().mul_f64(uncached as f64),
             &mut rng,
         ))
         .await;
@@ -253,7 +257,7 @@ impl Engine {
         let produced = natural.min(job.max_tokens);
         for index in 0..produced {
             if index > 0 {
-                tokio::time::sleep(self.scaled(model.spec.decode_per_token, &mut rng)).await;
+                tokio::time::sleep(self.scaled(model.speed.decode_per_token(), &mut rng)).await;
             }
             let token = fake_token(prompt_seed, index);
             if sink.emit(&token).await.is_err() {

@@ -8,8 +8,10 @@
 //! - `main.rs`: start-up: the exporter, the tracing subscriber, serving, shutdown;
 //! - `config.rs`: the flags (clap);
 //! - `api.rs`: the HTTP API (axum): validation, JSON, SSE streaming;
-//! - `engine.rs`: the simulated models and their spans.
+//! - `engine.rs`: the simulated models and their spans;
+//! - `admin.rs`: `--admin`'s run-time speed changes, free of any HTTP framework.
 
+mod admin;
 mod api;
 mod config;
 mod engine;
@@ -68,7 +70,10 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let engine = Arc::new(Engine::new(&config));
     tokio::spawn(engine.clone().report_gpu_memory());
-    let app = api::router(Api::new(engine.clone(), config.max_prompt_tokens));
+    let app = api::router(
+        Api::new(engine.clone(), config.max_prompt_tokens),
+        config.admin,
+    );
 
     // The first line is read by the integration tests: keep its form.
     let api_addr = listener.local_addr()?;
