@@ -1,58 +1,15 @@
 //! The one way tests run `promtool` (Debian's `prometheus` package): `check metrics` on
 //! an exposition, `check rules`, `test rules` and `check config` on files.
 //!
-//! Every runner goes through [`tools::require`] first and returns
-//! `None` when the test is to skip; otherwise the [`Outcome`] has the exit code and
-//! what promtool printed.
+//! Every runner goes through [`tools::run`], which returns `None` when the test is to
+//! skip; otherwise the [`Outcome`] has the exit code and what promtool printed.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::tools;
 
-/// What one promtool run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The arguments promtool ran with.
-    pub args: Vec<String>,
-    /// The exit code (-1 when killed by a signal).
-    pub code: i32,
-    /// What it printed on stdout.
-    pub stdout: String,
-    /// What it printed on stderr.
-    pub stderr: String,
-}
-
-impl Outcome {
-    /// stdout then stderr.
-    pub fn output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    /// Panics, showing the output, unless promtool exited 0.
-    pub fn assert_success(&self) {
-        assert!(
-            self.code == 0,
-            "promtool {:?}: exit {}, output:\n{}",
-            self.args,
-            self.code,
-            self.output()
-        );
-    }
-
-    /// Panics, showing the output and `input`, unless promtool exited 0 and printed
-    /// nothing at all (no warning either).
-    pub fn assert_clean(&self, input: &str) {
-        assert!(
-            self.code == 0 && self.stdout.is_empty() && self.stderr.is_empty(),
-            "promtool {:?}: exit {}, output:\n{}\n--- input ---\n{input}",
-            self.args,
-            self.code,
-            self.output()
-        );
-    }
-}
+/// What one promtool run did (see [`tools::run`]).
+pub use crate::tools::Outcome;
 
 /// `promtool check metrics` with `text` on stdin.
 pub fn check_metrics(text: &str) -> Option<Outcome> {
@@ -83,39 +40,7 @@ pub fn check_config(dir: &Path, file: &str) -> Option<Outcome> {
 }
 
 fn run(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Option<Outcome> {
-    if !tools::require("promtool") {
-        return None;
-    }
-    let mut command = Command::new("promtool");
-    command
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run promtool {args:?}: {e}"));
-    let output = std::thread::scope(|s| {
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // Written beside the reads, so a large input cannot block on a full pipe.
-            s.spawn(move || pipe.write_all(text.as_bytes()));
-        }
-        child.wait_with_output()
-    })
-    .unwrap_or_else(|e| panic!("promtool {args:?}: {e}"));
-    Some(Outcome {
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+    tools::run("promtool", dir, args, stdin)
 }
 
 #[cfg(test)]
