@@ -2,15 +2,22 @@
 //! tests need around them.
 //!
 //! [`DemoServer`] starts the `inference_server` example on free ports; [`load_generator`]
-//! runs the load generator against it. Every child is killed when its [`ChildGuard`]
-//! drops, so a failing test leaves nothing behind. [`wait_for`] polls a condition;
+//! runs the load generator against it. [`Service`] runs any other server (Prometheus,
+//! Alertmanager, ...) with its output in a log file, and stops and starts it again as a
+//! crash or a service manager would. Every child is killed when its [`ChildGuard`]
+//! drops, so a failing test leaves nothing behind; a [`TempDir`] holds the children's
+//! files and keeps them when the test fails. [`wait_for`] polls a condition;
 //! [`rss_bytes`] reads this process's resident memory.
 
+use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::http;
 
 /// Path of a built example binary of the root package (`cargo test --workspace` builds
 /// the examples before the tests); panics, saying how to build it, when it is missing.
@@ -75,6 +82,12 @@ impl DemoServer {
     /// Starts `inference_server` on free loopback ports with extra `args`, and waits
     /// until it printed its addresses.
     pub fn start(args: &[&str]) -> DemoServer {
+        DemoServer::start_with_env(args, &[])
+    }
+
+    /// [`DemoServer::start`] with environment variables for the server, such as
+    /// `LLM_METRICS_BASIC_AUTH_USER` (all other `LLM_METRICS_*` and `DEMO_*` are removed).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> DemoServer {
         let mut command = Command::new(example("inference_server"));
         command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
@@ -87,6 +100,7 @@ impl DemoServer {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let mut child = ChildGuard(command.spawn().expect("start inference_server"));
         let stdout = child.0.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
@@ -112,6 +126,159 @@ impl DemoServer {
             api: addr("API on http://"),
             metrics: addr("metrics on http://"),
             _child: child,
+        }
+    }
+}
+
+/// A directory of a test's files (configs, data and logs of its children), removed on
+/// drop unless the test is failing: then it stays, and its path is printed.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system's temporary directory, named after `tag`
+    /// and this process.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "llm-span-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` inside the directory; returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("files and logs kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A server process that a test can crash, stop and start again with the same
+/// arguments (so on the same port, with the same data), its stdout and stderr appended
+/// to a log file. Killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    /// What messages call it.
+    pub name: String,
+    /// The address it serves HTTP on.
+    pub addr: SocketAddr,
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    ready_path: String,
+    child: Option<ChildGuard>,
+}
+
+impl Service {
+    /// How long [`Service::start`] waits for the server to answer.
+    pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A server that `program` with `args` runs on `addr`, ready once `GET ready_path`
+    /// answers 200; not started yet.
+    pub fn new(
+        name: &str,
+        program: &Path,
+        args: Vec<String>,
+        log: PathBuf,
+        addr: SocketAddr,
+        ready_path: &str,
+    ) -> Service {
+        Service {
+            name: name.to_owned(),
+            addr,
+            program: program.to_owned(),
+            args,
+            log,
+            ready_path: ready_path.to_owned(),
+            child: None,
+        }
+    }
+
+    /// Starts the process and waits until it is ready; panics, pointing at the log,
+    /// when it is not within [`Service::READY_TIMEOUT`].
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} runs already", self.name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.program.display()));
+        self.child = Some(ChildGuard(child));
+        let ready = wait_for(Service::READY_TIMEOUT, || {
+            let response = http::try_request(self.addr, "GET", &self.ready_path, &[], None).ok()?;
+            (response.status == 200).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "{} on {} did not become ready: see {}",
+            self.name,
+            self.addr,
+            self.log.display()
+        );
+    }
+
+    /// Whether the process was started and not stopped since (it may have exited).
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, as in a crash: the process has no chance to clean up.
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// SIGTERM, as a service manager stops it: the process shuts down cleanly. Waits for
+    /// it to exit, and kills it after 10 s.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.0.id().to_string();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let exited = wait_for(Duration::from_secs(10), || {
+            child.0.try_wait().ok().flatten().map(|_| ())
+        });
+        if exited.is_none() {
+            eprintln!(
+                "{} (pid {pid}) ignored SIGTERM for 10 s: killing it",
+                self.name
+            );
         }
     }
 }
