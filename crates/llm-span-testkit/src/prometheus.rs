@@ -1,19 +1,22 @@
 //! A real Prometheus server for end-to-end tests: started on a free loopback port with
-//! its own config and storage in a temporary directory, killed (and its directory
-//! removed) when dropped, and queried through its HTTP API.
+//! its own config, storage and log in a temporary directory, killed (and its directory
+//! removed, unless the test fails) when dropped, and queried through its HTTP API.
+//!
+//! [`Prometheus::start`] runs a server, [`Prometheus::start_agent`] one in agent mode
+//! (scrape and remote write only); either can be crashed, stopped and started again on
+//! the same port and storage. [`Api`] is the query API alone, for any server that
+//! speaks it (VictoriaMetrics does); a [`Prometheus`] dereferences to its [`Api`].
 //!
 //! Call [`crate::tools::require`]`("prometheus")` first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::ops::Deref;
 
 use serde_json::Value;
 
 use crate::http;
-use crate::process::{wait_for, ChildGuard};
+use crate::process::{Service, TempDir};
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {
@@ -36,84 +39,56 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
-/// A running Prometheus.
-#[derive(Debug)]
-pub struct Prometheus {
+/// The Prometheus HTTP API of a server at `addr`: Prometheus's own, or another's that
+/// serves the same API (VictoriaMetrics).
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// What messages call the server.
+    pub name: String,
     /// Its HTTP address.
     pub addr: SocketAddr,
-    _child: ChildGuard,
-    dir: PathBuf,
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Prometheus {
-    /// Starts `prometheus` with `config` (YAML) and extra command-line `flags`, and
-    /// waits until it is ready.
-    pub fn start(config: &str, flags: &[&str]) -> Prometheus {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-span-prom-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(dir.join("data")).expect("temp dir");
-        std::fs::write(dir.join("prometheus.yml"), config).expect("config");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(flags)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Prometheus {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _child: ChildGuard(child),
-            dir,
-        };
-        let ready = wait_for(Duration::from_secs(15), || {
-            let response = http::try_request(prometheus.addr, "GET", "/-/ready", &[], None).ok()?;
-            (response.status == 200).then_some(())
-        });
-        assert!(ready.is_some(), "prometheus did not become ready");
-        prometheus
+impl Api {
+    /// The API of the server `name` at `addr`.
+    pub fn new(name: &str, addr: SocketAddr) -> Api {
+        Api {
+            name: name.to_owned(),
+            addr,
+        }
     }
 
     /// `GET path` on the API, as JSON; panics unless it answers 200.
     pub fn get(&self, path: &str) -> Value {
         let response = http::get(self.addr, path);
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        assert_eq!(
+            response.status, 200,
+            "{} {path}: {}",
+            self.name, response.body
+        );
         serde_json::from_str(&response.body).expect("API JSON")
     }
 
     /// An instant query's result vector.
     pub fn query(&self, query: &str) -> Vec<Value> {
         let value = self.get(&format!("/api/v1/query?query={}", encode(query)));
-        assert_eq!(value["status"], "success", "{query}: {value}");
+        assert_eq!(value["status"], "success", "{} {query}: {value}", self.name);
         value["data"]["result"]
             .as_array()
             .cloned()
             .unwrap_or_default()
     }
 
-    /// `{label value -> sample value}` of a query whose series differ by `label`.
-    pub fn by(&self, query: &str, label: &str) -> HashMap<String, f64> {
+    /// `{values of labels -> sample value}` of an instant query (a missing label reads
+    /// as empty).
+    pub fn values(&self, query: &str, labels: &[&str]) -> BTreeMap<Vec<String>, f64> {
         self.query(query)
             .iter()
             .map(|sample| {
-                let key = sample["metric"][label].as_str().unwrap_or("").to_owned();
+                let key = labels
+                    .iter()
+                    .map(|l| sample["metric"][l].as_str().unwrap_or("").to_owned())
+                    .collect();
                 let value = sample["value"][1]
                     .as_str()
                     .and_then(|v| v.parse().ok())
@@ -121,5 +96,115 @@ impl Prometheus {
                 (key, value)
             })
             .collect()
+    }
+
+    /// `{label value -> sample value}` of a query whose series differ by `label`.
+    pub fn by(&self, query: &str, label: &str) -> HashMap<String, f64> {
+        self.values(query, &[label])
+            .into_iter()
+            .map(|(mut key, value)| (key.remove(0), value))
+            .collect()
+    }
+
+    /// The value of a query that returns one series; `None` when it returns none.
+    pub fn scalar(&self, query: &str) -> Option<f64> {
+        self.values(query, &[]).into_values().next()
+    }
+}
+
+/// A running Prometheus (or one stopped by [`Prometheus::kill`] or [`Prometheus::stop`]).
+#[derive(Debug)]
+pub struct Prometheus {
+    api: Api,
+    service: Service,
+    // Last: removed after the process that writes in it is gone.
+    _dir: TempDir,
+}
+
+impl Deref for Prometheus {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Prometheus {
+    /// Starts `prometheus` with `config` (YAML) and extra command-line `flags`, and
+    /// waits until it is ready.
+    pub fn start(config: &str, flags: &[&str]) -> Prometheus {
+        Prometheus::launch("prometheus", config, "--storage.tsdb.path", &[], flags)
+    }
+
+    /// Starts `prometheus` in agent mode (`--enable-feature=agent`: it scrapes and
+    /// remote-writes, keeping samples in a write-ahead log until they are sent; it stores
+    /// nothing to query and evaluates no rules) with `config` and extra `flags`, and
+    /// waits until it is ready.
+    pub fn start_agent(config: &str, flags: &[&str]) -> Prometheus {
+        Prometheus::launch(
+            "prometheus agent",
+            config,
+            "--storage.agent.path",
+            &["--enable-feature=agent"],
+            flags,
+        )
+    }
+
+    fn launch(
+        name: &str,
+        config: &str,
+        storage_flag: &str,
+        mode: &[&str],
+        flags: &[&str],
+    ) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let config = dir.write("prometheus.yml", config);
+        let port = free_port();
+        let mut args: Vec<String> = mode.iter().map(|f| (*f).to_owned()).collect();
+        args.extend([
+            format!("--config.file={}", config.display()),
+            format!("{storage_flag}={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]);
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        let program = crate::tools::locate("prometheus").expect("prometheus is installed");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut service = Service::new(
+            name,
+            &program,
+            args,
+            dir.join("prometheus.log"),
+            addr,
+            "/-/ready",
+        );
+        service.start();
+        Prometheus {
+            api: Api::new(name, addr),
+            service,
+            _dir: dir,
+        }
+    }
+
+    /// Its query API (also reached through `Deref`).
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Crashes it (SIGKILL); [`Prometheus::restart`] starts it again.
+    pub fn kill(&mut self) {
+        self.service.kill();
+    }
+
+    /// Stops it cleanly (SIGTERM); [`Prometheus::restart`] starts it again.
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    /// Starts it again after [`Prometheus::kill`] or [`Prometheus::stop`] (stops it
+    /// first when it runs): the same config, port and storage, so it resumes from the
+    /// data and write-ahead log it left. Waits until it is ready.
+    pub fn restart(&mut self) {
+        self.service.stop();
+        self.service.start();
     }
 }

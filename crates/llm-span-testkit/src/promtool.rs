@@ -1,5 +1,5 @@
 //! The one way tests run `promtool` (Debian's `prometheus` package): `check metrics` on
-//! an exposition, `check rules`, `test rules` and `check config` on files.
+//! an exposition, `check rules`, `test rules` and `check config` (`--agent` too) on files.
 //!
 //! Every runner goes through [`tools::run`], which returns `None` when the test is to
 //! skip; otherwise the [`Outcome`] has the exit code and what promtool printed.
@@ -37,6 +37,12 @@ pub fn test_rules(dir: &Path, files: &[&str]) -> Option<Outcome> {
 /// `promtool check config` on `file` (and the rule files it names), relative to `dir`.
 pub fn check_config(dir: &Path, file: &str) -> Option<Outcome> {
     run(Some(dir), &["check", "config", file], None)
+}
+
+/// `promtool check config --agent` on `file`: a config for Prometheus in agent mode,
+/// relative to `dir`.
+pub fn check_agent_config(dir: &Path, file: &str) -> Option<Outcome> {
+    run(Some(dir), &["check", "config", "--agent", file], None)
 }
 
 fn run(dir: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Option<Outcome> {
