@@ -53,6 +53,16 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// The shipped file at `path` with each `(from, to)` of `substitutions` made by
+/// [`replace_once`], in order.
+fn shipped_with(path: &str, substitutions: &[(&str, &str)]) -> String {
+    substitutions
+        .iter()
+        .fold(read_shipped(path), |text, (from, to)| {
+            replace_once(&text, from, to)
+        })
+}
+
 // ---------------------------------------------------------------------------------------
 // Tools and processes: every process of this file is a `Service`, a `Prometheus`, a
 // `replica` or a `load`.
@@ -320,18 +330,20 @@ fn alert_expr(alert: &str) -> String {
 
 /// The shipped Alertmanager config with the test's webhook and short group timers.
 fn alertmanager_config_for_test(webhook: SocketAddr) -> String {
-    let config = read_shipped("deploy/alertmanager/alertmanager.yml");
-    let config = replace_once(&config, "group_wait: 30s", "group_wait: 1s");
-    let config = replace_once(&config, "group_interval: 5m", "group_interval: 1s");
-    let config = replace_once(
-        &config,
-        "http://pager-bridge.internal:9095/alerts",
-        &format!("http://{webhook}/pager"),
-    );
-    replace_once(
-        &config,
-        "http://ticket-bridge.internal:9096/alerts",
-        &format!("http://{webhook}/tickets"),
+    shipped_with(
+        "deploy/alertmanager/alertmanager.yml",
+        &[
+            ("group_wait: 30s", "group_wait: 1s"),
+            ("group_interval: 5m", "group_interval: 1s"),
+            (
+                "http://pager-bridge.internal:9095/alerts",
+                &format!("http://{webhook}/pager"),
+            ),
+            (
+                "http://ticket-bridge.internal:9096/alerts",
+                &format!("http://{webhook}/tickets"),
+            ),
+        ],
     )
 }
 
@@ -747,52 +759,53 @@ impl Topology {
                 .collect();
             format!("targets: [{}]", quoted.join(", "))
         };
-        let agent = read_shipped("deploy/prometheus/agent.yml");
+        let password_file = ("/etc/prometheus/secrets/llm-metrics-password", password);
         let agents = HOSTS
             .iter()
             .map(|(host, indices)| {
-                let c = replace_once(&agent, "scrape_interval: 15s", "scrape_interval: 1s");
-                let c = replace_once(&c, "host: inference-1", &format!("host: {host}"));
-                let c = replace_once(
-                    &c,
-                    "replacement: inference-1:$1",
-                    &format!("replacement: {host}:$1"),
-                );
-                let c = replace_once(&c, "/etc/prometheus/secrets/llm-metrics-password", password);
-                let c = replace_once(
-                    &c,
-                    r#"targets: ["127.0.0.1:9000", "127.0.0.1:9001"]"#,
-                    &targets(indices),
-                );
-                replace_once(
-                    &c,
-                    "http://victoria-metrics.internal:8428",
-                    &format!("http://{victoria}"),
+                shipped_with(
+                    "deploy/prometheus/agent.yml",
+                    &[
+                        ("scrape_interval: 15s", "scrape_interval: 1s"),
+                        ("host: inference-1", &format!("host: {host}")),
+                        (
+                            "replacement: inference-1:$1",
+                            &format!("replacement: {host}:$1"),
+                        ),
+                        password_file,
+                        (
+                            r#"targets: ["127.0.0.1:9000", "127.0.0.1:9001"]"#,
+                            &targets(indices),
+                        ),
+                        (
+                            "http://victoria-metrics.internal:8428",
+                            &format!("http://{victoria}"),
+                        ),
+                    ],
                 )
             })
             .collect();
         let alert_rules = dir.write("llm-alerts.yml", &alert_rules_for_test("5s"));
-        let c = read_shipped("deploy/prometheus/prometheus.yml");
-        let c = replace_once(&c, "scrape_interval: 15s", "scrape_interval: 1s");
-        let c = replace_once(&c, "evaluation_interval: 15s", "evaluation_interval: 1s");
-        let c = replace_once(
-            &c,
-            "  - rules/llm-recording.yml\n",
-            &format!(
-                "  - {}\n",
-                shipped("deploy/prometheus/rules/llm-recording.yml").display()
-            ),
-        );
-        let c = replace_once(
-            &c,
-            "  - rules/llm-alerts.yml\n",
-            &format!("  - {}\n", alert_rules.display()),
-        );
-        let c = replace_once(&c, "/etc/prometheus/secrets/llm-metrics-password", password);
-        let prometheus = replace_once(
-            &c,
-            r#"targets: ["inference-1.internal:9000", "inference-2.internal:9000"]"#,
-            &targets(&[0, 1, 2]),
+        let recording_rules = shipped("deploy/prometheus/rules/llm-recording.yml");
+        let prometheus = shipped_with(
+            "deploy/prometheus/prometheus.yml",
+            &[
+                ("scrape_interval: 15s", "scrape_interval: 1s"),
+                ("evaluation_interval: 15s", "evaluation_interval: 1s"),
+                (
+                    "  - rules/llm-recording.yml\n",
+                    &format!("  - {}\n", recording_rules.display()),
+                ),
+                (
+                    "  - rules/llm-alerts.yml\n",
+                    &format!("  - {}\n", alert_rules.display()),
+                ),
+                password_file,
+                (
+                    r#"targets: ["inference-1.internal:9000", "inference-2.internal:9000"]"#,
+                    &targets(&[0, 1, 2]),
+                ),
+            ],
         );
         let alertmanager = dir.write(
             "alertmanager.yml",
