@@ -170,6 +170,9 @@ pub(crate) enum CallsiteClass {
     RequestEvent {
         roles: Box<[Role]>,
         sets_gauges: bool,
+        /// The index of its one contract field when that is `tokens_out_delta` (and
+        /// the level is not ERROR): a delta event, which may take the stream lane.
+        token_delta: Option<usize>,
     },
     /// An event that only sets engine gauges.
     GaugeEvent { roles: Box<[Role]> },
@@ -190,6 +193,15 @@ impl CallsiteClass {
 
     pub(crate) fn is_request_event(&self) -> bool {
         matches!(self, CallsiteClass::RequestEvent { .. })
+    }
+
+    /// The field index of a delta event's `tokens_out_delta`.
+    #[inline]
+    pub(crate) fn token_delta(&self) -> Option<usize> {
+        match self {
+            CallsiteClass::RequestEvent { token_delta, .. } => *token_delta,
+            _ => None,
+        }
     }
 
     pub(crate) fn sets_gauges(&self) -> bool {
@@ -273,8 +285,20 @@ impl Contract {
         let sets_gauges = roles
             .iter()
             .any(|r| matches!(r, Role::GpuMemoryUsed | Role::KvCacheUsage));
+        let mut contract_fields = roles
+            .iter()
+            .enumerate()
+            .filter(|(_, role)| **role != Role::Ignored);
+        let token_delta = match (contract_fields.next(), contract_fields.next()) {
+            (Some((index, Role::OutputDelta)), None) if !is_error_level(metadata) => Some(index),
+            _ => None,
+        };
         match (updates_request, sets_gauges) {
-            (true, _) => Some(CallsiteClass::RequestEvent { roles, sets_gauges }),
+            (true, _) => Some(CallsiteClass::RequestEvent {
+                roles,
+                sets_gauges,
+                token_delta,
+            }),
             (false, true) => Some(CallsiteClass::GaugeEvent { roles }),
             (false, false) => None,
         }

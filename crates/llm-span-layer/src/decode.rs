@@ -264,6 +264,32 @@ fn strip_quotes(text: &str) -> &str {
         .unwrap_or(text)
 }
 
+/// A delta event's `tokens_out_delta` (field `index`) when it is a plain integer count
+/// above zero; `None` leaves the event to the full decoding, which flags what is wrong.
+#[inline]
+pub(crate) fn plain_delta(event: &tracing_core::Event<'_>, index: usize) -> Option<u64> {
+    struct Delta {
+        index: usize,
+        value: Option<u64>,
+    }
+    impl Visit for Delta {
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.index() == self.index {
+                self.value = Some(value);
+            }
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            if field.index() == self.index {
+                self.value = u64::try_from(value).ok();
+            }
+        }
+    }
+    let mut delta = Delta { index, value: None };
+    event.record(&mut delta);
+    delta.value.filter(|n| (1..=MAX_TOKENS).contains(n))
+}
+
 fn tokens(value: Value<'_>, anomalies: &mut Anomalies) -> Option<u64> {
     let parsed = match value {
         Value::Unsigned(n) => u64::try_from(n).ok(),

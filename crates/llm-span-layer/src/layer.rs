@@ -18,7 +18,7 @@ use crate::containers::callsites::CallsiteMap;
 use crate::containers::inflight::InFlight;
 use crate::containers::labels::{LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
-use crate::decode::{Anomalies, FieldVisitor, Update};
+use crate::decode::{self, Anomalies, FieldVisitor, Update};
 use crate::entered;
 use crate::pricing::PriceIndex;
 use crate::recorders::{RecorderSource, Recorders};
@@ -296,6 +296,18 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
+        // A delta event inside its open request: the stream lane, no lock.
+        let token_delta = class.and_then(CallsiteClass::token_delta);
+        if let Some(index) = token_delta {
+            if event.is_contextual() {
+                if let Some(id) = entered::current(self.key()) {
+                    if decode::plain_delta(event, index).is_some_and(|n| self.stream_delta(&id, n))
+                    {
+                        return;
+                    }
+                }
+            }
+        }
         let mut update = Update::default();
         if let Some(class) = class {
             event.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
@@ -315,7 +327,13 @@ where
                 nothing = Update::default();
                 &nothing
             };
-            request_model = self.apply_event(event, request_update, &ctx, &mut anomalies);
+            request_model = self.apply_event(
+                event,
+                request_update,
+                token_delta.is_some(),
+                &ctx,
+                &mut anomalies,
+            );
             if request_model.is_none() && is_request_event {
                 anomalies.add(Anomaly::EventOutsideRequest);
             }

@@ -48,6 +48,11 @@ impl ModelPrice {
         Ok(self)
     }
 
+    /// Picodollars per output token.
+    pub(crate) fn output_pico(&self) -> u64 {
+        self.output
+    }
+
     /// Cost in picodollars. Cached tokens are a subset of input tokens.
     pub(crate) fn cost_pico(&self, input: u64, cached: u64, output: u64) -> u128 {
         let cached = cached.min(input);

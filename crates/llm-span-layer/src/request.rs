@@ -15,10 +15,12 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::catalog::{Anomaly, TokenType};
 use crate::containers::labels::LabelId;
+use crate::containers::lane::LaneTarget;
 use crate::contract::CallsiteClass;
 use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
 use crate::exemplar::with_trace_at as recording;
 use crate::layer::LlmSpanLayer;
+use crate::pricing::ModelPrice;
 use crate::series::{Counted, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
 
@@ -259,7 +261,11 @@ impl LlmSpanLayer {
 
     /// The counters and histograms of a bound request.
     fn counted(&self, state: &RequestState) -> Option<&Counted> {
-        self.series(state.gauges_at?)?.counted()
+        self.counted_at(state.gauges_at?)
+    }
+
+    fn counted_at(&self, series: SeriesRef) -> Option<&Counted> {
+        self.series(series)?.counted()
     }
 
     fn emit_final(
@@ -376,6 +382,7 @@ impl LlmSpanLayer {
         &self,
         event: &Event<'_>,
         update: &Update,
+        delta_event: bool,
         ctx: &Context<'_, S>,
         anomalies: &mut Anomalies,
     ) -> Option<LabelId>
@@ -391,12 +398,15 @@ impl LlmSpanLayer {
         } else {
             event.parent().cloned()
         };
-        if let Some(Some(model)) = own.and_then(|id| self.apply_to_request(&id, update, anomalies))
+        if let Some(Some(model)) =
+            own.and_then(|id| self.apply_to_request(&id, update, delta_event, anomalies))
         {
             return Some(model);
         }
         for span in ctx.event_scope(event)? {
-            if let Some(Some(model)) = self.apply_to_request(&span.id(), update, anomalies) {
+            if let Some(Some(model)) =
+                self.apply_to_request(&span.id(), update, delta_event, anomalies)
+            {
                 return Some(model);
             }
         }
@@ -404,24 +414,66 @@ impl LlmSpanLayer {
     }
 
     /// Applies an event to span `id` if it is a tracked request: `Some(Some(model))`.
+    /// A delta event (`delta_event`) opens the request's stream lane once it can.
     fn apply_to_request(
         &self,
         id: &Id,
         update: &Update,
+        delta_event: bool,
         anomalies: &mut Anomalies,
     ) -> Option<Option<LabelId>> {
-        self.with_tracked(id, |tracked| {
-            let Tracked::Request(state) = tracked else {
-                return None;
-            };
-            state.apply_event(update, || self.clock.now(), anomalies);
-            self.settle(state, anomalies);
-            Some(
-                state
-                    .effective_model()
-                    .map_or(LabelId::UNKNOWN, |m| m.label),
-            )
+        let mut entry = self.inflight.get(id)?;
+        let (Tracked::Request(state), lane) = entry.get_with_lane()? else {
+            return Some(None);
+        };
+        state.apply_event(update, || self.clock.now(), anomalies);
+        self.settle(state, anomalies);
+        if delta_event && !lane.is_open() {
+            if let Some(target) = self.lane_target(state) {
+                lane.open(target);
+            }
+        }
+        Some(Some(
+            state
+                .effective_model()
+                .map_or(LabelId::UNKNOWN, |m| m.label),
+        ))
+    }
+
+    /// Where a request's delta events can count without its lock, once nothing about
+    /// them depends on its state: bound, past its first token, its revision published.
+    fn lane_target(&self, state: &RequestState) -> Option<LaneTarget> {
+        if !state.bound || state.first_token.is_none() || state.revision != state.published_revision
+        {
+            return None;
+        }
+        let series = state.gauges_at?;
+        self.series(series)?.counted()?;
+        let output_price = state
+            .effective_model()
+            .and_then(|m| m.price)
+            .and_then(|id| self.labels.prices.get(id))
+            .map(ModelPrice::output_pico);
+        Some(LaneTarget {
+            series,
+            output_price,
         })
+    }
+
+    /// A delta event of a request whose stream lane is open: its tokens and their cost
+    /// counted without the request's lock. `false`: take the slow path.
+    #[inline]
+    pub(crate) fn stream_delta(&self, id: &Id, tokens: u64) -> bool {
+        let Some(target) = self.inflight.stream(id, tokens) else {
+            return false;
+        };
+        if let Some(counted) = self.counted_at(target.series) {
+            counted.add_tokens(TokenType::Output, tokens, target.output_price.is_some());
+            if let Some(price) = target.output_price {
+                counted.add_cost(u128::from(tokens) * u128::from(price));
+            }
+        }
+        true
     }
 
     /// Sets the engine gauges an event reports.

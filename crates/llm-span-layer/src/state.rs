@@ -11,6 +11,7 @@ use tracing_core::span::Id;
 
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::LabelId;
+use crate::containers::lane::Streamed;
 use crate::decode::{Anomalies, ModelRef, Update, MAX_EXTRA_LABELS};
 use crate::exemplar::TraceContext;
 use crate::series::SeriesRef;
@@ -395,6 +396,21 @@ pub(crate) struct QueueState {
 pub(crate) enum Tracked {
     Request(RequestState),
     Queue(QueueState),
+}
+
+impl Tracked {
+    /// Folds in tokens a request's stream lane counted: they are in the counters (and
+    /// their cost too) already.
+    pub(crate) fn absorb_streamed(&mut self, streamed: Streamed) {
+        let Tracked::Request(state) = self else {
+            return;
+        };
+        state.output.known = state.output.known.saturating_add(streamed.tokens);
+        state.output.emitted = state.output.emitted.saturating_add(streamed.tokens);
+        if let Some(price) = streamed.output_price {
+            state.cost_emitted += u128::from(streamed.tokens) * u128::from(price);
+        }
+    }
 }
 
 #[cfg(test)]

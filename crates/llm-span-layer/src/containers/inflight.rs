@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tracing_core::span::Id;
 
+use super::lane::{LaneTarget, StreamLane};
 use crate::state::Tracked;
 
 const EMPTY: u64 = 0;
@@ -33,6 +34,7 @@ const LEVELS: usize = 24;
 struct Slot {
     id: AtomicU64,
     state: Mutex<Option<Tracked>>,
+    lane: StreamLane,
 }
 
 pub(crate) struct InFlight {
@@ -47,11 +49,22 @@ pub(crate) struct InFlight {
 /// A locked slot holding a tracked span's state.
 pub(crate) struct Entry<'a> {
     guard: MutexGuard<'a, Option<Tracked>>,
+    lane: &'a StreamLane,
 }
 
 impl Entry<'_> {
+    /// The state, with the tokens its stream lane took folded in.
     pub(crate) fn get(&mut self) -> Option<&mut Tracked> {
-        self.guard.as_mut()
+        self.get_with_lane().map(|(tracked, _)| tracked)
+    }
+
+    /// The state and its stream lane.
+    pub(crate) fn get_with_lane(&mut self) -> Option<(&mut Tracked, &StreamLane)> {
+        let tracked = self.guard.as_mut()?;
+        if let Some(streamed) = self.lane.take() {
+            tracked.absorb_streamed(streamed);
+        }
+        Some((tracked, self.lane))
     }
 }
 
@@ -77,6 +90,7 @@ impl InFlight {
                 .map(|_| Slot {
                     id: AtomicU64::new(EMPTY),
                     state: Mutex::new(None),
+                    lane: StreamLane::default(),
                 })
                 .collect()
         });
@@ -162,7 +176,23 @@ impl InFlight {
         let slot = self.find(key)?;
         let guard = slot.state.lock().unwrap_or_else(|p| p.into_inner());
         // The slot cannot change hands while its span is open, but make sure.
-        (slot.id.load(Ordering::Acquire) == key).then_some(Entry { guard })
+        (slot.id.load(Ordering::Acquire) == key).then_some(Entry {
+            guard,
+            lane: &slot.lane,
+        })
+    }
+
+    /// Adds a delta event's tokens through the span's open stream lane, without its
+    /// lock; `None`: no open lane, take the slow path.
+    #[inline]
+    pub(crate) fn stream(&self, id: &Id, tokens: u64) -> Option<LaneTarget> {
+        if !self.may_contain(id) {
+            return None;
+        }
+        let key = id.into_u64();
+        let slot = self.find(key)?;
+        slot.lane
+            .add(tokens, || slot.id.load(Ordering::Acquire) == key)
     }
 
     /// Runs `finish` on a closing span's state where it lies, then frees its slot.
@@ -177,7 +207,13 @@ impl InFlight {
         let key = id.into_u64();
         let slot = self.find(key)?;
         let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        let result = state.as_mut().map(finish);
+        let streamed = slot.lane.close();
+        let result = state.as_mut().map(|tracked| {
+            if let Some(streamed) = streamed {
+                tracked.absorb_streamed(streamed);
+            }
+            finish(tracked)
+        });
         *state = None;
         drop(state);
         if slot
@@ -198,10 +234,16 @@ impl InFlight {
             .flat_map(|slots| slots.iter_mut())
             .filter_map(|slot| {
                 *slot.id.get_mut() = TOMBSTONE;
-                slot.state
+                let streamed = slot.lane.close_mut();
+                let mut tracked = slot
+                    .state
                     .get_mut()
                     .unwrap_or_else(|p| p.into_inner())
-                    .take()
+                    .take()?;
+                if let Some(streamed) = streamed {
+                    tracked.absorb_streamed(streamed);
+                }
+                Some(tracked)
             })
     }
 }

@@ -7,10 +7,12 @@
 //! - [`table`]: the insert-only hash table the others build on, and its hashers;
 //! - [`callsites`]: every callsite seen, with its class;
 //! - [`labels`]: interned label values, capped per label;
-//! - [`inflight`]: the state of open request and queue spans, keyed by span id.
+//! - [`inflight`]: the state of open request and queue spans, keyed by span id;
+//! - [`lane`]: a streaming request's delta tokens, added without its lock.
 
 pub(crate) mod callsites;
 pub(crate) mod inflight;
 pub(crate) mod labels;
+pub(crate) mod lane;
 pub(crate) mod segments;
 pub(crate) mod table;

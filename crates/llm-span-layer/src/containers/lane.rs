@@ -1,0 +1,200 @@
+//! A request's stream lane: the `tokens_out_delta` events of a bound request add their
+//! tokens here with one compare-and-swap instead of taking the request's lock, and
+//! whoever takes the lock next folds them into the request's state.
+//!
+//! A lane opens (under the request's lock) only once nothing about a delta event
+//! depends on the state: the request is bound, past its first token, and its series
+//! and price are fixed; the lane holds those two. One word holds the open bit, a
+//! generation and the tokens not folded yet. A delta event reads the word, then the
+//! series and price, then checks its span still owns the slot, and adds with a CAS on
+//! the word it read: a close (or a close and a reopen for another span) in between
+//! fails the CAS, so the series and price it read are the ones its tokens belong to.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::series::SeriesRef;
+
+const OPEN: u64 = 1 << 63;
+const GENERATION_SHIFT: u32 = 47;
+const GENERATION: u64 = 0xFFFF << GENERATION_SHIFT;
+/// Tokens not folded yet; an add that would pass this takes the slow path.
+const PENDING: u64 = (1 << GENERATION_SHIFT) - 1;
+const UNPRICED: u64 = u64::MAX;
+
+/// Where a lane's tokens count: the request's series and its output price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LaneTarget {
+    pub(crate) series: SeriesRef,
+    /// Picodollars per output token; `None`: the request is not priced.
+    pub(crate) output_price: Option<u64>,
+}
+
+/// Tokens added through a lane, to fold into the request's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Streamed {
+    pub(crate) tokens: u64,
+    pub(crate) output_price: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StreamLane {
+    word: AtomicU64,
+    series: AtomicU64,
+    output_price: AtomicU64,
+}
+
+impl StreamLane {
+    /// Opens a closed lane. Call with the request's lock held.
+    pub(crate) fn open(&self, target: LaneTarget) {
+        let word = self.word.load(Ordering::Relaxed);
+        debug_assert_eq!(word & (OPEN | PENDING), 0, "opened twice");
+        let series = u64::from(target.series.recorder) << 32 | u64::from(target.series.slot);
+        self.series.store(series, Ordering::Relaxed);
+        self.output_price
+            .store(target.output_price.unwrap_or(UNPRICED), Ordering::Relaxed);
+        let generation = (word & GENERATION).wrapping_add(1 << GENERATION_SHIFT) & GENERATION;
+        // Release: a delta event that sees the lane open sees its target.
+        self.word.store(OPEN | generation, Ordering::Release);
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & OPEN != 0
+    }
+
+    /// Adds `tokens` if the lane is open and `still_owned` (the span still holds the
+    /// slot); returns where they count. `None`: take the slow path.
+    #[inline]
+    pub(crate) fn add(
+        &self,
+        tokens: u64,
+        still_owned: impl FnOnce() -> bool,
+    ) -> Option<LaneTarget> {
+        let word = self.word.load(Ordering::Acquire);
+        if word & OPEN == 0 || tokens > PENDING - (word & PENDING) {
+            return None;
+        }
+        let series = self.series.load(Ordering::Relaxed);
+        let price = self.output_price.load(Ordering::Relaxed);
+        if !still_owned() {
+            return None;
+        }
+        // One attempt: a concurrent add or fold sends this one down the slow path.
+        self.word
+            .compare_exchange(word, word + tokens, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(LaneTarget {
+            series: SeriesRef {
+                recorder: (series >> 32) as u8,
+                slot: series as u32,
+            },
+            output_price: (price != UNPRICED).then_some(price),
+        })
+    }
+
+    /// Takes the tokens added since the last fold. Call with the request's lock held.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<Streamed> {
+        if self.word.load(Ordering::Acquire) & PENDING == 0 {
+            return None;
+        }
+        let word = self.word.fetch_and(!PENDING, Ordering::AcqRel);
+        self.streamed(word)
+    }
+
+    /// Closes the lane and takes what it still holds. Call with the request's lock held.
+    #[inline]
+    pub(crate) fn close(&self) -> Option<Streamed> {
+        if !self.is_open() {
+            return None;
+        }
+        let word = self.word.fetch_and(GENERATION, Ordering::AcqRel);
+        self.streamed(word)
+    }
+
+    /// [`close`](Self::close) for a lane no one else can reach.
+    pub(crate) fn close_mut(&mut self) -> Option<Streamed> {
+        let word = self.word.get_mut();
+        let taken = *word;
+        *word &= GENERATION;
+        self.streamed(taken)
+    }
+
+    fn streamed(&self, word: u64) -> Option<Streamed> {
+        let tokens = word & PENDING;
+        if tokens == 0 {
+            return None;
+        }
+        let price = self.output_price.load(Ordering::Relaxed);
+        Some(Streamed {
+            tokens,
+            output_price: (price != UNPRICED).then_some(price),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: LaneTarget = LaneTarget {
+        series: SeriesRef {
+            recorder: 3,
+            slot: 70_000,
+        },
+        output_price: Some(600_000),
+    };
+
+    #[test]
+    fn a_closed_lane_takes_nothing_and_an_open_one_keeps_its_target() {
+        let lane = StreamLane::default();
+        assert_eq!(lane.add(5, || true), None);
+        lane.open(TARGET);
+        assert_eq!(lane.add(5, || true), Some(TARGET));
+        assert_eq!(
+            lane.add(2, || false),
+            None,
+            "the span no longer owns the slot"
+        );
+        assert_eq!(
+            lane.take(),
+            Some(Streamed {
+                tokens: 5,
+                output_price: Some(600_000)
+            })
+        );
+        assert_eq!(lane.take(), None, "taken once");
+        assert_eq!(
+            lane.add(1, || true),
+            Some(TARGET),
+            "still open after a fold"
+        );
+        assert_eq!(lane.close().map(|s| s.tokens), Some(1));
+        assert_eq!(lane.add(1, || true), None);
+        assert_eq!(lane.close(), None);
+    }
+
+    #[test]
+    fn a_reopened_lane_is_a_new_generation_and_an_unpriced_target_stays_unpriced() {
+        let lane = StreamLane::default();
+        lane.open(TARGET);
+        let first = lane.word.load(Ordering::Relaxed);
+        lane.close();
+        let unpriced = LaneTarget {
+            output_price: None,
+            ..TARGET
+        };
+        lane.open(unpriced);
+        assert_ne!(lane.word.load(Ordering::Relaxed), first);
+        assert_eq!(lane.add(PENDING, || true), Some(unpriced));
+        assert_eq!(lane.add(1, || true), None, "full: the slow path folds it");
+        let mut lane = lane;
+        assert_eq!(
+            lane.close_mut(),
+            Some(Streamed {
+                tokens: PENDING,
+                output_price: None
+            })
+        );
+        assert!(!lane.is_open());
+    }
+}
