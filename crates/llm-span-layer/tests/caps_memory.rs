@@ -4,6 +4,8 @@
 //! The first release allocated its tables for the whole cap up front: 1.69 GB of
 //! resident memory for these 40 requests.
 
+mod common;
+
 use llm_span_layer::{LlmSpanLayer, LlmSpanLayerBuilder};
 use metrics_util::debugging::DebuggingRecorder;
 use tracing_subscriber::prelude::*;
@@ -31,19 +33,7 @@ fn memory_follows_the_values_seen_not_the_caps() {
         .build()
         .expect("caps at their maxima are valid");
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..40 {
-            let model = format!("model-{i}");
-            let tenant = format!("tenant-{}", i % 13);
-            drop(tracing::info_span!(
-                "generate",
-                model = model.as_str(),
-                tenant = tenant.as_str(),
-                tokens_in = 1u64,
-                tokens_out = 1u64
-            ));
-        }
-    });
+    tracing::dispatcher::with_default(&dispatch, common::requests_across_models_and_tenants);
     let peak = status_bytes("VmHWM:").saturating_sub(before);
     eprintln!("peak resident memory grew by {} KiB", peak >> 10);
     assert!(

@@ -58,19 +58,7 @@ fn caps_are_checked_against_their_maximum_and_cost_what_they_hold() {
                 .with_max_label_values(LlmSpanLayerBuilder::MAX_LABEL_VALUES)
                 .with_max_series(LlmSpanLayerBuilder::MAX_SERIES)
         });
-        h.run(|| {
-            for i in 0..40 {
-                let model = format!("model-{i}");
-                let tenant = format!("tenant-{}", i % 13);
-                drop(tracing::info_span!(
-                    "generate",
-                    model = model.as_str(),
-                    tenant = tenant.as_str(),
-                    tokens_in = 1u64,
-                    tokens_out = 1u64
-                ));
-            }
-        });
+        h.run(common::requests_across_models_and_tenants);
         h.snapshot().sum("llm_requests_total")
     });
     assert_eq!(counted, 40);

@@ -12,6 +12,11 @@ use tracing::field::Empty;
 const MODEL: &[(&str, &str)] = &[("model", "m")];
 const OUTPUT: &[(&str, &str)] = &[("model", "m"), ("type", "output")];
 
+/// A request span streaming its output.
+fn generate(model: &str, tokens_in: u64) -> tracing::Span {
+    tracing::info_span!("generate", model, tokens_in, tokens_out = Empty)
+}
+
 fn priced() -> Harness {
     let prices = PriceTable::new().with_model(
         "m",
@@ -24,12 +29,7 @@ fn priced() -> Harness {
 fn a_stream_counts_every_delta_and_its_cost_as_it_goes() {
     let h = priced();
     let span = h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 10u64,
-            tokens_out = Empty
-        );
+        let span = generate("m", 10);
         span.in_scope(|| {
             for _ in 0..50 {
                 tracing::info!(tokens_out_delta = 2u64);
@@ -66,12 +66,7 @@ fn a_stream_counts_every_delta_and_its_cost_as_it_goes() {
 fn a_total_past_the_stream_counts_only_the_difference_and_deltas_after_it_count_too() {
     let h = priced();
     h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 1u64,
-            tokens_out = Empty
-        );
+        let span = generate("m", 1);
         let _entered = span.enter();
         for _ in 0..10 {
             tracing::info!(tokens_out_delta = 1u64);
@@ -100,12 +95,7 @@ fn a_total_past_the_stream_counts_only_the_difference_and_deltas_after_it_count_
 fn deltas_from_many_threads_into_one_request_count_exactly() {
     let h = priced();
     let span = h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 7u64,
-            tokens_out = Empty
-        );
+        let span = generate("m", 7);
         span.in_scope(|| tracing::info!(first_token = true));
         span
     });
@@ -150,12 +140,7 @@ fn deltas_from_many_threads_into_one_request_count_exactly() {
 fn unpriced_streams_count_their_tokens_as_unpriced() {
     let h = Harness::new();
     h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "free",
-            tokens_in = 2u64,
-            tokens_out = Empty
-        );
+        let span = generate("free", 2);
         span.in_scope(|| {
             for _ in 0..30 {
                 tracing::info!(tokens_out_delta = 1u64);
@@ -179,12 +164,7 @@ fn unpriced_streams_count_their_tokens_as_unpriced() {
 fn deltas_under_a_child_span_or_with_an_explicit_parent_count_the_same() {
     let h = priced();
     h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 1u64,
-            tokens_out = Empty
-        );
+        let span = generate("m", 1);
         span.in_scope(|| tracing::info!(tokens_out_delta = 1u64));
         span.in_scope(|| {
             let step = tracing::info_span!("decode_step");
@@ -207,12 +187,7 @@ fn deltas_under_a_child_span_or_with_an_explicit_parent_count_the_same() {
 fn an_error_level_delta_still_fails_its_request() {
     let h = priced();
     h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 1u64,
-            tokens_out = Empty
-        );
+        let span = generate("m", 1);
         span.in_scope(|| {
             tracing::info!(tokens_out_delta = 1u64);
             tracing::info!(tokens_out_delta = 1u64);

@@ -241,3 +241,18 @@ pub fn loop_size(full: u32, under_mutants: u32) -> u32 {
         full
     }
 }
+
+/// Forty finished requests, each under its own model, spread over 13 tenants.
+pub fn requests_across_models_and_tenants() {
+    for i in 0..40 {
+        let model = format!("model-{i}");
+        let tenant = format!("tenant-{}", i % 13);
+        drop(tracing::info_span!(
+            "generate",
+            model = model.as_str(),
+            tenant = tenant.as_str(),
+            tokens_in = 1u64,
+            tokens_out = 1u64
+        ));
+    }
+}
