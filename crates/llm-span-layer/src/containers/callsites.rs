@@ -120,4 +120,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_callsite_inserted_twice_keeps_its_first_entry_and_class() {
+        let site: &'static Site = Box::leak(Box::new(Site(OnceLock::new())));
+        let id = Identifier(site);
+        let map = CallsiteMap::new();
+        assert_eq!(format!("{map:?}"), "CallsiteMap { len: 0 }");
+        let (first, class) = map
+            .insert(&id, || Some(CallsiteClass::Queue))
+            .expect("room");
+        assert_eq!(class, Some(&CallsiteClass::Queue));
+        let (again, class) = map
+            .insert(&id, || panic!("classified twice"))
+            .expect("room");
+        assert_eq!((again, class), (first, Some(&CallsiteClass::Queue)));
+        assert_eq!(map.len(), 1);
+        assert_eq!(format!("{map:?}"), "CallsiteMap { len: 1 }");
+    }
 }

@@ -247,4 +247,42 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn debug_shows_the_count_and_the_cap() {
+        let labels = LabelValues::with_cap(2);
+        labels.intern("a");
+        labels.intern("a");
+        assert_eq!(
+            format!("{labels:?}"),
+            "LabelValues { values: BoundedTable { len: 1, max_len: 2 } }"
+        );
+    }
+
+    #[test]
+    fn threads_interning_the_same_new_values_get_the_same_ids() {
+        // The threads go through the values in the same order, so they often both miss
+        // a new value and meet at the writers' lock, where the second must find the
+        // first one's entry instead of adding the value again.
+        const VALUES: usize = 2000;
+        let labels = LabelValues::with_cap(VALUES);
+        let names: Vec<String> = (0..VALUES).map(|i| format!("value-{i}")).collect();
+        let start = std::sync::Barrier::new(4);
+        let ids: Vec<Vec<Interned>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        names.iter().map(|name| labels.intern(name)).collect()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("thread"))
+                .collect()
+        });
+        assert!(ids.windows(2).all(|pair| pair[0] == pair[1]));
+        assert_eq!(labels.len(), VALUES);
+    }
 }

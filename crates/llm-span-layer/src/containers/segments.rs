@@ -102,4 +102,13 @@ mod tests {
         assert_eq!(array.allocated(), FIRST + 512);
         assert!(array.get(100).is_none());
     }
+
+    #[test]
+    fn debug_counts_the_allocated_segments() {
+        let array: Segments<OnceLock<u32>> = Segments::new();
+        assert_eq!(format!("{array:?}"), "Segments { allocated_segments: 0 }");
+        array.get_or_alloc(3, OnceLock::new).expect("room");
+        array.get_or_alloc(1000, OnceLock::new).expect("room");
+        assert_eq!(format!("{array:?}"), "Segments { allocated_segments: 2 }");
+    }
 }

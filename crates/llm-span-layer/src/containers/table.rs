@@ -358,4 +358,39 @@ mod tests {
         assert!(slots.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(table.len(), 64);
     }
+
+    #[test]
+    fn every_probe_ends() {
+        // A probe that never ends would hang this test binary until cargo-mutants' timeout
+        // (or CI's): a watchdog ends the binary instead, as a failure.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if finished
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_err()
+            {
+                eprintln!("BoundedTable operations did not end within 10 s");
+                std::process::exit(101);
+            }
+        });
+        let table: BoundedTable<u64, u64> = BoundedTable::with_max_len(100);
+        let hash = |k: u64| BuildMixHasher.hash_one(k);
+        for k in 0..150u64 {
+            let inserted = table.find_or_insert(hash(k), |x| *x == k, || (k, k * 2));
+            assert_eq!(
+                inserted.map(|(id, v)| (id, *v)),
+                if k < 100 {
+                    Ok((k as u32, k * 2))
+                } else {
+                    Err(Full)
+                }
+            );
+        }
+        for k in 0..150u64 {
+            let found = table.find(hash(k), |x| *x == k).map(|(id, v)| (id, *v));
+            assert_eq!(found, (k < 100).then_some((k as u32, k * 2)), "{k}");
+        }
+        assert_eq!(table.len(), 100);
+        done.send(()).expect("watchdog");
+    }
 }
