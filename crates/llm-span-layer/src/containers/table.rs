@@ -393,4 +393,24 @@ mod tests {
         assert_eq!(table.len(), 100);
         done.send(()).expect("watchdog");
     }
+
+    #[test]
+    fn the_index_doubles_when_an_insert_would_make_it_more_than_half_full() {
+        let table: BoundedTable<u64, u64> = BoundedTable::with_max_len(1000);
+        let hash = |k: u64| BuildMixHasher.hash_one(k);
+        for n in 1..=300u64 {
+            table
+                .find_or_insert(hash(n), |x| *x == n, || (n, n))
+                .expect("room");
+            let level = table.current.load(Ordering::Acquire);
+            let slots = table.index[level].get().map_or(0, |index| index.len());
+            let expected = (2 * n as usize).next_power_of_two().max(FIRST_INDEX);
+            assert_eq!(slots, expected, "{n} entries");
+            assert_eq!(slots, FIRST_INDEX << level, "{n} entries");
+        }
+        assert_eq!(
+            format!("{table:?}"),
+            "BoundedTable { len: 300, max_len: 1000 }"
+        );
+    }
 }
