@@ -373,4 +373,60 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn from_env_reads_the_process_environment() {
+        // The only test of this binary that sets an LLM_METRICS_* variable, or reads one.
+        std::env::set_var(crate::env::LISTEN, "127.0.0.1:9464");
+        let builder = ExporterBuilder::from_env();
+        std::env::set_var(crate::env::LISTEN, "not an address");
+        let invalid = ExporterBuilder::from_env();
+        std::env::remove_var(crate::env::LISTEN);
+        let builder = builder.expect("a valid address");
+        assert_eq!(builder.listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        let err = invalid.map(|_| ()).expect_err("not an address");
+        assert_eq!(
+            err.to_string(),
+            ExporterBuilder::from_env_map(|name| {
+                (name == crate::env::LISTEN).then(|| "not an address".to_owned())
+            })
+            .map(|_| ())
+            .expect_err("the same error")
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn an_empty_credential_file_variable_is_an_error_of_its_own() {
+        for var in [crate::env::BEARER_FILE, crate::env::BASIC_PASSWORD_FILE] {
+            let err = ExporterBuilder::from_env_map(|name| {
+                if name == var {
+                    Some(String::new())
+                } else if name == crate::env::BASIC_USER && var == crate::env::BASIC_PASSWORD_FILE {
+                    Some("prometheus".to_owned())
+                } else {
+                    None
+                }
+            })
+            .map(|_| ())
+            .expect_err(var);
+            assert_eq!(
+                err.to_string(),
+                format!("invalid environment variable {var}: set but empty")
+            );
+        }
+    }
+
+    #[test]
+    fn a_credential_file_error_has_the_io_error_as_its_source() {
+        use std::error::Error as _;
+        let err = Secret::from_file("/nonexistent/llm-span-credential")
+            .map(|_| ())
+            .expect_err("missing file");
+        let source = err.source().expect("the io error");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
 }

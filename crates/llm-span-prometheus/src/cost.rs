@@ -141,4 +141,24 @@ mod tests {
         let expected = u128::from(u64::MAX - 1_000_000) + 600_000 * u128::from(u64::MAX / 100_000);
         assert_eq!(cost.read(0), expected);
     }
+
+    #[test]
+    fn as_a_counter_it_adds_and_takes_absolute_values_below_the_first_wrap() {
+        use metrics::CounterFn;
+        let cost = PicoCost::default();
+        cost.increment(5);
+        assert_eq!(cost.read(0), 5);
+        cost.absolute(3);
+        assert_eq!(cost.read(0), 5, "absolute never lowers the counter");
+        cost.absolute(1_000);
+        assert_eq!(cost.read(0), 1_000);
+        cost.increment(u64::MAX - 999);
+        assert_eq!(cost.read(0), 1u128 << 64);
+        cost.absolute(7_000);
+        assert_eq!(
+            cost.read(0),
+            1u128 << 64,
+            "past a wrap, absolute is ignored"
+        );
+    }
 }

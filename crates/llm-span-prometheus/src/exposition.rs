@@ -327,4 +327,19 @@ mod tests {
         write_sample(&mut line, "x", "_sum", "a=\"1\"", None, Float(2.5));
         assert_eq!(line, "x_bucket{le=\"0.5\"} 3\nx_sum{a=\"1\"} 2.5\n");
     }
+
+    #[test]
+    fn label_names_keep_letters_underscores_and_digits_after_the_first() {
+        let mut out = String::new();
+        write_label_pairs(
+            &mut out,
+            [
+                ("a1", "v"),
+                ("_b", "w"),
+                ("1c", "x"),
+                ("d-e9", "y\"q\"\n\\"),
+            ],
+        );
+        assert_eq!(out, r#"a1="v",_b="w",_c="x",d_e9="y\"q\"\n\\""#);
+    }
 }
