@@ -232,4 +232,13 @@ mod tests {
             .sum();
         assert_eq!(snapshot.sum, expected);
     }
+
+    #[test]
+    fn as_a_metrics_histogram_it_records_the_same() {
+        let h = histogram(&[1.0]);
+        metrics::HistogramFn::record(&h, 0.5);
+        metrics::HistogramFn::record(&h, 2.0);
+        let snapshot = h.snapshot();
+        assert_eq!((snapshot.cumulative, snapshot.sum), (vec![1, 2], 2.5));
+    }
 }

@@ -157,4 +157,21 @@ mod tests {
             assert!(!accepts_gzip(no), "{no}");
         }
     }
+
+    #[test]
+    fn wildcards_count_for_the_text_format_and_other_text_versions_do_not() {
+        let om = "application/openmetrics-text;version=1.0.0;q=0.5";
+        for (accept, expected) in [
+            (format!("{om},*/*;q=0.9"), Format::Text),
+            (format!("{om},text/*;q=0.9"), Format::Text),
+            (format!("{om},*/*;q=0.4"), Format::OpenMetrics),
+            (
+                format!("{om},text/plain;version=1.0.0;q=0.9"),
+                Format::OpenMetrics,
+            ),
+            (format!("{om},text/plain;version=0.0.4;q=0.9"), Format::Text),
+        ] {
+            assert_eq!(format(Some(&accept)), expected, "{accept}");
+        }
+    }
 }

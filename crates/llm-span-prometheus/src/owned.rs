@@ -469,4 +469,44 @@ mod tests {
         // Characters, not bytes.
         assert!(exemplar_labels(&"é".repeat(120), None).is_some());
     }
+
+    #[test]
+    fn the_cost_takes_absolute_values() {
+        let owned = owned();
+        let cost = Key::from_parts(catalog::COST_PICO_USD_TOTAL, vec![Label::new("model", "m")]);
+        owned.counter(&cost).expect("cost").absolute(5_000_000);
+        let text: String = owned
+            .families(Format::Text)
+            .iter()
+            .map(|f| f.samples.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            "llm_cost_usd_total{service=\"chat\",model=\"m\"} 0.000005\n"
+        );
+    }
+
+    #[test]
+    fn exemplar_labels_may_use_all_128_characters() {
+        // trace_id (8) + span_id (7) + a 16-character span id: 97 characters of trace id
+        // make exactly 128, the OpenMetrics limit, which is allowed.
+        let trace = "a".repeat(128 - 8 - 7 - 16);
+        let span = "b".repeat(16);
+        assert_eq!(
+            exemplar_labels(&trace, Some(&span)),
+            Some(format!("trace_id=\"{trace}\",span_id=\"{span}\""))
+        );
+        // One more and the span id is left out; past 128 alone, no exemplar.
+        let longer = format!("{trace}a");
+        assert_eq!(
+            exemplar_labels(&longer, Some(&span)),
+            Some(format!("trace_id=\"{longer}\""))
+        );
+        let at_limit = "c".repeat(128 - 8);
+        assert_eq!(
+            exemplar_labels(&at_limit, None),
+            Some(format!("trace_id=\"{at_limit}\""))
+        );
+        assert_eq!(exemplar_labels(&format!("{at_limit}c"), None), None);
+    }
 }

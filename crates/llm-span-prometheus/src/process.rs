@@ -130,4 +130,88 @@ mod tests {
             "{start} vs {now}"
         );
     }
+
+    /// `utime + stime` of this process, in clock ticks, and VmRSS in KiB, read here
+    /// independently of the code under test.
+    fn ticks_and_rss_kib() -> (f64, f64) {
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        let fields: Vec<f64> = stat
+            .rsplit_once(')')
+            .expect("comm")
+            .1
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(f64::NAN))
+            .collect();
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        // proc(5) fields 14 and 15, counted from 1 with pid and comm before the rest.
+        (fields[11] + fields[12], rss)
+    }
+
+    fn value_of(out: &str, name: &str) -> f64 {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    }
+
+    #[test]
+    fn values_are_those_of_proc_in_seconds_and_bytes() {
+        // Spend CPU time in user space and in the kernel (reading /proc is system time),
+        // at least 0.03 s of each, so that a wrong sum or scale cannot match by chance.
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        loop {
+            let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')
+                .expect("comm")
+                .1
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            if (fields[11] >= 3 && fields[12] >= 3) || started.elapsed().as_secs() > 20 {
+                break;
+            }
+            for _ in 0..100 {
+                std::hint::black_box(std::fs::read_to_string("/proc/self/stat").ok());
+            }
+            for i in 0..50_000u64 {
+                spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        let (ticks_before, rss_before) = ticks_and_rss_kib();
+        let out: String = families(&[])
+            .iter()
+            .map(|f| f.samples.to_string())
+            .collect();
+        let (ticks_after, rss_after) = ticks_and_rss_kib();
+        let cpu = value_of(&out, "process_cpu_seconds_total");
+        assert!(
+            ticks_before / 100.0 <= cpu && cpu <= ticks_after / 100.0,
+            "{cpu} s of CPU, {ticks_before} to {ticks_after} ticks"
+        );
+        let rss = value_of(&out, "process_resident_memory_bytes");
+        let (low, high) = (rss_before.min(rss_after), rss_before.max(rss_after));
+        assert!(
+            low * 1024.0 / 2.0 <= rss && rss <= high * 1024.0 * 2.0,
+            "{rss} bytes resident, VmRSS {rss_before} to {rss_after} KiB"
+        );
+        // This test binary started a moment ago (and started after the machine booted).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs_f64();
+        let start = value_of(&out, "process_start_time_seconds");
+        assert!(
+            now - 300.0 < start && start <= now + 1.0,
+            "started at {start}, now {now}"
+        );
+    }
 }

@@ -269,4 +269,42 @@ mod tests {
             "served in dollars"
         );
     }
+
+    #[test]
+    fn the_handle_shows_no_internals_in_debug() {
+        let (_, handle) = crate::ExporterBuilder::new().build().expect("recorder");
+        assert_eq!(format!("{handle:?}"), "MetricsHandle { .. }");
+    }
+
+    #[test]
+    fn the_recorder_shows_no_internals_in_debug() {
+        let (recorder, _) = crate::ExporterBuilder::new().build().expect("recorder");
+        assert_eq!(format!("{recorder:?}"), "MetricsRecorder { .. }");
+    }
+
+    #[test]
+    fn an_application_s_own_metrics_get_the_help_it_describes() {
+        let (recorder, handle) = crate::ExporterBuilder::new().build().expect("recorder");
+        let meta = Metadata::new("test", metrics::Level::INFO, None);
+        recorder.describe_counter("app_jobs_total".into(), None, "Jobs run.".into());
+        recorder.describe_gauge("app_queue".into(), None, "Jobs waiting.".into());
+        recorder.describe_histogram("app_job_seconds".into(), None, "Job time.".into());
+        recorder
+            .register_counter(&Key::from_name("app_jobs_total"), &meta)
+            .increment(3);
+        recorder
+            .register_gauge(&Key::from_name("app_queue"), &meta)
+            .set(2.0);
+        recorder
+            .register_histogram(&Key::from_name("app_job_seconds"), &meta)
+            .record(0.5);
+        let text = handle.render();
+        for help in [
+            "# HELP app_jobs_total Jobs run.\n",
+            "# HELP app_queue Jobs waiting.\n",
+            "# HELP app_job_seconds Job time.\n",
+        ] {
+            assert!(text.contains(help), "{help} in {text}");
+        }
+    }
 }

@@ -457,3 +457,33 @@ async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> 
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use llm_span_testkit::http;
+
+    fn loopback() -> crate::ExporterBuilder {
+        crate::ExporterBuilder::new().with_listen_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn health(addr: SocketAddr) -> Option<u16> {
+        http::try_request(addr, "GET", "/health", &[], None)
+            .ok()
+            .map(|response| response.status)
+    }
+
+    #[test]
+    fn a_detached_listener_keeps_serving() {
+        let (_, handle) = loopback().spawn().expect("listener");
+        let addr = handle.local_addr();
+        assert_eq!(
+            format!("{handle:?}"),
+            format!("ExporterHandle {{ local_addr: {addr}, .. }}")
+        );
+        handle.detach();
+        // The listener runs for the rest of this test binary, on a loopback port.
+        assert_eq!(health(addr), Some(200));
+    }
+}
