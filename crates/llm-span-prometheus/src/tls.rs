@@ -43,3 +43,21 @@ fn pem_reason(error: &pem::Error, wanted: &str) -> String {
         _ => "malformed PEM".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_cannot_be_read_says_so() {
+        let missing = Path::new("/nonexistent/llm-span-cert.pem");
+        let err = load(missing, missing)
+            .map(|_| ())
+            .expect_err("missing file");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("TLS file /nonexistent/llm-span-cert.pem: cannot read: "),
+            "{text}"
+        );
+    }
+}
