@@ -340,3 +340,15 @@ fn a_span_needs_both_a_model_and_input_tokens_to_be_a_request() {
         1
     );
 }
+
+#[test]
+fn four_extra_labels_are_accepted_and_a_fifth_is_refused() {
+    let labels = |n: usize| {
+        ["a", "b", "c", "d", "e"][..n]
+            .iter()
+            .fold(LlmSpanLayer::builder(), |b, label| b.with_label(label))
+    };
+    assert!(labels(4).build().is_ok());
+    let err = labels(5).build().expect_err("five labels");
+    assert_eq!(err, ConfigError::TooManyLabels { max: 4, given: 5 });
+}
