@@ -352,3 +352,25 @@ fn four_extra_labels_are_accepted_and_a_fifth_is_refused() {
     let err = labels(5).build().expect_err("five labels");
     assert_eq!(err, ConfigError::TooManyLabels { max: 4, given: 5 });
 }
+
+#[test]
+fn a_delta_event_at_error_level_still_fails_its_request() {
+    let h = Harness::new();
+    h.run(|| {
+        let request = tracing::info_span!("generate", model = "m", tokens_in = 1u64);
+        let entered = request.enter();
+        tracing::info!(tokens_out_delta = 1u64);
+        tracing::info!(tokens_out_delta = 1u64);
+        tracing::error!(tokens_out_delta = 2u64);
+        drop(entered);
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
+        1
+    );
+    assert_eq!(
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        4
+    );
+}
