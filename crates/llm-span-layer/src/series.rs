@@ -578,8 +578,25 @@ mod tests {
         }
     }
 
+    /// Ends the test binary, as a failure, unless the returned sender is used within
+    /// 10 s: a loop that never ends (and never writes) would otherwise hang every test.
+    fn watchdog() -> std::sync::mpsc::Sender<()> {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // A test that failed drops the sender: only a timeout means a hang.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(std::time::Duration::from_secs(10))
+            {
+                eprintln!("a loop of series.rs did not end within 10 s");
+                std::process::exit(101);
+            }
+        });
+        done
+    }
+
     #[test]
     fn cost_is_added_in_u64_steps() {
+        let done = watchdog();
         let recorder = Recording::default();
         let counted = Counted::register(&recorder, &[], SeriesPricing::Priced);
         let cost = recorder.handle(&Key::from_name(catalog::COST_PICO_USD_TOTAL));
@@ -590,10 +607,12 @@ mod tests {
         counted.add_cost(u128::from(u64::MAX) * 2 + 7);
         let max = u64::MAX as f64;
         assert_eq!(cost.take(), [max, max, 7.0]);
+        done.send(()).expect("watchdog");
     }
 
     #[test]
     fn the_hit_rate_is_set_from_both_totals() {
+        let done = watchdog();
         let recorder = Recording::default();
         let counted = Counted::register(&recorder, &[], SeriesPricing::Unpriced);
         let rate = recorder.handle(&Key::from_name(catalog::KV_CACHE_HIT_RATE));
@@ -611,5 +630,6 @@ mod tests {
         // Cached tokens past the input count as the input.
         counted.add_cache_totals(10, 30);
         assert_eq!(rate.take(), [60.0 / 410.0]);
+        done.send(()).expect("watchdog");
     }
 }

@@ -365,9 +365,9 @@ mod tests {
         // (or CI's): a watchdog ends the binary instead, as a failure.
         let (done, finished) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
-            if finished
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .is_err()
+            // A test that failed drops the sender: only a timeout means a hang.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(std::time::Duration::from_secs(10))
             {
                 eprintln!("BoundedTable operations did not end within 10 s");
                 std::process::exit(101);
