@@ -67,14 +67,14 @@ for file in "${files[@]}"; do args+=(--file "$file"); done
 
 # --newest: the diff from a base commit to the work tree, where the base is the parent of the
 # oldest of the newest commits on main's first-parent line that are
-#   - at most NEWEST_COMMITS (20) back and at most NEWEST_HOURS (3, one working session) older
+#   - at most NEWEST_COMMITS (50) back and at most NEWEST_HOURS (3, one working session) older
 #     than HEAD: a submission of several commits is checked whole, not only its last commit
 #     (HEAD~1 would let a commit's untested code through when a later commit follows it);
 #   - together at most NEWEST_MAX_MUTANTS (300) mutants, about 30 minutes on 2 cores: older
 #     commits are dropped until the mutants fit, and when the newest commit alone has more,
 #     a round-robin sample of that many of its mutants is tested (and the run says so).
 # There is no merge base to use: CI clones main alone, whose previous state it does not know.
-max_commits=${NEWEST_COMMITS:-20} max_hours=${NEWEST_HOURS:-3} max_mutants=${NEWEST_MAX_MUTANTS:-300}
+max_commits=${NEWEST_COMMITS:-50} max_hours=${NEWEST_HOURS:-3} max_mutants=${NEWEST_MAX_MUTANTS:-300}
 count_in_diff() {
     cargo mutants "${args[@]}" --list --in-diff "$1" 2>/dev/null | grep -c . || true
 }
