@@ -207,6 +207,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_ids_in_hex() {
+        let trace = TraceContext::from_hex("a3ce929d0e0e4736", Some("00f067aa0ba902b7"));
+        assert_eq!(
+            format!("{:?}", trace.expect("valid")),
+            r#"TraceContext { trace_id: "a3ce929d0e0e4736", span_id: Some("00f067aa0ba902b7") }"#
+        );
+    }
+
+    #[test]
     fn the_current_trace_is_set_while_recording_only() {
         let trace = TraceContext::from_hex("a3ce929d0e0e4736", None);
         assert_eq!(current(), None);

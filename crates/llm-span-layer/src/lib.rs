@@ -82,6 +82,8 @@ mod contract;
 mod decode;
 mod entered;
 pub mod exemplar;
+#[cfg(test)]
+mod fast_path_tests;
 mod layer;
 #[cfg(feature = "opentelemetry")]
 mod otel;

@@ -441,10 +441,10 @@ impl LlmSpanLayer {
     }
 
     /// Where a request's delta events can count without its lock, once nothing about
-    /// them depends on its state: bound, past its first token, its revision published.
+    /// them depends on its state: bound (so past its first token, while it is open) and
+    /// its revision published.
     fn lane_target(&self, state: &RequestState) -> Option<LaneTarget> {
-        if !state.bound || state.first_token.is_none() || state.revision != state.published_revision
-        {
+        if !state.bound || state.revision != state.published_revision {
             return None;
         }
         let series = state.gauges_at?;

@@ -465,6 +465,17 @@ mod tests {
     }
 
     #[test]
+    fn wall_clock_time_of_instants_before_and_after_its_reading() {
+        let (clock, mock) = quanta::Clock::mock();
+        let earlier = clock.now();
+        mock.increment(std::time::Duration::from_secs(2));
+        let wall = WallClock::new(&clock);
+        mock.increment(std::time::Duration::from_secs(3));
+        assert_eq!(wall.unix_seconds(clock.now()), wall.unix_seconds + 3.0);
+        assert_eq!(wall.unix_seconds(earlier), wall.unix_seconds - 2.0);
+    }
+
+    #[test]
     fn nested_queue_spans_are_one_phase() {
         let (clock, mock) = quanta::Clock::mock();
         let mut state = RequestState::new(clock.now(), 0, &tracing_core::span::Id::from_u64(1));

@@ -99,6 +99,35 @@ fn extra_labels_recorded_after_the_model_label_the_whole_request() {
 }
 
 #[test]
+fn a_queue_wait_before_the_model_is_known_waits_for_it_even_where_unknown_counts() {
+    let h = Harness::new();
+    h.run(|| {
+        // A request that never learns its model: `unknown` has its histograms from then on.
+        drop(tracing::info_span!(
+            "generate",
+            model = Empty,
+            tokens_in = 1u64
+        ));
+        let request = tracing::info_span!("generate", model = Empty, tokens_in = 1u64);
+        let queue = tracing::info_span!(parent: &request, "queue");
+        h.advance(0.75);
+        drop(queue);
+        request.record("model", "m");
+        request.in_scope(|| tracing::info!(first_token = true));
+        drop(request);
+    });
+    let m = h.snapshot();
+    assert_all_close(
+        &m.histogram("llm_queue_wait_seconds", &[("model", "m")]),
+        &[0.75],
+    );
+    assert_eq!(
+        m.histogram("llm_queue_wait_seconds", &[("model", "unknown")]),
+        Vec::<f64>::new()
+    );
+}
+
+#[test]
 fn a_model_learned_late_labels_the_whole_request() {
     let h = Harness::new();
     h.run(|| {

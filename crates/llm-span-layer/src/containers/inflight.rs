@@ -195,6 +195,13 @@ impl InFlight {
             .add(tokens, || slot.id.load(Ordering::Acquire) == key)
     }
 
+    /// The tokens a tracked span's open stream lane holds, not folded yet; `None`: the
+    /// span is not tracked or its lane is closed.
+    #[cfg(test)]
+    pub(crate) fn lane_pending(&self, id: &Id) -> Option<u64> {
+        self.find(id.into_u64())?.lane.pending()
+    }
+
     /// Runs `finish` on a closing span's state where it lies, then frees its slot.
     pub(crate) fn remove_with<R>(
         &self,

@@ -61,6 +61,13 @@ impl StreamLane {
         self.word.load(Ordering::Relaxed) & OPEN != 0
     }
 
+    /// The tokens added and not folded yet; `None`: the lane is closed.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> Option<u64> {
+        let word = self.word.load(Ordering::Relaxed);
+        (word & OPEN != 0).then_some(word & PENDING)
+    }
+
     /// Adds `tokens` if the lane is open and `still_owned` (the span still holds the
     /// slot); returns where they count. `None`: take the slow path.
     #[inline]
@@ -171,6 +178,17 @@ mod tests {
         assert_eq!(lane.close().map(|s| s.tokens), Some(1));
         assert_eq!(lane.add(1, || true), None);
         assert_eq!(lane.close(), None);
+    }
+
+    #[test]
+    fn each_opening_is_the_next_generation() {
+        let lane = StreamLane::default();
+        for generation in 1..=3 {
+            lane.open(TARGET);
+            let word = lane.word.load(Ordering::Relaxed);
+            assert_eq!(word, OPEN | generation << GENERATION_SHIFT);
+            lane.close();
+        }
     }
 
     #[test]
