@@ -3,64 +3,22 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use common::Harness;
+use common::{Harness, TraceCapture, TracedSamples};
 use llm_span_layer::exemplar::{self, TraceContext};
 use llm_span_layer::LlmSpanLayer;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
-
-/// Every histogram sample with the trace current when it was recorded.
-type Samples = Arc<Mutex<Vec<(String, f64, Option<TraceContext>)>>>;
-
-/// The times the layer gave traced samples, in seconds since the Unix epoch.
-static TIMES: Mutex<Vec<Option<f64>>> = Mutex::new(Vec::new());
-
-struct Capture(Samples);
-
-struct CaptureHistogram {
-    name: String,
-    samples: Samples,
-}
-
-impl metrics::HistogramFn for CaptureHistogram {
-    fn record(&self, value: f64) {
-        let sample = (self.name.clone(), value, exemplar::current());
-        self.samples.lock().expect("samples").push(sample);
-        if let Some((_, time)) = exemplar::current_with_time() {
-            TIMES.lock().expect("times").push(time);
-        }
-    }
-}
-
-impl Recorder for Capture {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::noop()
-    }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(Arc::new(CaptureHistogram {
-            name: key.name().to_owned(),
-            samples: Arc::clone(&self.0),
-        }))
-    }
-}
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN: &str = "00f067aa0ba902b7";
 
 #[test]
 fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
-    let samples = Samples::default();
+    let samples = TracedSamples::default();
     let layer = LlmSpanLayer::builder()
-        .with_recorder(Capture(Arc::clone(&samples)))
+        .with_recorder(TraceCapture(Arc::clone(&samples)))
         .build()
         .expect("layer");
     let subscriber = tracing_subscriber::registry().with(layer);
@@ -92,8 +50,8 @@ fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
     let samples = samples.lock().expect("samples");
     let traced: Vec<&str> = samples
         .iter()
-        .filter(|(_, _, trace)| *trace == expected)
-        .map(|(name, ..)| name.as_str())
+        .filter(|sample| sample.trace == expected)
+        .map(|sample| sample.name.as_str())
         .collect();
     assert_eq!(
         traced,
@@ -105,7 +63,7 @@ fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
     );
     let untraced = samples
         .iter()
-        .filter(|(_, _, trace)| trace.is_none())
+        .filter(|sample| sample.trace.is_none())
         .count();
     // Decode speed (two histograms) of the first request, latency of the second.
     assert_eq!(untraced, 3, "{samples:?}");
@@ -115,10 +73,8 @@ fn the_trace_goes_with_ttft_latency_and_queue_samples_only() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs_f64();
-    let times = TIMES.lock().expect("times");
-    assert_eq!(times.len(), 3);
-    for time in times.iter() {
-        let time = time.expect("the layer knows the sample's time");
+    for sample in samples.iter().filter(|sample| sample.trace.is_some()) {
+        let time = sample.time.expect("the layer knows the sample's time");
         assert!((now - 60.0..=now).contains(&time), "{time} vs {now}");
     }
 }

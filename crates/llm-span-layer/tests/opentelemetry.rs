@@ -7,11 +7,13 @@
 //! runs it; the root package's `opentelemetry_exemplars` test does the same with the SDK.
 #![cfg(feature = "opentelemetry")]
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use llm_span_layer::exemplar::{self, TraceContext};
+use std::sync::Arc;
+
+use common::{TraceCapture, TracedSample, TracedSamples};
+use llm_span_layer::exemplar::TraceContext;
 use llm_span_layer::LlmSpanLayer;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use opentelemetry::trace::noop::NoopTracer;
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
@@ -24,46 +26,11 @@ use tracing_subscriber::prelude::*;
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const SPAN: &str = "b7ad6b7169203331";
 
-/// Each histogram sample's name and the trace current when it was recorded.
-type Samples = Arc<Mutex<Vec<(String, Option<TraceContext>)>>>;
-
-struct Capture(Samples);
-
-struct CaptureHistogram {
-    name: String,
-    samples: Samples,
-}
-
-impl metrics::HistogramFn for CaptureHistogram {
-    fn record(&self, _: f64) {
-        let sample = (self.name.clone(), exemplar::current());
-        self.samples.lock().expect("samples").push(sample);
-    }
-}
-
-impl Recorder for Capture {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::noop()
-    }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(Arc::new(CaptureHistogram {
-            name: key.name().to_owned(),
-            samples: Arc::clone(&self.0),
-        }))
-    }
-}
-
 /// The samples of one request, whose OpenTelemetry parent is `parent`.
-fn request_with_parent(parent: Context) -> Vec<(String, Option<TraceContext>)> {
-    let samples = Samples::default();
+fn request_with_parent(parent: Context) -> Vec<TracedSample> {
+    let samples = TracedSamples::default();
     let layer = LlmSpanLayer::builder()
-        .with_recorder(Capture(Arc::clone(&samples)))
+        .with_recorder(TraceCapture(Arc::clone(&samples)))
         .build()
         .expect("layer");
     let subscriber = tracing_subscriber::registry()
@@ -101,8 +68,8 @@ fn samples_carry_the_trace_of_the_opentelemetry_span() {
     assert!(expected.is_some());
     let traced: Vec<&str> = samples
         .iter()
-        .filter(|(_, trace)| *trace == expected)
-        .map(|(name, _)| name.as_str())
+        .filter(|sample| sample.trace == expected)
+        .map(|sample| sample.name.as_str())
         .collect();
     assert_eq!(traced, ["llm_ttft_seconds", "llm_e2e_latency_seconds"]);
 }
@@ -113,7 +80,7 @@ fn an_invalid_opentelemetry_span_gives_no_trace() {
         let samples = request_with_parent(parent);
         assert_eq!(samples.len(), 4, "{samples:?}");
         assert!(
-            samples.iter().all(|(_, trace)| trace.is_none()),
+            samples.iter().all(|sample| sample.trace.is_none()),
             "{samples:?}"
         );
     }

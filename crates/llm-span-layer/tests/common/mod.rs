@@ -3,9 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use llm_span_layer::exemplar::{self, TraceContext};
 use llm_span_layer::{LlmSpanLayer, LlmSpanLayerBuilder};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use quanta::{Clock, Mock};
@@ -211,6 +212,78 @@ impl std::fmt::Debug for Metrics {
             .collect();
         rows.sort();
         f.debug_list().entries(rows).finish()
+    }
+}
+
+/// A histogram sample as [`TraceCapture`] saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedSample {
+    pub name: String,
+    /// The trace current while the sample was recorded.
+    pub trace: Option<TraceContext>,
+    /// The time the layer gave a traced sample, in seconds since the Unix epoch.
+    pub time: Option<f64>,
+}
+
+pub type TracedSamples = Arc<Mutex<Vec<TracedSample>>>;
+
+/// A recorder that keeps every histogram sample with its trace (counters and gauges are
+/// no-ops): what an exemplar-keeping recorder is given.
+pub struct TraceCapture(pub TracedSamples);
+
+struct TraceCaptureHistogram {
+    name: String,
+    samples: TracedSamples,
+}
+
+impl metrics::HistogramFn for TraceCaptureHistogram {
+    fn record(&self, _: f64) {
+        let sample = TracedSample {
+            name: self.name.clone(),
+            trace: exemplar::current(),
+            time: exemplar::current_with_time().and_then(|(_, time)| time),
+        };
+        self.samples.lock().expect("samples").push(sample);
+    }
+}
+
+impl metrics::Recorder for TraceCapture {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::from_arc(Arc::new(TraceCaptureHistogram {
+            name: key.name().to_owned(),
+            samples: Arc::clone(&self.0),
+        }))
     }
 }
 
