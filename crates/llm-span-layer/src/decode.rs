@@ -455,6 +455,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn anomaly_counts_list_only_the_anomalies_seen() {
+        let mut anomalies = Anomalies::default();
+        assert_eq!(anomalies.counts().count(), 0);
+        anomalies.add(Anomaly::DuplicateFirstToken);
+        anomalies.add(Anomaly::DuplicateFirstToken);
+        anomalies.add(Anomaly::MissingModel);
+        let mut counts: Vec<_> = anomalies.counts().collect();
+        counts.sort_by_key(|(anomaly, _)| anomaly.as_str());
+        let mut expected = vec![
+            (Anomaly::DuplicateFirstToken, 2),
+            (Anomaly::MissingModel, 1),
+        ];
+        expected.sort_by_key(|(anomaly, _)| anomaly.as_str());
+        assert_eq!(counts, expected);
+    }
+
+    #[test]
     fn token_values_in_every_natural_form() {
         let mut a = Anomalies::default();
         assert_eq!(tokens(Value::Unsigned(12), &mut a), Some(12));

@@ -375,3 +375,32 @@ fn a_delta_event_at_error_level_still_fails_its_request() {
         4
     );
 }
+
+#[test]
+fn wide_integer_token_counts_and_an_error_recorded_as_an_error_value() {
+    let h = Harness::new();
+    let failure = std::io::Error::other("backend gone");
+    h.run(|| {
+        drop(tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 5i128,
+            tokens_out = 7u128
+        ));
+        let failed = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            tokens_out = 1u64,
+            error = tracing::field::Empty
+        );
+        failed.record("error", &failure as &(dyn std::error::Error + 'static));
+        drop(failed);
+    });
+    let m = h.snapshot();
+    let tokens = |kind| m.counter("llm_tokens_total", &[("model", "m"), ("type", kind)]);
+    assert_eq!((tokens("input"), tokens("output")), (6, 8));
+    let requests = |status| m.counter("llm_requests_total", &[("model", "m"), ("status", status)]);
+    assert_eq!((requests("ok"), requests("error")), (1, 1));
+    assert_eq!(m.all_anomalies(), 0);
+}
