@@ -404,3 +404,22 @@ fn wide_integer_token_counts_and_an_error_recorded_as_an_error_value() {
     assert_eq!((requests("ok"), requests("error")), (1, 1));
     assert_eq!(m.all_anomalies(), 0);
 }
+
+#[test]
+fn an_error_field_of_text_fails_the_request_unless_it_says_false() {
+    let h = Harness::new();
+    h.run(|| {
+        for error in ["FALSE", "false", "timeout", "true"] {
+            drop(tracing::info_span!(
+                "generate",
+                model = "m",
+                tokens_in = 1u64,
+                tokens_out = 1u64,
+                error
+            ));
+        }
+    });
+    let m = h.snapshot();
+    let requests = |status| m.counter("llm_requests_total", &[("model", "m"), ("status", status)]);
+    assert_eq!((requests("ok"), requests("error")), (2, 2));
+}
