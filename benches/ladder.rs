@@ -283,8 +283,8 @@ fn main() {
     }
 
     println!("\n## Scrape\n");
-    println!("| models | series | render (median of 15) | live bytes per added model |");
-    println!("|---:|---:|---:|---:|");
+    println!("| models | series | render (median of 15) | gzip of the body (median of 15) | live bytes per added model |");
+    println!("|---:|---:|---:|---:|---:|");
     scrape();
 }
 
@@ -374,11 +374,32 @@ fn scrape() {
                 started.elapsed().as_secs_f64() * 1e3
             })
             .collect();
-        let series = Scrape::parse_or_panic(&handle.render()).samples.len();
+        let text = handle.render();
+        let series = Scrape::parse_or_panic(&text).samples.len();
+        // What a gzip scrape adds: the body compressed as /metrics does it (fastest level).
+        let mut gzip_times: Vec<f64> = (0..15)
+            .map(|_| {
+                let started = Instant::now();
+                let compressed = gzip(text.as_bytes());
+                std::hint::black_box(&compressed);
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
         println!(
-            "| {models} | {series} | {:.2} ms | {:.0} |",
+            "| {models} | {series} | {:.2} ms | {:.2} ms, {} KiB to {} KiB | {:.0} |",
             median(&mut times),
+            median(&mut gzip_times),
+            text.len() / 1024,
+            gzip(text.as_bytes()).len() / 1024,
             per_model
         );
     }
+}
+
+/// gzip at the fastest level, as `/metrics` compresses its answer.
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).expect("in memory");
+    encoder.finish().expect("in memory")
 }
