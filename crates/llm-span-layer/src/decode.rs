@@ -539,5 +539,11 @@ mod tests {
         let mut text = StackText::new();
         write!(text, "{:?}", "quoted").expect("fits");
         assert_eq!(strip_quotes(text.as_str()), "quoted");
+        // The whole buffer is usable, not a byte more.
+        let mut text = StackText::new();
+        write!(text, "{}", "x".repeat(160)).expect("fits exactly");
+        assert_eq!((text.as_str().len(), text.overflowed), (160, false));
+        assert!(write!(text, "y").is_err());
+        assert!(text.overflowed);
     }
 }
