@@ -164,3 +164,25 @@ fn the_enter_hint_of_one_subscriber_is_not_taken_by_another() {
         assert_eq!(a.counter("llm_tokens_total", OUTPUT), 1);
     });
 }
+
+#[test]
+fn a_callsite_seen_before_is_found_from_its_hint() {
+    let setup = Setup::new();
+    // Creating the span classifies its callsite and stores the hint.
+    let span = setup.run(|| tracing::info_span!("generate", model = "m", tokens_in = 1u64));
+    let hits = || crate::layer::CALLSITE_HINT_HITS.with(std::cell::Cell::get);
+    let metadata = span.metadata().expect("an enabled span");
+    let before = hits();
+    let (entry, class) = setup.layer().callsite(metadata).expect("a request span");
+    assert!(matches!(
+        class,
+        crate::contract::CallsiteClass::Request { .. }
+    ));
+    assert_eq!(hits(), before + 1, "found from its hint");
+    assert_eq!(
+        setup.layer().callsite(metadata).map(|(e, _)| e),
+        Some(entry)
+    );
+    assert_eq!(hits(), before + 2);
+    setup.run(|| drop(span));
+}

@@ -31,6 +31,12 @@ const HINT_SLOTS: usize = 1024;
 /// Bits of a hint that hold the callsite's entry id (plus one); the rest hold a tag of
 /// its address.
 const HINT_ID_BITS: u32 = 24;
+
+#[cfg(test)]
+thread_local! {
+    /// Callsites this thread found from their hint: the tests see the shortcut taken.
+    pub(crate) static CALLSITE_HINT_HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 /// Spans in flight the table holds before state spills to span extensions.
 const IN_FLIGHT_CAPACITY: usize = 2048;
 /// Distinct `gpu` label values.
@@ -133,7 +139,10 @@ impl LlmSpanLayer {
     /// The entry id and class of a callsite; classifies it now if its registration is
     /// still under way on another thread. `None`: not interesting.
     #[inline]
-    fn callsite(&self, metadata: &'static Metadata<'static>) -> Option<(u32, &CallsiteClass)> {
+    pub(crate) fn callsite(
+        &self,
+        metadata: &'static Metadata<'static>,
+    ) -> Option<(u32, &CallsiteClass)> {
         let address = metadata as *const Metadata<'static> as usize;
         let slot = (address >> 4) & (HINT_SLOTS - 1);
         if self.uninteresting[slot].load(Ordering::Relaxed) == address {
@@ -147,6 +156,8 @@ impl LlmSpanLayer {
             let entry = (seen & ((1 << HINT_ID_BITS) - 1)) as u32 - 1;
             if let Some((known, class)) = self.callsites.at(entry) {
                 if *known == metadata.callsite() {
+                    #[cfg(test)]
+                    CALLSITE_HINT_HITS.with(|hits| hits.set(hits.get() + 1));
                     return class.map(|class| (entry, class));
                 }
             }
