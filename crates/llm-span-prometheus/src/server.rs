@@ -39,6 +39,8 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// Requests are a line and a few headers: hyper's smallest read buffer is plenty.
 const MAX_BUF_SIZE: usize = 8192;
 const MAX_HEADERS: usize = 32;
+/// How long a new connection waits for the one it evicts to let go of its slot.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) struct ServerConfig {
     pub(crate) listen: SocketAddr,
@@ -201,7 +203,7 @@ async fn accept_loop(
         };
         open.retain(|(handle, _)| !handle.is_finished());
         let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => Some(permit),
+            Ok(permit) => permit,
             // Full: make room by evicting the oldest connection that never sent a
             // request (a silent or byte-a-second client), so that such clients cannot
             // lock Prometheus out; the new one takes its place once it is gone.
@@ -213,7 +215,18 @@ async fn accept_loop(
                     if let Some((victim, _)) = open.remove(index) {
                         victim.abort();
                     }
-                    None
+                    // The loop waits for the victim's permit before it accepts again, so
+                    // the server holds at most one connection beyond the cap: a flood
+                    // waits in the kernel's listen queue (the backlog), not in the server.
+                    let handover = tokio::time::timeout(
+                        HANDOVER_TIMEOUT,
+                        Arc::clone(&permits).acquire_owned(),
+                    );
+                    match race(handover, wait_stop(&mut stopped)).await {
+                        Either::Left(Ok(Ok(permit))) => permit,
+                        Either::Left(_) => continue,
+                        Either::Right(()) => break,
+                    }
                 }
                 // Every connection is serving real requests: refuse the new one.
                 None => {
@@ -228,18 +241,7 @@ async fn accept_loop(
         let stopped = stopped.clone();
         let served = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&served);
-        let permits = Arc::clone(&permits);
         let handle = connections.spawn(async move {
-            let permit = match permit {
-                Some(permit) => permit,
-                // The evicted connection frees its permit as soon as it is dropped.
-                None => match tokio::time::timeout(Duration::from_secs(1), permits.acquire_owned())
-                    .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    _ => return,
-                },
-            };
             connection(stream, peer.ip(), state, http, stopped, flag).await;
             drop(permit);
         });
@@ -248,7 +250,11 @@ async fn accept_loop(
     // Closes the port before waiting for in-flight requests.
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
-    let bound = state.config.shutdown_timeout + Duration::from_millis(100);
+    // Saturating: a shutdown timeout of Duration::MAX means wait for as long as it takes.
+    let bound = state
+        .config
+        .shutdown_timeout
+        .saturating_add(Duration::from_millis(100));
     let _ = tokio::time::timeout(bound, drain).await;
     connections.abort_all();
 }
