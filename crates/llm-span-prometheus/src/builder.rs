@@ -19,6 +19,14 @@ use crate::server::{self, ExporterHandle, ServerConfig};
 /// The default listen address: loopback only, port 9000.
 pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000);
 
+/// The most that [`ExporterBuilder::with_max_connections`] takes: each connection holds
+/// a file descriptor, and a scrape endpoint has no use for more.
+pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
+
+/// The longest header-read, connection and shutdown timeout the builder takes: one day.
+/// Longer ones would overflow the HTTP server's deadlines, and a scrape needs seconds.
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Label names of the exposition format itself. Global labels may not take these, nor
 /// the catalog's label names (series labels would silently shadow them on some families).
 const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
@@ -167,34 +175,39 @@ impl ExporterBuilder {
     }
 
     /// How long a client may take to send a request's headers (also the idle time
-    /// allowed between keep-alive requests) before its connection is closed.
+    /// allowed between keep-alive requests) before its connection is closed; more than
+    /// zero and at most [`MAX_HTTP_TIMEOUT`].
     pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
 
     /// How long a connection may stay open in all; then it is closed once its
-    /// current response is written (within the shutdown timeout).
+    /// current response is written (within the shutdown timeout); more than zero and
+    /// at most [`MAX_HTTP_TIMEOUT`].
     pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }
 
-    /// How long [`ExporterHandle::shutdown`] lets in-flight requests finish.
+    /// How long [`ExporterHandle::shutdown`] lets in-flight requests finish; at most
+    /// [`MAX_HTTP_TIMEOUT`].
     pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
     }
 
-    /// The most connections served at once. At the cap, a new connection evicts the
-    /// oldest one that has not sent a request; it is closed at once only when every
-    /// connection is serving requests.
+    /// The most connections served at once, from 1 to [`MAX_CONNECTIONS_LIMIT`]. At
+    /// the cap, a new connection evicts the oldest one that has not sent a request; it
+    /// is closed at once only when every connection is serving requests.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
     }
 
-    /// How often histogram samples are folded into buckets in the background.
+    /// How often metrics-exporter-prometheus folds the samples of histograms outside
+    /// the catalog (those you register yourself) into buckets, in the background. The
+    /// catalog's histograms are exact at every scrape and do not wait for it.
     pub fn with_upkeep_interval(mut self, interval: Duration) -> Self {
         self.upkeep_interval = interval;
         self
@@ -292,14 +305,21 @@ impl ExporterBuilder {
         if !ip.is_loopback() && credentials.is_empty() && allow.is_empty() && !self.allow_public {
             return Err(ExporterError::PublicBindWithoutAuth { addr: self.listen });
         }
-        for (setting, value) in [
-            ("header_read_timeout", self.header_read_timeout),
-            ("connection_timeout", self.connection_timeout),
+        for (setting, value, may_be_zero) in [
+            ("header_read_timeout", self.header_read_timeout, false),
+            ("connection_timeout", self.connection_timeout, false),
+            ("shutdown_timeout", self.shutdown_timeout, true),
         ] {
-            if value.is_zero() {
+            if value.is_zero() && !may_be_zero {
                 return Err(ExporterError::InvalidSetting {
                     setting,
                     reason: "must be greater than zero",
+                });
+            }
+            if value > MAX_HTTP_TIMEOUT {
+                return Err(ExporterError::InvalidSetting {
+                    setting,
+                    reason: "must be at most one day",
                 });
             }
         }
@@ -307,6 +327,12 @@ impl ExporterBuilder {
             return Err(ExporterError::InvalidSetting {
                 setting: "max_connections",
                 reason: "must be at least 1",
+            });
+        }
+        if self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ExporterError::InvalidSetting {
+                setting: "max_connections",
+                reason: "must be at most 65536",
             });
         }
         Ok(ServerConfig {

@@ -80,14 +80,17 @@
 //!   `process_open_fds` are read from `/proc` at each scrape (Linux).
 //!
 //! To serve `/metrics` yourself, use [`ExporterBuilder::install_recorder`] (global) or
-//! [`ExporterBuilder::build`] (not global) and answer with [`MetricsHandle::render`]
-//! and the content type `text/plain; version=0.0.4; charset=utf-8`.
+//! [`ExporterBuilder::build`] (not global) and answer with
+//! [`MetricsHandle::render_negotiated`], given the request's `Accept` header: it returns
+//! the content type with the body (OpenMetrics 1.0, with exemplars, when the scraper
+//! prefers it; the text format 0.0.4, [`CONTENT_TYPE`], otherwise). [`MetricsHandle::render`]
+//! always gives the text format.
 //!
 //! # The listener
 //!
 //! | request | response |
 //! |---|---|
-//! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8` (HEAD: headers only); gzip-encoded when `Accept-Encoding` admits gzip |
+//! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8`, or OpenMetrics 1.0 when `Accept` prefers it (HEAD: headers only); gzip-encoded when `Accept-Encoding` admits gzip |
 //! | other methods on `/metrics` | 405 with `Allow: GET, HEAD` |
 //! | `GET /health`, `HEAD /health` | 200 `ok`: no allowlist, no authentication (it tells only that the process is up) |
 //! | client outside the allowlist | 403 |
@@ -178,7 +181,7 @@ mod server;
 mod tls;
 
 pub use auth::Secret;
-pub use builder::{ExporterBuilder, DEFAULT_LISTEN_ADDR};
+pub use builder::{ExporterBuilder, DEFAULT_LISTEN_ADDR, MAX_CONNECTIONS_LIMIT, MAX_HTTP_TIMEOUT};
 pub use error::ExporterError;
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use llm_span_layer::catalog::{self, MetricKind};
-use llm_span_prometheus::{buckets, ExporterBuilder, ExporterError, Secret};
+use llm_span_prometheus::{
+    buckets, ExporterBuilder, ExporterError, Secret, MAX_CONNECTIONS_LIMIT, MAX_HTTP_TIMEOUT,
+};
 use llm_span_testkit::http::{basic_auth, get, get_with};
 use llm_span_testkit::prom::{self, Scrape};
 use metrics::{Key, Label, Metadata, Recorder};
@@ -274,6 +276,71 @@ fn zero_limits_are_refused() {
         setting(ExporterBuilder::new().with_upkeep_interval(Duration::ZERO)),
         "upkeep_interval"
     );
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused() {
+    let spawn = |max| {
+        ExporterBuilder::new()
+            .with_listen_addr(([127, 0, 0, 1], 0))
+            .with_max_connections(max)
+            .spawn()
+    };
+    match spawn(MAX_CONNECTIONS_LIMIT + 1) {
+        Err(ExporterError::InvalidSetting { setting, reason }) => {
+            assert_eq!(
+                (setting, reason),
+                ("max_connections", "must be at most 65536")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The limit itself is taken, and served.
+    let (_recorder, server) = spawn(MAX_CONNECTIONS_LIMIT).expect("at the limit");
+    assert_eq!(get(server.local_addr(), "/health").status, 200);
+    server.shutdown();
+}
+
+#[test]
+fn timeouts_beyond_a_day_are_refused() {
+    use std::time::Duration;
+    let longer = MAX_HTTP_TIMEOUT + Duration::from_nanos(1);
+    for (builder, name) in [
+        (
+            ExporterBuilder::new().with_header_read_timeout(longer),
+            "header_read_timeout",
+        ),
+        (
+            ExporterBuilder::new().with_connection_timeout(longer),
+            "connection_timeout",
+        ),
+        (
+            ExporterBuilder::new().with_shutdown_timeout(longer),
+            "shutdown_timeout",
+        ),
+    ] {
+        match builder.with_listen_addr(([127, 0, 0, 1], 0)).spawn() {
+            Err(ExporterError::InvalidSetting { setting, reason }) => {
+                assert_eq!((setting, reason), (name, "must be at most one day"));
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_longest_timeouts_serve_and_shut_down() {
+    let (_recorder, server) = ExporterBuilder::new()
+        .with_listen_addr(([127, 0, 0, 1], 0))
+        .with_header_read_timeout(MAX_HTTP_TIMEOUT)
+        .with_connection_timeout(MAX_HTTP_TIMEOUT)
+        .with_shutdown_timeout(MAX_HTTP_TIMEOUT)
+        .spawn()
+        .expect("exporter");
+    assert_eq!(get(server.local_addr(), "/metrics").status, 200);
+    assert_eq!(get(server.local_addr(), "/health").status, 200);
+    // No request in flight: it returns at once, however long it would wait for one.
+    server.shutdown();
 }
 
 #[test]
