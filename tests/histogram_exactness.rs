@@ -15,8 +15,8 @@ use llm_span_prometheus::ExporterBuilder;
 use llm_span_testkit::prom::Scrape;
 use tracing_subscriber::prelude::*;
 
-const THREADS: u64 = 2;
-const REQUESTS: u64 = 100_000;
+const THREADS: u64 = 4;
+const REQUESTS: u64 = 50_000;
 const HISTOGRAMS: [&str; 5] = [
     "llm_ttft_seconds",
     "llm_queue_wait_seconds",
@@ -117,6 +117,10 @@ fn histograms_stay_exact_while_rendered_flat_out() {
     }
     done.store(true, Ordering::Release);
     let renders = renderer.join().expect("renderer");
+    eprintln!(
+        "{} requests on {THREADS} threads, {renders} renders checked",
+        THREADS * REQUESTS
+    );
     assert!(
         renders > 10,
         "the renderer ran alongside ({renders} renders)"

@@ -278,3 +278,51 @@ fn target_prefixes_restrict_which_spans_are_requests() {
     let m = h.snapshot();
     assert_eq!(m.label_values("llm_requests_total", "model"), ["b"]);
 }
+
+#[test]
+fn after_the_first_token_only_a_different_label_is_late() {
+    let h = Harness::new();
+    h.run(|| {
+        let request = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            tokens_out = 1u64
+        );
+        request.in_scope(|| tracing::info!(first_token = true));
+        // Two changes and one repeat of the bound model: two late labels.
+        request.record("model", "other");
+        request.record("model", "m");
+        request.record("model", "another");
+        // An event may name a model but not change it: never late, whatever it names.
+        request.in_scope(|| {
+            tracing::info!(model = "m", tokens_out = 1u64);
+            tracing::info!(model = "elsewhere", tokens_out = 1u64);
+        });
+    });
+    let m = h.snapshot();
+    assert_eq!(m.label_values("llm_requests_total", "model"), ["m"]);
+    assert_eq!(m.anomalies("late_label"), 2);
+}
+
+#[test]
+fn a_response_model_that_changes_after_the_first_token_is_late() {
+    let h = Harness::new();
+    h.run(|| {
+        let request = tracing::info_span!(
+            "generate",
+            model = Empty,
+            gen_ai.response.model = "served",
+            tokens_in = 1u64,
+            tokens_out = 1u64
+        );
+        request.in_scope(|| tracing::info!(first_token = true));
+        // The request is bound to the response model: repeating it is no change.
+        request.record("gen_ai.response.model", "served");
+        request.record("gen_ai.response.model", "swapped");
+        request.record("gen_ai.response.model", "swapped-again");
+    });
+    let m = h.snapshot();
+    assert_eq!(m.label_values("llm_requests_total", "model"), ["served"]);
+    assert_eq!(m.anomalies("late_label"), 2);
+}

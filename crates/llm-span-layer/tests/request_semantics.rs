@@ -550,3 +550,96 @@ fn an_async_request_with_a_queue_phase_is_counted_once() {
     assert_eq!(m.gauge("llm_active_requests", &of), 0.0);
     assert_eq!(m.all_anomalies(), 0);
 }
+
+#[test]
+fn a_queued_request_that_learns_its_model_moves_its_queue_depth_with_it() {
+    let h = Harness::new();
+    h.run(|| {
+        let request = tracing::info_span!("generate", model = Empty, tokens_in = 1u64);
+        let queue = tracing::info_span!(parent: &request, "queue");
+        let waiting = h.snapshot();
+        assert_eq!(
+            waiting.gauge("llm_queue_depth", &[("model", "unknown")]),
+            1.0
+        );
+        // Still queued: the request, and its place in the queue, move to `m`.
+        request.record("model", "m");
+        let moved = h.snapshot();
+        assert_eq!(
+            (
+                moved.gauge("llm_queue_depth", &[("model", "unknown")]),
+                moved.gauge("llm_queue_depth", &[("model", "m")]),
+                moved.gauge("llm_active_requests", &[("model", "unknown")]),
+                moved.gauge("llm_active_requests", &[("model", "m")]),
+            ),
+            (-1.0, 1.0, -1.0, 1.0),
+            "(queue depth, active requests) deltas: unknown, then m"
+        );
+        drop(queue);
+        let dequeued = h.snapshot();
+        assert_eq!(dequeued.gauge("llm_queue_depth", &[("model", "m")]), -1.0);
+        drop(request);
+    });
+}
+
+#[test]
+fn a_revision_past_the_cap_leaves_the_model_info_as_it_was() {
+    // Revisions share the model cap: with one model, one revision.
+    let h = Harness::with(|b| b.with_max_models(1));
+    h.run(|| {
+        for revision in ["r1", "r2"] {
+            drop(tracing::info_span!(
+                "generate",
+                model = "m",
+                model_revision = revision,
+                tokens_in = 1u64,
+                tokens_out = 1u64
+            ));
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        m.label_values("llm_model_info", "revision"),
+        vec!["r1".to_owned()],
+        "no info series for the overflowed revision"
+    );
+    assert_eq!(
+        m.gauge("llm_model_info", &[("model", "m"), ("revision", "r1")]),
+        1.0
+    );
+}
+
+#[test]
+fn replacing_the_layer_during_a_queue_phase_counts_the_wait_so_far() {
+    use tracing_subscriber::prelude::*;
+    let h = Harness::new();
+    let (reloadable, handle) = tracing_subscriber::reload::Layer::new(h_layer(&h));
+    let subscriber = tracing_subscriber::registry().with(reloadable);
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("generate", model = "m", tokens_in = 2u64);
+        let queue = tracing::info_span!(parent: &request, "queue");
+        h.advance(1.5);
+        // The old layer goes while the request waits in the queue: it ends the phase.
+        let other = metrics_util::debugging::DebuggingRecorder::new();
+        let replacement = LlmSpanLayer::builder()
+            .with_recorder(other)
+            .build()
+            .expect("valid");
+        handle.reload(replacement).expect("reload");
+        h.advance(10.0);
+        drop(queue);
+        drop(request);
+    });
+    let m = h.snapshot();
+    let of = [("model", "m")];
+    assert_all_close(&m.histogram("llm_queue_wait_seconds", &of), &[1.5]);
+    assert_eq!(m.gauge("llm_queue_depth", &of), 0.0);
+    assert_eq!(m.gauge("llm_active_requests", &of), 0.0);
+    assert_eq!(
+        m.counter(
+            "llm_requests_total",
+            &[("model", "m"), ("status", "cancelled")]
+        ),
+        1
+    );
+}
