@@ -283,12 +283,8 @@ fn target_prefixes_restrict_which_spans_are_requests() {
 fn after_the_first_token_only_a_different_label_is_late() {
     let h = Harness::new();
     h.run(|| {
-        let request = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 1u64,
-            tokens_out = 1u64
-        );
+        let request =
+            tracing::info_span!("generate", model = "m", tokens_in = 1u64, tokens_out = 1u64);
         request.in_scope(|| tracing::info!(first_token = true));
         // Two changes and one repeat of the bound model: two late labels.
         request.record("model", "other");
@@ -325,4 +321,32 @@ fn a_response_model_that_changes_after_the_first_token_is_late() {
     let m = h.snapshot();
     assert_eq!(m.label_values("llm_requests_total", "model"), ["served"]);
     assert_eq!(m.anomalies("late_label"), 2);
+}
+
+#[test]
+fn a_finish_reason_recorded_on_the_span_completes_the_request() {
+    let h = Harness::new();
+    h.run(|| {
+        // No output-token total and no completion event: the finish reason alone says
+        // the request ended normally, so it is not counted as cancelled.
+        let request = tracing::info_span!(
+            "generate",
+            model = "m",
+            tokens_in = 1u64,
+            finish_reason = Empty
+        );
+        request.in_scope(|| tracing::info!(first_token = true));
+        request.record("finish_reason", "stop");
+    });
+    let m = h.snapshot();
+    assert_eq!(
+        (
+            m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+            m.counter(
+                "llm_requests_total",
+                &[("model", "m"), ("status", "cancelled")]
+            ),
+        ),
+        (1, 0)
+    );
 }
