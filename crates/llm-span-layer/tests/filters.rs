@@ -3,11 +3,14 @@
 //!
 //! One test function: the maximum level is process-wide state.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use common::Metrics;
 use llm_span_layer::LlmSpanLayer;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
@@ -19,29 +22,6 @@ fn layer() -> (LlmSpanLayer, Snapshotter) {
         .build()
         .expect("valid layer");
     (layer, snapshotter)
-}
-
-type Snapshot = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// Counter totals, or histogram sample counts, of `name` (with `label`, if given).
-fn total(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
-    snapshot
-        .iter()
-        .filter(|(key, ..)| key.key().name() == name)
-        .filter(|(key, ..)| {
-            label.is_none_or(|(k, v)| key.key().labels().any(|l| l.key() == k && l.value() == v))
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => *n,
-            DebugValue::Histogram(samples) => samples.len() as u64,
-            DebugValue::Gauge(_) => 0,
-        })
-        .sum()
 }
 
 /// A log sink the test can read back.
@@ -92,23 +72,20 @@ fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
         assert!(llm_span_layer::request_spans_enabled());
         serve_requests();
     });
-    let snapshot = metrics.snapshot().into_vec();
+    let m = Metrics::of(&metrics);
     assert_eq!(
-        total(&snapshot, "llm_requests_total", Some(("status", "ok"))),
+        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
         3
     );
     assert_eq!(
-        total(&snapshot, "llm_tokens_total", Some(("type", "input"))),
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
         33
     );
     assert_eq!(
-        total(&snapshot, "llm_tokens_total", Some(("type", "output"))),
+        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
         12
     );
-    assert_eq!(
-        total(&snapshot, "llm_ttft_seconds", Some(("model", "m"))),
-        3
-    );
+    assert_eq!(m.histogram("llm_ttft_seconds", &[("model", "m")]).len(), 3);
     let text = logs.text();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("the only line the logs keep"), "{text}");
@@ -130,8 +107,9 @@ fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
         assert!(!llm_span_layer::request_spans_enabled());
         serve_requests();
     });
-    let snapshot = metrics.snapshot().into_vec();
-    assert_eq!(total(&snapshot, "llm_requests_total", None), 0);
-    assert_eq!(total(&snapshot, "llm_tokens_total", None), 0);
+    let m = Metrics::of(&metrics);
+    assert_eq!(m.sum("llm_requests_total"), 0);
+    assert_eq!(m.sum("llm_tokens_total"), 0);
+    assert_eq!(m.series("llm_ttft_seconds"), Vec::new());
     assert_eq!(logs.text().lines().count(), 1);
 }

@@ -304,6 +304,7 @@ fn connections_beyond_the_limit_are_refused() {
 #[test]
 fn timeouts_beyond_a_day_are_refused() {
     use std::time::Duration;
+    assert_eq!(MAX_HTTP_TIMEOUT, Duration::from_secs(86_400));
     let longer = MAX_HTTP_TIMEOUT + Duration::from_nanos(1);
     for (builder, name) in [
         (

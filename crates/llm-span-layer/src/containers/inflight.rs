@@ -269,6 +269,20 @@ mod tests {
     use super::*;
     use crate::state::QueueState;
 
+    #[test]
+    fn the_first_level_holds_twice_the_capacity_and_debug_says_so() {
+        let table = InFlight::with_capacity(100);
+        assert_eq!(
+            format!("{table:?}"),
+            "InFlight { first: 256, levels_used: 0, .. }"
+        );
+        assert!(table.insert(&Id::from_u64(5), queue, |_| ()).is_some());
+        assert_eq!(
+            format!("{table:?}"),
+            "InFlight { first: 256, levels_used: 1, .. }"
+        );
+    }
+
     fn queue() -> Tracked {
         Tracked::Queue(QueueState {
             request: Id::from_u64(1),

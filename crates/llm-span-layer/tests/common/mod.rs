@@ -108,16 +108,7 @@ impl Harness {
 
     /// What changed since the previous snapshot (snapshots are destructive).
     pub fn snapshot(&self) -> Metrics {
-        let mut values = HashMap::new();
-        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let key = key.key();
-            let labels: BTreeMap<String, String> = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            values.insert((key.name().to_owned(), labels), value);
-        }
-        Metrics(values)
+        Metrics::of(&self.snapshotter)
     }
 }
 
@@ -131,6 +122,20 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 impl Metrics {
+    /// A snapshot of any `DebuggingRecorder` (destructive, as its snapshots are).
+    pub fn of(snapshotter: &Snapshotter) -> Self {
+        let mut values = HashMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let key = key.key();
+            let labels: BTreeMap<String, String> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            values.insert((key.name().to_owned(), labels), value);
+        }
+        Metrics(values)
+    }
+
     pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> Option<&DebugValue> {
         self.0.get(&(name.to_owned(), labels(pairs)))
     }
