@@ -250,7 +250,7 @@ async fn accept_loop(
     // Closes the port before waiting for in-flight requests.
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
-    // Saturating, should a caller bypass the builder's one-day cap on the timeout.
+    // Cannot overflow, whatever the timeout (the builder also caps it at a day).
     let bound = state
         .config
         .shutdown_timeout
