@@ -53,7 +53,7 @@ impl LlmSpanLayer {
             let mut update = Update::default();
             attrs.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
             let mut anomalies = update.anomalies;
-            state.apply_fields(&update, &mut anomalies);
+            state.apply_creation_fields(&update, &mut anomalies);
             self.place_gauges(state, false);
             anomalies
         };

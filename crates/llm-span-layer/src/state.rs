@@ -214,6 +214,15 @@ impl RequestState {
         }
     }
 
+    /// Applies the fields a span was created with. They are what the request starts
+    /// from, not news about how it ended: an output-token total declared at creation
+    /// (`tokens_out = 0` as a placeholder, say) is counted but does not complete the
+    /// request, so a stream dropped after it is still `cancelled`.
+    pub(crate) fn apply_creation_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
+        self.apply_fields(update, anomalies);
+        self.output.reported = false;
+    }
+
     /// Applies fields of the span itself (creation or `Span::record`).
     pub(crate) fn apply_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
         self.apply_labels(update, false, anomalies);
@@ -316,7 +325,7 @@ impl RequestState {
     ///
     /// An explicit `status` wins; otherwise an error seen in scope makes it `error`;
     /// otherwise it is `ok` if it signalled completion (a finish reason, a completion
-    /// event or a recorded output-token total) and `cancelled` if it did not: its span
+    /// event or an output-token total recorded after creation) and `cancelled` if it did not: its span
     /// closed early, as when a future is dropped mid-stream.
     pub(crate) fn final_status(&self) -> Status {
         if let Some(status) = self.status {

@@ -201,3 +201,56 @@ fn an_error_level_delta_still_fails_its_request() {
         1
     );
 }
+
+#[test]
+fn a_stream_declared_with_tokens_out_zero_and_dropped_is_cancelled() {
+    // `tokens_out = 0` at creation is a placeholder, not a completion: the stream dropped
+    // after 3 deltas is cancelled, with no end-to-end sample, as with `tokens_out = Empty`.
+    for declared in [Some(0u64), None] {
+        let h = Harness::new();
+        h.run(|| {
+            let span = match declared {
+                Some(zero) => tracing::info_span!(
+                    "generate",
+                    model = "m",
+                    tokens_in = 4u64,
+                    tokens_out = zero
+                ),
+                None => generate("m", 4),
+            };
+            span.in_scope(|| {
+                for _ in 0..3 {
+                    tracing::info!(tokens_out_delta = 1u64);
+                }
+            });
+        });
+        let m = h.snapshot();
+        let status =
+            |status| m.counter("llm_requests_total", &[("model", "m"), ("status", status)]);
+        assert_eq!(
+            (status("ok"), status("cancelled")),
+            (0, 1),
+            "declared {declared:?}"
+        );
+        assert_eq!(m.counter("llm_tokens_total", OUTPUT), 3);
+        assert_eq!(
+            m.histogram("llm_e2e_latency_seconds", MODEL),
+            Vec::<f64>::new()
+        );
+    }
+}
+
+#[test]
+fn a_tokens_out_recorded_after_creation_still_completes_the_request() {
+    let h = Harness::new();
+    h.run(|| {
+        let span =
+            tracing::info_span!("generate", model = "m", tokens_in = 4u64, tokens_out = 0u64);
+        span.in_scope(|| tracing::info!(tokens_out_delta = 2u64));
+        span.record("tokens_out", 2u64);
+    });
+    let m = h.snapshot();
+    let status = |status| m.counter("llm_requests_total", &[("model", "m"), ("status", status)]);
+    assert_eq!((status("ok"), status("cancelled")), (1, 0));
+    assert_eq!(m.histogram("llm_e2e_latency_seconds", MODEL).len(), 1);
+}
