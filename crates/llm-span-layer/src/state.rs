@@ -98,6 +98,9 @@ pub(crate) struct RequestState {
     pub(crate) input: TokenCount,
     pub(crate) output: TokenCount,
     pub(crate) cached: TokenCount,
+    /// An output-token total was given at creation and no delta streamed since (see
+    /// `apply_creation_fields`): that completes the request.
+    pub(crate) output_declared: bool,
     /// Picodollars added to the cost counter for this request.
     pub(crate) cost_emitted: u128,
     pub(crate) queue: QueuePhases,
@@ -139,6 +142,7 @@ impl RequestState {
             input: TokenCount::default(),
             output: TokenCount::default(),
             cached: TokenCount::default(),
+            output_declared: false,
             cost_emitted: 0,
             queue: QueuePhases::default(),
             finish_reason: None,
@@ -214,13 +218,13 @@ impl RequestState {
         }
     }
 
-    /// Applies the fields a span was created with. They are what the request starts
-    /// from, not news about how it ended: an output-token total declared at creation
-    /// (`tokens_out = 0` as a placeholder, say) is counted but does not complete the
-    /// request, so a stream dropped after it is still `cancelled`.
+    /// Applies the fields a span was created with. An output-token total declared at
+    /// creation completes the request unless it streams `tokens_out_delta`s: for a
+    /// stream it is a placeholder (`tokens_out = 0`), so a stream dropped after it is
+    /// still `cancelled`.
     pub(crate) fn apply_creation_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
         self.apply_fields(update, anomalies);
-        self.output.reported = false;
+        self.output_declared = std::mem::take(&mut self.output.reported);
     }
 
     /// Applies fields of the span itself (creation or `Span::record`).
@@ -283,7 +287,11 @@ impl RequestState {
             }
             self.finish_reason = update.finish_reason;
         }
-        self.output.stream(streamed);
+        if streamed > 0 {
+            // A stream: what its span declared at creation was a placeholder.
+            self.output_declared = false;
+            self.output.stream(streamed);
+        }
         self.input.report(update.input_tokens, anomalies);
         self.output.report(update.output_tokens, anomalies);
         self.cached.report(update.cached_tokens, anomalies);
@@ -325,8 +333,9 @@ impl RequestState {
     ///
     /// An explicit `status` wins; otherwise an error seen in scope makes it `error`;
     /// otherwise it is `ok` if it signalled completion (a finish reason, a completion
-    /// event or an output-token total recorded after creation) and `cancelled` if it did not: its span
-    /// closed early, as when a future is dropped mid-stream.
+    /// event, an output-token total recorded after creation, or one given at creation
+    /// by a request that streamed no delta) and `cancelled` if it did not: its span closed
+    /// early, as when a future is dropped mid-stream.
     pub(crate) fn final_status(&self) -> Status {
         if let Some(status) = self.status {
             return status;
@@ -334,7 +343,11 @@ impl RequestState {
         if self.error {
             return Status::Error;
         }
-        if self.completed.is_some() || self.finish_reason.is_some() || self.output.reported {
+        if self.completed.is_some()
+            || self.finish_reason.is_some()
+            || self.output.reported
+            || self.output_declared
+        {
             Status::Ok
         } else {
             Status::Cancelled
