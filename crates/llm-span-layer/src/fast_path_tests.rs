@@ -186,3 +186,32 @@ fn a_callsite_seen_before_is_found_from_its_hint() {
     assert_eq!(hits(), before + 2);
     setup.run(|| drop(span));
 }
+
+#[test]
+fn a_request_whose_revision_is_past_the_cap_still_takes_the_lane() {
+    // Revisions share the model cap (100): the 101st value is `__overflow__`, shown
+    // nowhere, and its requests stream through the lane all the same.
+    let setup = Setup::new();
+    setup.run(|| {
+        for revision in 0..100u64 {
+            drop(tracing::info_span!(
+                "generate",
+                model = "m",
+                model_revision = revision,
+                tokens_in = 1u64
+            ));
+        }
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            model_revision = "late",
+            tokens_in = 1u64
+        );
+        span.in_scope(|| {
+            tracing::info!(tokens_out_delta = 1u64);
+            tracing::info!(tokens_out_delta = 2u64);
+        });
+        assert_eq!(setup.lane(&span), Some(2), "the second delta took the lane");
+        drop(span);
+    });
+}

@@ -102,7 +102,6 @@ impl LlmSpanLayer {
                 .collect(),
             max_series: builder.max_series,
             max_models: builder.max_models,
-            max_revisions: builder.max_models,
             max_gpus: MAX_GPUS,
         };
         Self {

@@ -224,16 +224,15 @@ impl LlmSpanLayer {
         let (Some(model), Some(revision)) = (state.effective_model(), state.revision) else {
             return;
         };
+        // Once per request, shown or not (a revision past the cap was counted as
+        // `label_overflow` when interned): the stream lane waits for it.
+        state.published_revision = state.revision;
         if model.label == LabelId::OVERFLOW || revision == LabelId::OVERFLOW {
-            state.published_revision = state.revision;
             return;
         }
-        let published = self.with_handles(|_, handles, recorder| {
+        self.with_handles(|_, handles, recorder| {
             handles.publish_revision(model.label, revision, recorder, &self.labels)
         });
-        if published.unwrap_or(false) {
-            state.published_revision = state.revision;
-        }
     }
 
     /// Counts a request whose span closed (or whose layer is going away).

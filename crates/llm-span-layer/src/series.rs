@@ -7,7 +7,7 @@
 //! fresh handles.
 
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
@@ -222,9 +222,11 @@ enum SeriesPricing {
 #[derive(Debug)]
 struct ModelGauges {
     kv_cache_usage: Gauge,
-    /// The revision `llm_model_info` currently shows as 1 (`u32::MAX`: none yet).
-    revision: AtomicU32,
-    revision_change: Mutex<()>,
+    /// The revision `llm_model_info` shows as 1, and its series, to set to 0 when the
+    /// next one replaces it. Only the current one is kept: the layer's memory follows the
+    /// models, not their rollouts (each (model, revision) pair stays a series in the
+    /// recorder). Locked once per request that names a revision.
+    shown: Mutex<Option<(LabelId, Gauge)>>,
 }
 
 /// What the layer needs to build series: label names, label texts and prices.
@@ -233,7 +235,6 @@ pub(crate) struct SeriesConfig {
     pub(crate) extra_label_names: Vec<&'static str>,
     pub(crate) max_series: usize,
     pub(crate) max_models: usize,
-    pub(crate) max_revisions: usize,
     pub(crate) max_gpus: usize,
 }
 
@@ -247,7 +248,6 @@ pub(crate) struct RecorderHandles {
     overflow: OnceLock<Box<Series>>,
     anomalies: [Counter; Anomaly::COUNT],
     models: BoundedTable<LabelId, ModelGauges>,
-    model_info: BoundedTable<(LabelId, LabelId), Gauge>,
     gpus: BoundedTable<LabelId, Gauge>,
 }
 
@@ -272,7 +272,6 @@ impl RecorderHandles {
             overflow: OnceLock::new(),
             anomalies,
             models: BoundedTable::with_max_len(config.max_models + 2),
-            model_info: BoundedTable::with_max_len(config.max_revisions + config.max_models + 2),
             gpus: BoundedTable::with_max_len(config.max_gpus + 2),
         }
     }
@@ -388,8 +387,7 @@ impl RecorderHandles {
             );
             let gauges = ModelGauges {
                 kv_cache_usage: recorder.register_gauge(&key, &METADATA),
-                revision: AtomicU32::new(u32::MAX),
-                revision_change: Mutex::new(()),
+                shown: Mutex::new(None),
             };
             (model, gauges)
         };
@@ -437,54 +435,31 @@ impl RecorderHandles {
         revision: LabelId,
         recorder: &dyn Recorder,
         labels: &LabelSets,
-    ) -> bool {
+    ) {
         let Some(gauges) = self.model_gauges(model, recorder, labels) else {
-            return false;
+            return;
         };
-        if gauges.revision.load(Ordering::Acquire) == revision.raw() {
-            return true;
-        }
-        // Revisions change rarely; the lock keeps two changes from both showing 1.
-        let _guard = gauges
-            .revision_change
+        // The lock keeps two changes from both showing 1.
+        let mut shown = gauges
+            .shown
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let previous = gauges.revision.load(Ordering::Acquire);
-        if previous == revision.raw() {
-            return true;
+        if shown.as_ref().is_some_and(|(id, _)| *id == revision) {
+            return;
         }
-        let info = |revision: LabelId| {
-            let make = || {
-                let key = Key::from_parts(
-                    catalog::MODEL_INFO,
-                    vec![
-                        Label::new("model", labels.model.text(model).to_owned()),
-                        Label::new("revision", labels.revision.text(revision).to_owned()),
-                    ],
-                );
-                ((model, revision), recorder.register_gauge(&key, &METADATA))
-            };
-            self.model_info
-                .find_or_insert(
-                    mix_hash((model, revision)),
-                    |k| *k == (model, revision),
-                    make,
-                )
-                .ok()
-                .map(|(_, gauge)| gauge)
-        };
-        let Some(current) = info(revision) else {
-            return false;
-        };
+        let key = Key::from_parts(
+            catalog::MODEL_INFO,
+            vec![
+                Label::new("model", labels.model.text(model).to_owned()),
+                Label::new("revision", labels.revision.text(revision).to_owned()),
+            ],
+        );
+        // A pair seen before gets its series back from the recorder (same key).
+        let current = recorder.register_gauge(&key, &METADATA);
         current.set(1.0);
-        if previous != u32::MAX {
-            let old_key = (model, LabelId::from_raw(previous));
-            if let Some((_, old)) = self.model_info.find(mix_hash(old_key), |k| *k == old_key) {
-                old.set(0.0);
-            }
+        if let Some((_, previous)) = shown.replace((revision, current)) {
+            previous.set(0.0);
         }
-        gauges.revision.store(revision.raw(), Ordering::Release);
-        true
     }
 }
 

@@ -423,3 +423,41 @@ fn an_error_field_of_text_fails_the_request_unless_it_says_false() {
     let requests = |status| m.counter("llm_requests_total", &[("model", "m"), ("status", status)]);
     assert_eq!((requests("ok"), requests("error")), (2, 2));
 }
+
+#[test]
+fn every_model_shows_its_newest_revision_after_many_rollouts() {
+    // 100 models rolled through v1, v2, v3: 300 (model, revision) pairs, more than the
+    // models and revisions together. Each model shows v3 as 1 and its older ones as 0.
+    let h = Harness::new();
+    h.run(|| {
+        for revision in ["v1", "v2", "v3"] {
+            for model in 0..100 {
+                let model = format!("model-{model}");
+                drop(tracing::info_span!(
+                    "generate",
+                    model = model.as_str(),
+                    model_revision = revision,
+                    tokens_in = 1u64,
+                    tokens_out = 1u64
+                ));
+            }
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.series("llm_model_info").len(), 300);
+    for model in 0..100 {
+        let model = format!("model-{model}");
+        let info = |revision| {
+            m.gauge(
+                "llm_model_info",
+                &[("model", &model), ("revision", revision)],
+            )
+        };
+        assert_eq!(
+            (info("v1"), info("v2"), info("v3")),
+            (0.0, 0.0, 1.0),
+            "{model}"
+        );
+    }
+    assert_eq!(m.all_anomalies(), 0);
+}

@@ -35,10 +35,6 @@ impl LabelId {
     pub(crate) fn is_interned(self) -> bool {
         self.0 < LabelId::UNKNOWN.0
     }
-
-    pub(crate) fn from_raw(raw: u32) -> LabelId {
-        LabelId(raw)
-    }
 }
 
 /// What interning a value gave.
