@@ -188,30 +188,48 @@ fn a_callsite_seen_before_is_found_from_its_hint() {
 }
 
 #[test]
-fn a_request_whose_revision_is_past_the_cap_still_takes_the_lane() {
-    // Revisions share the model cap (100): the 101st value is `__overflow__`, shown
-    // nowhere, and its requests stream through the lane all the same.
+fn requests_take_the_lane_after_many_rollouts() {
+    // 100 models rolled through three revisions: 300 (model, revision) pairs. The last
+    // rollout's requests still stream through the lane, and so does one whose revision
+    // is past the revision cap (100 values: shown nowhere, counted as `label_overflow`).
     let setup = Setup::new();
     setup.run(|| {
-        for revision in 0..100u64 {
-            drop(tracing::info_span!(
+        for revision in ["v1", "v2", "v3"] {
+            for model in 0..100 {
+                let model = format!("model-{model}");
+                drop(tracing::info_span!(
+                    "generate",
+                    model = model.as_str(),
+                    model_revision = revision,
+                    tokens_in = 1u64
+                ));
+            }
+        }
+        for revision in ["v3", "past-the-cap"] {
+            for value in 0..97 {
+                drop(tracing::info_span!(
+                    "generate",
+                    model = "m",
+                    model_revision = value,
+                    tokens_in = 1u64
+                ));
+            }
+            let span = tracing::info_span!(
                 "generate",
-                model = "m",
+                model = "model-99",
                 model_revision = revision,
                 tokens_in = 1u64
-            ));
+            );
+            span.in_scope(|| {
+                tracing::info!(tokens_out_delta = 1u64);
+                tracing::info!(tokens_out_delta = 2u64);
+            });
+            assert_eq!(
+                setup.lane(&span),
+                Some(2),
+                "{revision}: the second delta took the lane"
+            );
+            drop(span);
         }
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            model_revision = "late",
-            tokens_in = 1u64
-        );
-        span.in_scope(|| {
-            tracing::info!(tokens_out_delta = 1u64);
-            tracing::info!(tokens_out_delta = 2u64);
-        });
-        assert_eq!(setup.lane(&span), Some(2), "the second delta took the lane");
-        drop(span);
     });
 }
