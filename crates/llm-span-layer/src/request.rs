@@ -147,9 +147,17 @@ impl LlmSpanLayer {
         if state.effective_model().is_none() {
             anomalies.add(Anomaly::MissingModel);
         }
-        if state.labels_changed || state.gauges_at.is_none() {
+        // Gauges shown in the pending table or the overflow series (the pending table
+        // was full) move to the label set's own series now that a request binds to it.
+        let placed = state
+            .gauges_at
+            .filter(|at| !at.is_pending() && !state.in_overflow);
+        if placed.is_none() {
+            state.labels_changed = true;
+        }
+        if state.labels_changed {
             self.place_gauges(state, true);
-        } else if let Some(series) = state.gauges_at.and_then(|s| self.series(s)) {
+        } else if let Some(series) = placed.and_then(|s| self.series(s)) {
             if series.counted().is_none() {
                 self.with_handles(|_, _, recorder| series.register_counted(recorder));
             }

@@ -34,6 +34,13 @@ pub(crate) struct SeriesRef {
 
 impl SeriesRef {
     const OVERFLOW_SLOT: u32 = u32::MAX;
+    /// Set in the slots of the pending table (label sets no request bound to yet).
+    const PENDING_BIT: u32 = 1 << 31;
+
+    /// Whether these are the gauges of a label set that no request bound to (yet).
+    pub(crate) fn is_pending(self) -> bool {
+        self.slot != Self::OVERFLOW_SLOT && self.slot & Self::PENDING_BIT != 0
+    }
 }
 
 /// One label set: its gauges, shown from a request's start under the labels known so
@@ -242,7 +249,12 @@ pub(crate) struct SeriesConfig {
 #[derive(Debug)]
 pub(crate) struct RecorderHandles {
     recorder_key: usize,
+    /// Label sets that requests bound to: the ones `max_series` caps.
     series: BoundedTable<SeriesKey, Box<Series>>,
+    /// Gauges of label sets that requests not bound yet pass through (`tenant="unknown"`
+    /// before authentication, say), kept apart so that they never take the place of a
+    /// real combination. Capped at `max_series` as well.
+    pending: BoundedTable<SeriesKey, Box<Series>>,
     /// Series slot by model id, when the model is the only label: skips hashing.
     by_model: Option<Segments<OnceLock<u32>>>,
     overflow: OnceLock<Box<Series>>,
@@ -268,6 +280,7 @@ impl RecorderHandles {
         Self {
             recorder_key,
             series: BoundedTable::with_max_len(config.max_series),
+            pending: BoundedTable::with_max_len(config.max_series),
             by_model: config.extra_label_names.is_empty().then(Segments::new),
             overflow: OnceLock::new(),
             anomalies,
@@ -285,8 +298,9 @@ impl RecorderHandles {
     }
 
     /// The series for `key`, registering it on first use, with its counters and
-    /// histograms too when a request `binds` to it. `Err` carries the overflow series
-    /// when the series cap is reached.
+    /// histograms too when a request `binds` to it. A request not bound yet gets the
+    /// gauges of a label set no request bound to from the pending table. `Err` carries
+    /// the overflow series when the series cap is reached.
     pub(crate) fn series_for(
         &self,
         recorder_index: u8,
@@ -296,7 +310,7 @@ impl RecorderHandles {
         config: &SeriesConfig,
         binds: bool,
     ) -> Result<SeriesRef, SeriesRef> {
-        let found = self.find_series(recorder_index, key, recorder, labels, config);
+        let found = self.find_series(recorder_index, key, recorder, labels, config, binds);
         if binds {
             let (Ok(series) | Err(series)) = found;
             if let Some(series) = self.series(series.slot) {
@@ -313,6 +327,7 @@ impl RecorderHandles {
         recorder: &dyn Recorder,
         labels: &LabelSets,
         config: &SeriesConfig,
+        binds: bool,
     ) -> Result<SeriesRef, SeriesRef> {
         let model = key.0[0];
         let cached = match &self.by_model {
@@ -337,12 +352,18 @@ impl RecorderHandles {
             let series = Series::register(recorder, label_pairs(&key, labels, config), pricing);
             (key, Box::new(series))
         };
-        match self
-            .series
-            .find_or_insert(mix_hash(key), |k| *k == key, make)
-        {
-            Ok((slot, _)) => {
-                if let Some(cache) = cached {
+        let hash = mix_hash(key);
+        let found = if binds {
+            self.series.find_or_insert(hash, |k| *k == key, make)
+        } else if let Some(found) = self.series.find(hash, |k| *k == key) {
+            Ok(found)
+        } else {
+            let pending = self.pending.find_or_insert(hash, |k| *k == key, make);
+            pending.map(|(slot, series)| (slot | SeriesRef::PENDING_BIT, series))
+        };
+        match found.map(|(slot, _)| slot) {
+            Ok(slot) => {
+                if let Some(cache) = cached.filter(|_| binds) {
                     let _ = cache.set(slot);
                 }
                 Ok(SeriesRef {
@@ -370,6 +391,10 @@ impl RecorderHandles {
     pub(crate) fn series(&self, slot: u32) -> Option<&Series> {
         if slot == SeriesRef::OVERFLOW_SLOT {
             return self.overflow.get().map(|s| &**s);
+        }
+        if (SeriesRef { recorder: 0, slot }).is_pending() {
+            let pending = self.pending.get(slot & !SeriesRef::PENDING_BIT);
+            return pending.map(|(_, series)| &**series);
         }
         self.series.get(slot).map(|(_, series)| &**series)
     }

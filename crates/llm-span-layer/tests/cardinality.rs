@@ -134,3 +134,136 @@ fn a_million_model_names_make_a_bounded_number_of_series() {
     assert_eq!(m.anomalies("label_overflow"), u64::from(names) - 100);
     assert_eq!(m.sum("llm_requests_total"), u64::from(names));
 }
+
+/// A request whose tenant is recorded after its model, as when it is known only after
+/// authentication: its gauges pass through `tenant="unknown"` before it binds.
+fn late_tenant_request(model: &str, tenant: &str) {
+    let span = tracing::info_span!(
+        "generate",
+        model,
+        tenant = tracing::field::Empty,
+        tokens_in = 1u64,
+        tokens_out = tracing::field::Empty
+    );
+    span.record("tenant", tenant);
+    span.in_scope(|| tracing::info!(first_token = true));
+    span.record("tokens_out", 1u64);
+}
+
+#[test]
+fn the_late_tenant_pattern_admits_as_many_combinations_as_the_cap() {
+    // 4 real combinations under a cap of 4: none overflows, though each request first
+    // shows its gauges under tenant="unknown".
+    let h = Harness::with(|b| b.with_label("tenant").with_max_series(4));
+    h.run(|| {
+        for model in ["m1", "m2"] {
+            for tenant in ["a", "b"] {
+                late_tenant_request(model, tenant);
+            }
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.anomalies("series_overflow"), 0);
+    assert_eq!(
+        m.series("llm_e2e_latency_seconds").len(),
+        4,
+        "{:?}",
+        m.series("llm_e2e_latency_seconds")
+    );
+    for model in ["m1", "m2"] {
+        for tenant in ["a", "b"] {
+            let labels = [("model", model), ("tenant", tenant), ("status", "ok")];
+            assert_eq!(
+                m.counter("llm_requests_total", &labels),
+                1,
+                "{model} {tenant}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_hundred_models_and_ten_late_tenants_fit_the_default_cap() {
+    let h = Harness::with(|b| b.with_label("tenant"));
+    h.run(|| {
+        for model in 0..100 {
+            for tenant in 0..10 {
+                late_tenant_request(&format!("model-{model}"), &format!("tenant-{tenant}"));
+            }
+        }
+    });
+    let m = h.snapshot();
+    assert_eq!(m.anomalies("series_overflow"), 0);
+    assert_eq!(m.sum("llm_requests_total"), 1000);
+    assert_eq!(m.label_values("llm_requests_total", "model").len(), 100);
+    assert!(!m
+        .label_values("llm_requests_total", "model")
+        .contains(&"__overflow__".to_owned()));
+}
+
+#[test]
+fn label_sets_only_pending_requests_passed_through_have_their_own_cap() {
+    // The pending table holds max_series label sets too: past it, a pending request's
+    // gauges show under the overflow series until it binds, and binding still finds room.
+    let h = Harness::with(|b| b.with_label("tenant").with_max_series(2));
+    h.run(|| {
+        let spans: Vec<_> = ["m1", "m2", "m3"]
+            .into_iter()
+            .map(|model| {
+                tracing::info_span!(
+                    "generate",
+                    model,
+                    tenant = tracing::field::Empty,
+                    tokens_in = 1u64,
+                    tokens_out = tracing::field::Empty
+                )
+            })
+            .collect();
+        let overflow = [("model", "__overflow__"), ("tenant", "__overflow__")];
+        let m = h.snapshot();
+        let active = |model, tenant| {
+            m.gauge(
+                "llm_active_requests",
+                &[("model", model), ("tenant", tenant)],
+            )
+        };
+        assert_eq!(
+            (active("m1", "unknown"), active("m2", "unknown")),
+            (1.0, 1.0)
+        );
+        let in_overflow = m.gauge("llm_active_requests", &overflow);
+        assert_eq!(in_overflow, 1.0, "m3: the pending table is full");
+        // Bound in the order m3, m1, m2: m3 and m1 take the two real combinations.
+        for (index, tenant) in [(2, "c"), (0, "a"), (1, "b")] {
+            let span = &spans[index];
+            span.record("tenant", tenant);
+            span.in_scope(|| tracing::info!(first_token = true));
+            span.record("tokens_out", 1u64);
+        }
+        let m = h.snapshot();
+        let active = |model, tenant| {
+            m.gauge(
+                "llm_active_requests",
+                &[("model", model), ("tenant", tenant)],
+            )
+        };
+        assert_eq!((active("m3", "c"), active("m1", "a")), (1.0, 1.0));
+        assert_eq!(
+            (active("m1", "unknown"), active("m2", "unknown")),
+            (-1.0, -1.0)
+        );
+        // m3 left the overflow series, m2 came in: no change there.
+        assert_eq!(m.gauge("llm_active_requests", &overflow), 0.0);
+        assert_eq!(m.anomalies("series_overflow"), 1, "m2 b binds past the cap");
+        drop(spans);
+        let m = h.snapshot();
+        let ok = |model, tenant| {
+            m.counter(
+                "llm_requests_total",
+                &[("model", model), ("tenant", tenant), ("status", "ok")],
+            )
+        };
+        assert_eq!((ok("m3", "c"), ok("m1", "a")), (1, 1));
+        assert_eq!(ok("__overflow__", "__overflow__"), 1, "m2 b");
+    });
+}
