@@ -79,7 +79,8 @@ fn pico_per_token(usd_per_million: f64, field: &'static str) -> Result<u64, Pric
     // f64 cannot hold most decimals exactly; anything within rounding noise of a whole
     // picodollar is that picodollar, anything further has more than six decimals. Up to
     // 1e12 picodollars that noise is below 1e-3 picodollar.
-    if (scaled - rounded).abs() > 1e-3 {
+    // A price that is not zero never rounds to zero (1e-10 is within the noise of 0).
+    if (scaled - rounded).abs() > 1e-3 || (rounded == 0.0 && usd_per_million != 0.0) {
         return Err(invalid("has more than 6 decimals"));
     }
     Ok(rounded as u64)
@@ -326,12 +327,23 @@ mod tests {
         assert!(ModelPrice::usd_per_million_tokens(1.0, 2e6).is_err());
         let err = ModelPrice::usd_per_million_tokens(0.000_000_1, 1.0).expect_err("too precise");
         assert!(err.to_string().contains("more than 6 decimals"), "{err}");
-        for too_precise in [3.000_000_1, 1.000_000_4, 100.123_456_7, 0.200_000_4] {
+        for too_precise in [
+            3.000_000_1,
+            1.000_000_4,
+            100.123_456_7,
+            0.200_000_4,
+            1e-10,
+            5e-324,
+        ] {
             assert!(
                 ModelPrice::usd_per_million_tokens(too_precise, 1.0).is_err(),
                 "{too_precise}"
             );
         }
+        let free = ModelPrice::usd_per_million_tokens(0.0, -0.0).expect("free");
+        assert_eq!((free.input, free.output), (0, 0));
+        let smallest = ModelPrice::usd_per_million_tokens(0.000_001, 1.0).expect("six decimals");
+        assert_eq!(smallest.input, 1);
         let big = ModelPrice::usd_per_million_tokens(999_999.999_999, 1.0).expect("six decimals");
         assert_eq!(big.input, 999_999_999_999);
     }
@@ -402,10 +414,16 @@ mod tests {
             err.to_string(),
             "input price 1000000.000001 must be at most 1000000 USD per million tokens"
         );
-        // Rounding noise up to a thousandth of a picodollar is noise: 1e-9 USD per million
-        // (exactly 1e-3 picodollar in f64) is 0; twice that is a seventh decimal.
-        let noise = ModelPrice::usd_per_million_tokens(1e-9, 0.0).expect("noise");
-        assert_eq!(noise.input, 0);
+        // Rounding noise up to a thousandth of a picodollar is noise around a whole
+        // picodollar; twice that is a seventh decimal. A price that is not zero is never
+        // noise around zero: 1e-9 USD per million is refused, not taken as free.
+        let noise = ModelPrice::usd_per_million_tokens(0.000_001 + 1e-10, 0.0).expect("noise");
+        assert_eq!(noise.input, 1);
+        let err = ModelPrice::usd_per_million_tokens(1e-9, 0.0).expect_err("not free");
+        assert_eq!(
+            err.to_string(),
+            "input price 0.000000001 has more than 6 decimals"
+        );
         let err = ModelPrice::usd_per_million_tokens(2e-9, 0.0).expect_err("seventh decimal");
         assert_eq!(
             err.to_string(),
