@@ -66,7 +66,8 @@
 //! Handles are registered once per series and reused. By default the layer uses the
 //! recorder current at registration (a local recorder, else the global one), keeping
 //! a separate set of handles per recorder, so it works when the recorder is installed
-//! after the layer. Recorders are told apart by address, at most 8 of them: the global
+//! after the layer (a request span opened before it moves to it when it binds, at its
+//! first token). Recorders are told apart by address, at most 8 of them: the global
 //! one always works, but a recorder created after another was dropped may reuse its
 //! address and its stale handles. Give the layer its own recorder with
 //! [`LlmSpanLayerBuilder::with_recorder`] in tests, which create and drop recorders and

@@ -147,11 +147,13 @@ impl LlmSpanLayer {
         if state.effective_model().is_none() {
             anomalies.add(Anomaly::MissingModel);
         }
-        // Gauges shown in the pending table or the overflow series (the pending table
-        // was full) move to the label set's own series now that a request binds to it.
+        // Gauges shown in the pending table, the overflow series (the pending table was
+        // full) or another recorder (the request opened before this one was installed)
+        // move to the label set's own series now that a request binds to it.
+        let recorder = self.with_handles(|index, _, _| index);
         let placed = state
             .gauges_at
-            .filter(|at| !at.is_pending() && !state.in_overflow);
+            .filter(|at| !at.is_pending() && !state.in_overflow && Some(at.recorder) == recorder);
         if placed.is_none() {
             state.labels_changed = true;
         }

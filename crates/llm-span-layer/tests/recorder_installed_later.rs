@@ -1,7 +1,9 @@
 //! The global recorder may be installed after the layer and after the first spans.
 //! (Its own test binary: a process has one global recorder.)
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use std::collections::HashMap;
+
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tracing_subscriber::prelude::*;
 
 fn request() {
@@ -20,6 +22,10 @@ fn handles_follow_the_recorder_installed_later() {
     );
     // Before any recorder: metrics go to the no-op recorder, nothing breaks.
     tracing::dispatcher::with_default(&dispatch, request);
+    // A request open while the recorder is installed moves to it at its first token.
+    let open = tracing::dispatcher::with_default(&dispatch, || {
+        tracing::info_span!("generate", model = "m", tokens_in = 3u64, tokens_out = 2u64)
+    });
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -27,19 +33,35 @@ fn handles_follow_the_recorder_installed_later() {
     tracing::dispatcher::with_default(&dispatch, || {
         request();
         request();
+        open.in_scope(|| tracing::info!(first_token = true));
     });
+    let values = snapshot(&snapshotter);
+    assert_eq!(values["llm_requests_total"], "Counter(2)");
+    assert_eq!(
+        values["llm_active_requests"], "Gauge(1.0)",
+        "the open request"
+    );
 
-    let ok = snapshotter
+    tracing::dispatcher::with_default(&dispatch, || drop(open));
+    let values = snapshot(&snapshotter);
+    assert_eq!(
+        values["llm_requests_total"], "Counter(1)",
+        "the one open at install"
+    );
+    assert_eq!(values["llm_active_requests"], "Gauge(-1.0)");
+}
+
+/// What changed since the last snapshot, by name, of model `m`'s series (`ok` requests).
+fn snapshot(snapshotter: &Snapshotter) -> HashMap<String, String> {
+    snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
-        .find(|(key, ..)| {
-            key.key().name() == "llm_requests_total"
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == "status" && l.value() == "ok")
+        .filter(|(key, ..)| {
+            key.key().labels().all(|l| {
+                (l.key(), l.value()) == ("model", "m") || (l.key(), l.value()) == ("status", "ok")
+            })
         })
-        .map(|(.., value)| value);
-    assert_eq!(ok, Some(DebugValue::Counter(2)));
+        .map(|(key, _, _, value)| (key.key().name().to_owned(), format!("{value:?}")))
+        .collect()
 }
