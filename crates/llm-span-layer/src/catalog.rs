@@ -85,6 +85,15 @@ pub const LAYER_ANOMALIES_TOTAL: &str = "llm_layer_anomalies_total";
 /// `llm_layer_request_spans_enabled`: whether request spans can reach the layer.
 pub const REQUEST_SPANS_ENABLED: &str = "llm_layer_request_spans_enabled";
 
+/// The metadata target of the gauges (`llm_active_requests`, `llm_queue_depth`) of a
+/// label set that only requests not bound yet passed through, such as
+/// `tenant="unknown"` before authentication. A recorder may leave such a series out of
+/// its output while it is 0 and no registration with another target shares its key
+/// (llm-span-prometheus does), so that no label set a request merely passed through
+/// stays in the output; every other registration of the layer has target
+/// `llm_span_layer`.
+pub const PENDING_GAUGE_TARGET: &str = "llm_span_layer::pending";
+
 /// Label value used when a request never names its model (or an extra label is absent).
 pub const UNKNOWN_LABEL_VALUE: &str = "unknown";
 /// Label value that replaces values past a label's cap, and invalid values.

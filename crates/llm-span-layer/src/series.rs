@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 
 use crate::catalog::{self, Anomaly, FinishReason, Status, TokenType};
 use crate::containers::labels::{LabelId, LabelSets};
@@ -20,6 +20,12 @@ use crate::decode::MAX_EXTRA_LABELS;
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new("llm_span_layer", metrics::Level::INFO, Some(module_path!()));
+/// The gauges of a label set in the pending table (see [`catalog::PENDING_GAUGE_TARGET`]).
+static PENDING_METADATA: metrics::Metadata<'static> = metrics::Metadata::new(
+    catalog::PENDING_GAUGE_TARGET,
+    metrics::Level::INFO,
+    Some(module_path!()),
+);
 
 /// Label values of one series: the model, then each allowlisted extra label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,9 +63,14 @@ pub(crate) struct Series {
 }
 
 impl Series {
-    fn register(recorder: &dyn Recorder, labels: Vec<Label>, pricing: SeriesPricing) -> Self {
+    fn register(
+        recorder: &dyn Recorder,
+        labels: Vec<Label>,
+        pricing: SeriesPricing,
+        metadata: &Metadata<'_>,
+    ) -> Self {
         let gauge =
-            |name| recorder.register_gauge(&Key::from_parts(name, labels.clone()), &METADATA);
+            |name| recorder.register_gauge(&Key::from_parts(name, labels.clone()), metadata);
         Self {
             active: gauge(catalog::ACTIVE_REQUESTS),
             queue_depth: gauge(catalog::QUEUE_DEPTH),
@@ -342,23 +353,26 @@ impl RecorderHandles {
                 slot: *slot,
             });
         }
-        let make = || {
+        let make = |metadata| {
             let pricing = match model {
                 LabelId::OVERFLOW => SeriesPricing::Mixed,
                 LabelId::UNKNOWN => SeriesPricing::Unpriced,
                 id if labels.model.price(id).is_some() => SeriesPricing::Priced,
                 _ => SeriesPricing::Unpriced,
             };
-            let series = Series::register(recorder, label_pairs(&key, labels, config), pricing);
+            let pairs = label_pairs(&key, labels, config);
+            let series = Series::register(recorder, pairs, pricing, metadata);
             (key, Box::new(series))
         };
         let hash = mix_hash(key);
         let found = if binds {
-            self.series.find_or_insert(hash, |k| *k == key, make)
+            self.series
+                .find_or_insert(hash, |k| *k == key, || make(&METADATA))
         } else if let Some(found) = self.series.find(hash, |k| *k == key) {
             Ok(found)
         } else {
-            let pending = self.pending.find_or_insert(hash, |k| *k == key, make);
+            let pending =
+                (self.pending).find_or_insert(hash, |k| *k == key, || make(&PENDING_METADATA));
             pending.map(|(slot, series)| (slot | SeriesRef::PENDING_BIT, series))
         };
         match found.map(|(slot, _)| slot) {
@@ -378,6 +392,7 @@ impl RecorderHandles {
                         recorder,
                         label_pairs(&key, labels, config),
                         SeriesPricing::Mixed,
+                        &METADATA,
                     ))
                 });
                 Err(SeriesRef {

@@ -3,6 +3,7 @@
 mod common;
 
 use common::Harness;
+use tracing_subscriber::prelude::*;
 
 fn request(model: &str, tenant: &str) {
     drop(tracing::info_span!(
@@ -266,4 +267,82 @@ fn label_sets_only_pending_requests_passed_through_have_their_own_cap() {
         assert_eq!((ok("m3", "c"), ok("m1", "a")), (1, 1));
         assert_eq!(ok("__overflow__", "__overflow__"), 1, "m2 b");
     });
+}
+
+/// Every gauge registration's name, labels and metadata target, in order.
+#[derive(Clone, Default)]
+struct GaugeRegistrations(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl metrics::Recorder for GaugeRegistrations {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(
+        &self,
+        key: &metrics::Key,
+        metadata: &metrics::Metadata<'_>,
+    ) -> metrics::Gauge {
+        if key.name() == "llm_active_requests" {
+            let labels: Vec<_> = key.labels().map(|l| l.value().to_owned()).collect();
+            let entry = (labels.join(","), metadata.target().to_owned());
+            self.0.lock().expect("registrations").push(entry);
+        }
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[test]
+fn gauges_of_label_sets_only_pending_requests_passed_through_carry_the_pending_target() {
+    let registrations = GaugeRegistrations::default();
+    let layer = llm_span_layer::LlmSpanLayer::builder()
+        .with_label("tenant")
+        .with_recorder(registrations.clone())
+        .build()
+        .expect("valid layer");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        late_tenant_request("m", "a");
+        late_tenant_request("m", "a");
+    });
+    let seen = registrations.0.lock().expect("registrations").clone();
+    let pending = llm_span_layer::catalog::PENDING_GAUGE_TARGET;
+    assert_eq!(pending, "llm_span_layer::pending");
+    assert_eq!(
+        seen,
+        [
+            ("m,unknown".to_owned(), pending.to_owned()),
+            ("m,a".to_owned(), pending.to_owned()),
+            ("m,a".to_owned(), "llm_span_layer".to_owned())
+        ],
+        "the first request passes through two pending label sets and binds to the second; \
+         the next finds it bound"
+    );
 }
