@@ -106,6 +106,27 @@ fn the_contract_table_lists_every_field_and_alias() {
         let expected: Vec<String> = def.aliases.iter().map(|a| (*a).to_owned()).collect();
         assert_eq!(aliases, &expected, "aliases of {}", def.name);
     }
+    // The span-scoped aliases' table: span, framework field, contract field, per row.
+    let start = readme
+        .find("| span | field | stands for |")
+        .expect("scoped table");
+    let listed: Vec<Vec<String>> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            line.split('|')
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .filter_map(|cell| cell.split('`').nth(1).map(str::to_owned))
+                .collect()
+        })
+        .collect();
+    let scoped: Vec<Vec<String>> = llm_span_layer::fields::SPAN_ALIASES
+        .iter()
+        .map(|a| vec![a.span.to_owned(), a.alias.to_owned(), a.field.to_owned()])
+        .collect();
+    assert_eq!(listed, scoped, "the span-scoped aliases");
     let event_rows = contract_rows(&readme, "| event field |");
     for def in CONTRACT.iter().filter(|def| def.on_event) {
         assert!(

@@ -27,6 +27,10 @@ pub(crate) enum Role {
     KvCacheUsage,
     TraceId,
     SpanId,
+    /// Seconds to the first streamed chunk, recorded when it came: marks the first token.
+    FirstChunkTime,
+    /// The GenAI operation (`chat`, `embeddings`, ...): whether a token stream is expected.
+    Operation,
 }
 
 /// Field names the layer reads, and the one table of their aliases.
@@ -69,6 +73,15 @@ pub mod fields {
     pub const TRACE_ID: &str = "trace_id";
     /// The request's span id (16 hex digits), for exemplars.
     pub const SPAN_ID: &str = "span_id";
+    /// Seconds from the request to its first streamed chunk (request span), recorded when
+    /// the chunk comes: marks the request's first token then, as a `first_token` event
+    /// would. genai records it.
+    pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.response.time_to_first_chunk";
+    /// The GenAI operation (request span, at creation). `chat`, `text_completion` and
+    /// `generate_content` generate a token stream; any other (`embeddings`, `rerank`,
+    /// ...) answers once: such a request completes when it reports usage, and never
+    /// feeds time to first token or decode speed.
+    pub const OPERATION_NAME: &str = "gen_ai.operation.name";
 
     /// One field of the contract: its name, its aliases and where it is read.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +154,50 @@ pub mod fields {
         field(ERROR, &["error.type"], true, false, Role::Error),
         field(TRACE_ID, &[], true, false, Role::TraceId),
         field(SPAN_ID, &[], true, false, Role::SpanId),
+        field(TIME_TO_FIRST_CHUNK, &[], true, false, Role::FirstChunkTime),
+        field(OPERATION_NAME, &[], true, false, Role::Operation),
         field(FIRST_TOKEN, &[], false, true, Role::FirstToken),
         field(TOKENS_OUT_DELTA, &[], false, true, Role::OutputDelta),
         field(GPU, &[], false, true, Role::GpuId),
         field(GPU_MEMORY_USED_BYTES, &[], false, true, Role::GpuMemoryUsed),
         field(KV_CACHE_USAGE_RATIO, &[], false, true, Role::KvCacheUsage),
     ];
+
+    /// A field name that means a contract field only on spans of one name: a
+    /// framework's own field names, read where that framework records them and nowhere
+    /// else, so that an ordinary span with the same field names never counts by accident.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct SpanAlias {
+        /// The span name (the framework's request span).
+        pub span: &'static str,
+        /// The framework's field name.
+        pub alias: &'static str,
+        /// The contract field it stands for.
+        pub field: &'static str,
+    }
+
+    /// Every span-scoped alias: langchain-rust's `llm.generate` span.
+    pub const SPAN_ALIASES: &[SpanAlias] = &[
+        SpanAlias {
+            span: "llm.generate",
+            alias: "prompt_tokens",
+            field: TOKENS_IN,
+        },
+        SpanAlias {
+            span: "llm.generate",
+            alias: "completion_tokens",
+            field: TOKENS_OUT,
+        },
+    ];
+
+    /// The role of a field name on a span named `span` (span-scoped aliases first).
+    pub(crate) fn span_role_of(name: &str, span: &str) -> Role {
+        SPAN_ALIASES
+            .iter()
+            .find(|a| a.span == span && a.alias == name)
+            .map_or_else(|| role_of(name, false), |a| role_of(a.field, false))
+    }
 
     /// The role of a field name on a span (`on_event == false`) or an event.
     pub(crate) fn role_of(name: &str, on_event: bool) -> Role {
@@ -226,7 +277,7 @@ pub(crate) struct Contract {
 pub(crate) const DEFAULT_QUEUE_SPAN_NAME: &str = "queue";
 
 impl Contract {
-    fn span_role(&self, name: &str) -> Role {
+    fn span_role(&self, name: &str, span: &str) -> Role {
         if let Some(position) = self
             .extra_labels
             .iter()
@@ -234,7 +285,7 @@ impl Contract {
         {
             return Role::Label(position as u8);
         }
-        fields::role_of(name, false)
+        fields::span_role_of(name, span)
     }
 
     /// Whether a span field name already has a meaning in the contract.
@@ -248,7 +299,7 @@ impl Contract {
             let roles: Box<[Role]> = metadata
                 .fields()
                 .iter()
-                .map(|f| self.span_role(f.name()))
+                .map(|f| self.span_role(f.name(), metadata.name()))
                 .collect();
             let has = |wanted: &[Role]| roles.iter().any(|r| wanted.contains(r));
             let in_scope = self.target_prefixes.is_empty()

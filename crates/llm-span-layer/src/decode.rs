@@ -71,6 +71,30 @@ fn parse_finish_reason(text: &str) -> FinishReason {
     }
 }
 
+/// What a request does, from its GenAI operation name.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// It generates a token stream (`chat`, `text_completion`, `generate_content`, or no
+    /// operation named): time to first token and decode speed apply.
+    #[default]
+    Generation,
+    /// It answers once (`embeddings`, `rerank`, ...): no first token, no decode phase.
+    SingleAnswer,
+}
+
+impl Operation {
+    /// The operation names of the GenAI conventions that generate a token stream.
+    const GENERATION: [&'static str; 3] = ["chat", "text_completion", "generate_content"];
+
+    fn parse(name: &str) -> Self {
+        if Self::GENERATION.contains(&name.trim()) {
+            Operation::Generation
+        } else {
+            Operation::SingleAnswer
+        }
+    }
+}
+
 /// A model as a request names it: its label, and its price (also for a name that
 /// became `__overflow__`, so that a priced model past the cap is still priced).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +124,7 @@ pub(crate) struct Update {
     pub(crate) kv_cache_usage: Option<f64>,
     pub(crate) trace_id: Option<TraceContext>,
     pub(crate) span_id: Option<[u8; 8]>,
+    pub(crate) operation: Option<Operation>,
     pub(crate) anomalies: Anomalies,
 }
 
@@ -183,6 +208,14 @@ impl<'a> FieldVisitor<'a> {
                     update.anomalies.add(Anomaly::InvalidTraceId);
                 }
             }
+            Role::FirstChunkTime => {
+                let seconds = non_negative(value, f64::MAX, &mut update.anomalies);
+                update.first_token = seconds.is_some();
+            }
+            Role::Operation => match value {
+                Value::Text(name) => update.operation = Some(Operation::parse(name)),
+                _ => update.anomalies.add(Anomaly::MalformedValue),
+            },
             Role::SpanId => {
                 update.span_id = match value {
                     Value::Text(text) => crate::exemplar::span_id_from_hex(text.trim()),

@@ -290,7 +290,7 @@ where
             let mut update = Update::default();
             values.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
             anomalies = update.anomalies;
-            state.apply_fields(&update, &mut anomalies);
+            state.apply_fields(&update, || self.clock.now(), &mut anomalies);
             self.settle(state, &mut anomalies);
         });
         self.count(&anomalies);

@@ -12,7 +12,7 @@ use tracing_core::span::Id;
 use crate::catalog::{Anomaly, FinishReason, Status};
 use crate::containers::labels::LabelId;
 use crate::containers::lane::Streamed;
-use crate::decode::{Anomalies, ModelRef, Update, MAX_EXTRA_LABELS};
+use crate::decode::{Anomalies, ModelRef, Operation, Update, MAX_EXTRA_LABELS};
 use crate::exemplar::TraceContext;
 use crate::series::SeriesRef;
 
@@ -79,6 +79,8 @@ pub(crate) struct RequestState {
     /// The span's callsite, by its entry id in the layer's callsite map.
     pub(crate) callsite: u32,
     pub(crate) start: Instant,
+    /// What the request does: only a generation has a first token.
+    pub(crate) operation: Operation,
     pub(crate) first_token: Option<Instant>,
     pub(crate) completed: Option<Instant>,
     pub(crate) model: Option<ModelRef>,
@@ -127,6 +129,7 @@ impl RequestState {
         Self {
             callsite,
             start,
+            operation: Operation::Generation,
             first_token: None,
             completed: None,
             model: None,
@@ -223,13 +226,26 @@ impl RequestState {
     /// stream it is a placeholder (`tokens_out = 0`), so a stream dropped after it is
     /// still `cancelled`.
     pub(crate) fn apply_creation_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
-        self.apply_fields(update, anomalies);
+        let start = self.start;
+        self.apply_fields(update, || start, anomalies);
         self.output_declared = std::mem::take(&mut self.output.reported);
     }
 
-    /// Applies fields of the span itself (creation or `Span::record`).
-    pub(crate) fn apply_fields(&mut self, update: &Update, anomalies: &mut Anomalies) {
+    /// Applies fields of the span itself (creation or `Span::record`); `now` is read
+    /// only when a field marks the first token.
+    pub(crate) fn apply_fields(
+        &mut self,
+        update: &Update,
+        now: impl FnOnce() -> Instant,
+        anomalies: &mut Anomalies,
+    ) {
         self.apply_labels(update, false, anomalies);
+        if let Some(operation) = update.operation {
+            self.operation = operation;
+        }
+        if update.first_token {
+            self.mark_first_token(now, anomalies);
+        }
         if update.revision.is_some() {
             self.revision = update.revision;
         }
@@ -268,7 +284,7 @@ impl RequestState {
         } else {
             None
         };
-        if marks_first {
+        if marks_first && self.operation == Operation::Generation {
             match (self.first_token, now) {
                 (None, Some(now)) => {
                     self.first_token = Some(now);
@@ -297,6 +313,19 @@ impl RequestState {
         self.cached.report(update.cached_tokens, anomalies);
         self.error |= update.error;
         effects
+    }
+
+    /// A field marked the first token (a recorded time to first chunk): now, unless it
+    /// came already (an anomaly) or the request answers once.
+    fn mark_first_token(&mut self, now: impl FnOnce() -> Instant, anomalies: &mut Anomalies) {
+        if self.operation != Operation::Generation {
+            return;
+        }
+        if self.first_token.is_some() {
+            anomalies.add(Anomaly::DuplicateFirstToken);
+        } else {
+            self.first_token = Some(now());
+        }
     }
 
     /// A queue span of this request opened; `true` when it is the outermost.
@@ -334,7 +363,8 @@ impl RequestState {
     /// An explicit `status` wins; otherwise an error seen in scope makes it `error`;
     /// otherwise it is `ok` if it signalled completion (a finish reason, a completion
     /// event, an output-token total recorded after creation, or one given at creation
-    /// by a request that streamed no delta) and `cancelled` if it did not: its span closed
+    /// by a request that streamed no delta; for a request that answers once, also its
+    /// input tokens or response model) and `cancelled` if it did not: its span closed
     /// early, as when a future is dropped mid-stream.
     pub(crate) fn final_status(&self) -> Status {
         if let Some(status) = self.status {
@@ -343,10 +373,14 @@ impl RequestState {
         if self.error {
             return Status::Error;
         }
+        // One that answers once completes with its answer: usage or a response model.
+        let answered = self.operation == Operation::SingleAnswer
+            && (self.input.reported || self.response_model.is_some());
         if self.completed.is_some()
             || self.finish_reason.is_some()
             || self.output.reported
             || self.output_declared
+            || answered
         {
             Status::Ok
         } else {
