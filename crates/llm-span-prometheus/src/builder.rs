@@ -114,8 +114,10 @@ impl ExporterBuilder {
         self
     }
 
-    /// Uses `buckets` (upper bounds, strictly increasing, finite) for the histogram
-    /// `metric`, replacing its preset. Checked when the recorder is built.
+    /// Uses `buckets` (upper bounds, strictly increasing, finite, not negative) for the
+    /// histogram `metric`, replacing its preset. Checked when the recorder is built: a
+    /// negative bound is [`ExporterError::InvalidBuckets`], since OpenMetrics forbids the
+    /// `_sum` every histogram here has next to negative buckets.
     pub fn with_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
         let metric = metric.into();
         self.bucket_overrides.retain(|(name, _)| *name != metric);
@@ -124,7 +126,8 @@ impl ExporterBuilder {
     }
 
     /// Uses `buckets` for histograms that have neither a preset nor an override (your
-    /// own histograms), instead of [`buckets::DEFAULT`].
+    /// own histograms), instead of [`buckets::DEFAULT`]; the same rules as
+    /// [`with_buckets`](Self::with_buckets).
     pub fn with_default_buckets(mut self, buckets: &[f64]) -> Self {
         self.default_buckets = buckets.to_vec();
         self
