@@ -201,8 +201,10 @@ impl ExporterBuilder {
     }
 
     /// The most connections served at once, from 1 to [`MAX_CONNECTIONS_LIMIT`]. At
-    /// the cap, a new connection evicts the oldest one that has not sent a request; it
-    /// is closed at once only when every connection is serving requests.
+    /// the cap, a new connection evicts the oldest one that was never served metrics
+    /// (silent, refused with 401 or 403, or asking for `/health` only); it is closed at
+    /// once only when every connection was served metrics, so clients that may not
+    /// scrape never lock out one that may.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self

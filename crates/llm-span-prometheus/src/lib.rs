@@ -110,10 +110,11 @@
 //! - The listener runs on its own thread with its own single-threaded runtime, never
 //!   on yours; rendering runs on its blocking pool. A client has 5 s to send its
 //!   headers, a connection lives at most 30 s, at most 64 connections are served at
-//!   once, and request headers are capped at 8 KiB. At the cap, a new connection
-//!   evicts the oldest one that has not sent a request yet (so clients that connect
-//!   and stay silent cannot lock Prometheus out); when every connection is serving
-//!   requests, the new one is closed at once.
+//!   once, and request headers are capped at 8 KiB and 32 header lines (more get 431).
+//!   At the cap, a new connection evicts the oldest one that was never served metrics
+//!   (silent, refused with 401 or 403, or asking for `/health` only), so clients that
+//!   may not scrape cannot lock Prometheus out; when every connection was served
+//!   metrics, the new one is closed at once.
 //! - [`ExporterHandle::shutdown`] (or drop) closes the port, lets in-flight scrapes
 //!   finish (5 s at most) and joins the thread.
 //! - With the `tls` feature, `ExporterBuilder::with_tls(cert, key)` serves HTTPS from PEM

@@ -185,7 +185,7 @@ async fn accept_loop(
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let mut connections = JoinSet::new();
-    // Connections in accept order, with whether each has sent a request yet.
+    // Connections in accept order, with whether each was served metrics yet.
     let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         let accepted = match race(listener.accept(), wait_stop(&mut stopped)).await {
@@ -204,12 +204,13 @@ async fn accept_loop(
         open.retain(|(handle, _)| !handle.is_finished());
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => permit,
-            // Full: make room by evicting the oldest connection that never sent a
-            // request (a silent or byte-a-second client), so that such clients cannot
-            // lock Prometheus out; the new one takes its place once it is gone.
+            // Full: make room by evicting the oldest connection that was never served
+            // metrics (a silent or byte-a-second client, one that was refused or asked
+            // for /health only), so that such clients cannot lock Prometheus out; the
+            // new one takes its place once it is gone.
             Err(_) => match open
                 .iter()
-                .position(|(_, served)| !served.load(Ordering::Acquire))
+                .position(|(_, authorized)| !authorized.load(Ordering::Acquire))
             {
                 Some(index) => {
                     if let Some((victim, _)) = open.remove(index) {
@@ -228,7 +229,7 @@ async fn accept_loop(
                         Either::Right(()) => break,
                     }
                 }
-                // Every connection is serving real requests: refuse the new one.
+                // Every connection was served metrics: refuse the new one.
                 None => {
                     drop(stream);
                     continue;
@@ -239,13 +240,13 @@ async fn accept_loop(
         let state = Arc::clone(&state);
         let http = http.clone();
         let stopped = stopped.clone();
-        let served = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&served);
+        let authorized = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&authorized);
         let handle = connections.spawn(async move {
             connection(stream, peer.ip(), state, http, stopped, flag).await;
             drop(permit);
         });
-        open.push_back((handle, served));
+        open.push_back((handle, authorized));
     }
     // Closes the port before waiting for in-flight requests.
     drop(listener);
@@ -265,7 +266,7 @@ async fn connection(
     state: Arc<State>,
     http: http1::Builder,
     stopped: watch::Receiver<bool>,
-    served: Arc<AtomicBool>,
+    authorized: Arc<AtomicBool>,
 ) {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = state.tls.clone() {
@@ -273,11 +274,11 @@ async fn connection(
         let handshake =
             tokio::time::timeout(state.config.header_read_timeout, acceptor.accept(stream));
         if let Ok(Ok(tls)) = handshake.await {
-            serve(TokioIo::new(tls), peer, state, http, stopped, served).await;
+            serve(TokioIo::new(tls), peer, state, http, stopped, authorized).await;
         }
         return;
     }
-    serve(TokioIo::new(stream), peer, state, http, stopped, served).await;
+    serve(TokioIo::new(stream), peer, state, http, stopped, authorized).await;
 }
 
 async fn serve<I>(
@@ -286,16 +287,15 @@ async fn serve<I>(
     state: Arc<State>,
     http: http1::Builder,
     mut stopped: watch::Receiver<bool>,
-    served: Arc<AtomicBool>,
+    authorized: Arc<AtomicBool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service_state = Arc::clone(&state);
     let service = service_fn(move |request| {
-        // A whole request arrived: this connection is no longer evictable.
-        served.store(true, Ordering::Release);
         let state = Arc::clone(&service_state);
-        async move { Ok::<_, Infallible>(respond(request, peer, &state).await) }
+        let authorized = Arc::clone(&authorized);
+        async move { Ok::<_, Infallible>(respond(request, peer, &state, &authorized).await) }
     });
     let mut conn = pin!(http.serve_connection(io, service));
     let deadline = tokio::time::sleep(state.config.connection_timeout);
@@ -306,7 +306,14 @@ async fn serve<I>(
     }
 }
 
-async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Response<Full<Bytes>> {
+/// Answers one request; sets `authorized` when it serves metrics, which makes the
+/// connection one that a new connection at the cap does not evict.
+async fn respond(
+    request: Request<Incoming>,
+    peer: IpAddr,
+    state: &State,
+    authorized: &AtomicBool,
+) -> Response<Full<Bytes>> {
     let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
         || request
             .headers()
@@ -375,6 +382,7 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
             .await;
             match rendered {
                 Ok(Ok(body)) => {
+                    authorized.store(true, Ordering::Release);
                     let mut response = Response::new(Full::new(Bytes::from(body)));
                     let headers = response.headers_mut();
                     headers.insert(
