@@ -357,17 +357,12 @@ async fn respond(
             if !matches!(*request.method(), Method::GET | Method::HEAD) {
                 return method_not_allowed();
             }
-            let gzip = request
-                .headers()
-                .get_all(header::ACCEPT_ENCODING)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .any(negotiate::accepts_gzip);
-            let accept = request
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|value| value.to_str().ok());
-            let format = negotiate::format(accept);
+            let headers = request.headers();
+            let gzip = negotiate::accepts_gzip(&negotiate::joined(
+                headers.get_all(header::ACCEPT_ENCODING),
+            ));
+            let accept = negotiate::joined(headers.get_all(header::ACCEPT));
+            let format = negotiate::format(Some(&accept));
             // HEAD renders too, so its Content-Length is the one GET would send;
             // hyper leaves the body out.
             let metrics = state.metrics.clone();

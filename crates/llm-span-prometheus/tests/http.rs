@@ -779,6 +779,41 @@ fn handle_renders_what_the_listener_serves() {
 }
 
 #[test]
+fn repeated_accept_lines_count_together_and_application_wildcards_get_openmetrics() {
+    let (_recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    let openmetrics = Some(llm_span_prometheus::OPENMETRICS_CONTENT_TYPE);
+    let content_type = |headers: &[(&str, &str)]| {
+        get_with(addr, "/metrics", headers)
+            .header("content-type")
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        content_type(&[("Accept", "application/*")]).as_deref(),
+        openmetrics
+    );
+    // Lines of one header are one comma-separated list (RFC 9110).
+    let two_lines = [
+        ("Accept", "text/plain;q=0.5"),
+        ("Accept", "application/openmetrics-text"),
+    ];
+    assert_eq!(content_type(&two_lines).as_deref(), openmetrics);
+    let refused = get_with(
+        addr,
+        "/metrics",
+        &[("Accept-Encoding", "gzip"), ("Accept-Encoding", "gzip;q=0")],
+    );
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.header("content-encoding"), None);
+    let admitted = get_with(
+        addr,
+        "/metrics",
+        &[("Accept-Encoding", "br"), ("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(admitted.header("content-encoding"), Some("gzip"));
+}
+
+#[test]
 fn scrapes_are_gzip_compressed_when_the_scraper_asks() {
     let (recorder, server) = start(loopback());
     fill(&recorder, 200);
