@@ -23,6 +23,9 @@ pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// a file descriptor, and a scrape endpoint has no use for more.
 pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
 
+/// The default of [`ExporterBuilder::with_max_bytes_in_flight`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
+
 /// The longest header-read, connection and shutdown timeout the builder takes: one day.
 /// Longer ones would overflow the HTTP server's deadlines, and a scrape needs seconds.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,6 +48,7 @@ const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
 /// | connection timeout | 30 s |
 /// | shutdown timeout | 5 s |
 /// | max connections | 64 |
+/// | max bytes in flight | 64 MiB ([`DEFAULT_MAX_BYTES_IN_FLIGHT`]) |
 /// | upkeep interval | 5 s |
 #[derive(Debug, Clone)]
 pub struct ExporterBuilder {
@@ -62,6 +66,7 @@ pub struct ExporterBuilder {
     connection_timeout: Duration,
     shutdown_timeout: Duration,
     max_connections: usize,
+    max_bytes_in_flight: usize,
     upkeep_interval: Duration,
 }
 
@@ -89,6 +94,7 @@ impl ExporterBuilder {
             connection_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             upkeep_interval: Duration::from_secs(5),
         }
     }
@@ -207,6 +213,18 @@ impl ExporterBuilder {
     /// scrape never lock out one that may.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// The most bytes that `/metrics` bodies being sent may hold together (default
+    /// [`DEFAULT_MAX_BYTES_IN_FLIGHT`]). A body is held from its render until its last
+    /// byte is written or its connection is gone, so clients that stop reading would
+    /// otherwise hold one body each; a scrape whose body would pass the budget gets 503
+    /// with `Retry-After: 1` instead. A body is always served when no other is in
+    /// flight, so the bodies in flight hold at most the budget or one body, whichever
+    /// is more, however many clients stall.
+    pub fn with_max_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.max_bytes_in_flight = bytes;
         self
     }
 
@@ -348,6 +366,7 @@ impl ExporterBuilder {
             connection_timeout: self.connection_timeout,
             shutdown_timeout: self.shutdown_timeout,
             max_connections: self.max_connections,
+            max_bytes_in_flight: self.max_bytes_in_flight,
             #[cfg(feature = "tls")]
             tls: match &self.tls {
                 Some((cert, key)) => Some(crate::tls::load(cert, key)?),
@@ -386,6 +405,17 @@ fn check_label_name(name: &str) -> Result<(), ExporterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_in_flight_hold_at_most_64_mib_by_default() {
+        assert_eq!(DEFAULT_MAX_BYTES_IN_FLIGHT, 67_108_864);
+        assert_eq!(ExporterBuilder::new().max_bytes_in_flight, 67_108_864);
+        let builder = ExporterBuilder::new().with_max_bytes_in_flight(5);
+        assert_eq!(
+            builder.server_config().map(|c| c.max_bytes_in_flight).ok(),
+            Some(5)
+        );
+    }
 
     #[test]
     fn label_names() {

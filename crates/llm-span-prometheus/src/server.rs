@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -50,6 +50,7 @@ pub(crate) struct ServerConfig {
     pub(crate) connection_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_bytes_in_flight: usize,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -57,6 +58,8 @@ pub(crate) struct ServerConfig {
 struct State {
     config: ServerConfig,
     metrics: MetricsHandle,
+    /// Bytes of the `/metrics` bodies being sent now.
+    in_flight: Arc<AtomicUsize>,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -152,6 +155,7 @@ pub(crate) fn start(
         tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         config,
         metrics: metrics.clone(),
+        in_flight: Arc::default(),
     });
     let thread = std::thread::Builder::new()
         .name("llm-metrics-http".into())
@@ -377,8 +381,19 @@ async fn respond(
             .await;
             match rendered {
                 Ok(Ok(body)) => {
+                    let budget = state.config.max_bytes_in_flight;
+                    let Some(body) = admit(body, &state.in_flight, budget) else {
+                        let mut response = text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many bodies in flight\n",
+                        );
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return response;
+                    };
                     authorized.store(true, Ordering::Release);
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let mut response = Response::new(Full::new(body));
                     let headers = response.headers_mut();
                     headers.insert(
                         header::CONTENT_TYPE,
@@ -401,6 +416,38 @@ async fn respond(
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// A body being sent, counted in the bytes in flight until the last of it is dropped
+/// (written, or its connection gone).
+struct InFlight {
+    body: Vec<u8>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for InFlight {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.bytes.fetch_sub(self.body.len(), Ordering::AcqRel);
+    }
+}
+
+/// `body`, counted in `bytes` while it is in flight; `None` when the bodies in flight
+/// and it would hold more than `budget` bytes (a body alone is always admitted).
+fn admit(body: Vec<u8>, bytes: &Arc<AtomicUsize>, budget: usize) -> Option<Bytes> {
+    let len = body.len();
+    bytes
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            (held == 0 || held + len <= budget).then_some(held + len)
+        })
+        .ok()?;
+    let bytes = Arc::clone(bytes);
+    Some(Bytes::from_owner(InFlight { body, bytes }))
 }
 
 /// gzip at the fastest level: a 25,000-series body (about 3 MB) compresses in a few

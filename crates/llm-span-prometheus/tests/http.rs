@@ -713,6 +713,54 @@ fn shutdown_is_bounded_when_a_client_never_reads() {
     drop(stream);
 }
 
+/// A client that asks for `/metrics`, reads the status line and stops reading.
+fn stalled_reader(addr: SocketAddr) -> TcpStream {
+    let mut stream = http::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send request");
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).expect("the response starts");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    stream
+}
+
+#[test]
+fn stalled_readers_hold_no_more_body_bytes_than_the_budget() {
+    // Bodies of an exact length: the same metrics, rendered by a recorder of their own.
+    let (probe, handle) = loopback().build().expect("recorder");
+    own_process_metrics(&probe);
+    fill(&probe, 20_000);
+    let length = handle.render().len();
+    // Room for two bodies, far more than the socket buffers hold.
+    let (recorder, server) = start(loopback().with_max_bytes_in_flight(2 * length));
+    own_process_metrics(&recorder);
+    fill(&recorder, 20_000);
+    let addr = server.local_addr();
+    let first = stalled_reader(addr);
+    // Two bodies fill the budget exactly: still served.
+    let second = stalled_reader(addr);
+    let refused = get(addr, "/metrics");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Once the stalled clients are gone, so are their bodies.
+    drop(first);
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = get(addr, "/metrics");
+        if response.status == 200 {
+            assert_eq!(response.body.len(), length);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", response.status);
+        thread::sleep(Duration::from_millis(20));
+    }
+    // A body larger than the budget is served when no other is in flight.
+    let (_recorder, tiny) = start(loopback().with_max_bytes_in_flight(1));
+    assert_eq!(get(tiny.local_addr(), "/metrics").status, 200);
+}
+
 #[test]
 fn dropping_the_handle_stops_the_listener() {
     let (_recorder, server) = start(loopback());
