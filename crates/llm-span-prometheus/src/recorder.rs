@@ -137,14 +137,10 @@ impl MetricsHandle {
                 .cmp(&catalog(b))
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let mut taken = HashSet::from([NAME_CLASHES.to_owned()]);
-        let mut clashes = exposition::drop_clashes(&mut families, &mut taken);
         #[cfg(feature = "process")]
-        {
-            let mut process = crate::process::families(&shared.global_labels);
-            clashes += exposition::drop_clashes(&mut process, &mut taken);
-            families.extend(process);
-        }
+        families.extend(crate::process::families(&shared.global_labels));
+        let mut taken = HashSet::from([NAME_CLASHES.to_owned()]);
+        let clashes = exposition::drop_clashes(&mut families, &mut taken);
         families.push(name_clashes(&shared.global_labels, clashes));
         for family in &mut families {
             exposition::sort_series(family);
