@@ -71,7 +71,9 @@ pub fn preset(metric: &str) -> Option<&'static [f64]> {
         .map(|(_, buckets)| *buckets)
 }
 
-/// Checks that `buckets` can serve as histogram boundaries for `metric`.
+/// Checks that `buckets` can serve as histogram boundaries for `metric`: some, finite,
+/// strictly increasing and not negative (every histogram here has a `_sum`, which
+/// OpenMetrics forbids next to negative buckets).
 pub(crate) fn validate(metric: &str, buckets: &[f64]) -> Result<(), ExporterError> {
     let fail = |reason| {
         Err(ExporterError::InvalidBuckets {
@@ -87,6 +89,11 @@ pub(crate) fn validate(metric: &str, buckets: &[f64]) -> Result<(), ExporterErro
     }
     if buckets.windows(2).any(|w| w[0] >= w[1]) {
         return fail("boundaries must be strictly increasing");
+    }
+    if buckets.iter().any(|b| *b < 0.0) {
+        return fail(
+            "boundaries must not be negative: OpenMetrics allows no _sum with negative buckets",
+        );
     }
     Ok(())
 }
@@ -160,6 +167,10 @@ mod tests {
         assert!(reason(&[f64::NAN]).contains("finite"));
         assert!(reason(&[1.0, 1.0]).contains("increasing"));
         assert!(reason(&[2.0, 1.0]).contains("increasing"));
-        assert!(validate("m", &[-1.0, 0.0, 1.0]).is_ok());
+        let negative =
+            "boundaries must not be negative: OpenMetrics allows no _sum with negative buckets";
+        assert_eq!(reason(&[-1.0, 0.0, 1.0]), negative);
+        assert_eq!(reason(&[-0.001]), negative);
+        assert!(validate("m", &[0.0, 1.0]).is_ok());
     }
 }

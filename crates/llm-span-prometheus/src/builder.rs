@@ -23,6 +23,9 @@ pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// a file descriptor, and a scrape endpoint has no use for more.
 pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
 
+/// The default of [`ExporterBuilder::with_max_bytes_in_flight`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 64 << 20;
+
 /// The longest header-read, connection and shutdown timeout the builder takes: one day.
 /// Longer ones would overflow the HTTP server's deadlines, and a scrape needs seconds.
 pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,6 +48,7 @@ const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
 /// | connection timeout | 30 s |
 /// | shutdown timeout | 5 s |
 /// | max connections | 64 |
+/// | max bytes in flight | 64 MiB ([`DEFAULT_MAX_BYTES_IN_FLIGHT`]) |
 /// | upkeep interval | 5 s |
 #[derive(Debug, Clone)]
 pub struct ExporterBuilder {
@@ -62,6 +66,7 @@ pub struct ExporterBuilder {
     connection_timeout: Duration,
     shutdown_timeout: Duration,
     max_connections: usize,
+    max_bytes_in_flight: usize,
     upkeep_interval: Duration,
 }
 
@@ -89,6 +94,7 @@ impl ExporterBuilder {
             connection_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
+            max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
             upkeep_interval: Duration::from_secs(5),
         }
     }
@@ -114,8 +120,10 @@ impl ExporterBuilder {
         self
     }
 
-    /// Uses `buckets` (upper bounds, strictly increasing, finite) for the histogram
-    /// `metric`, replacing its preset. Checked when the recorder is built.
+    /// Uses `buckets` (upper bounds, strictly increasing, finite, not negative) for the
+    /// histogram `metric`, replacing its preset. Checked when the recorder is built: a
+    /// negative bound is [`ExporterError::InvalidBuckets`], since OpenMetrics forbids the
+    /// `_sum` every histogram here has next to negative buckets.
     pub fn with_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
         let metric = metric.into();
         self.bucket_overrides.retain(|(name, _)| *name != metric);
@@ -124,7 +132,8 @@ impl ExporterBuilder {
     }
 
     /// Uses `buckets` for histograms that have neither a preset nor an override (your
-    /// own histograms), instead of [`buckets::DEFAULT`].
+    /// own histograms), instead of [`buckets::DEFAULT`]; the same rules as
+    /// [`with_buckets`](Self::with_buckets).
     pub fn with_default_buckets(mut self, buckets: &[f64]) -> Self {
         self.default_buckets = buckets.to_vec();
         self
@@ -198,10 +207,24 @@ impl ExporterBuilder {
     }
 
     /// The most connections served at once, from 1 to [`MAX_CONNECTIONS_LIMIT`]. At
-    /// the cap, a new connection evicts the oldest one that has not sent a request; it
-    /// is closed at once only when every connection is serving requests.
+    /// the cap, a new connection evicts the oldest one that was never served metrics
+    /// (silent, refused with 401 or 403, or asking for `/health` only); it is closed at
+    /// once only when every connection was served metrics, so clients that may not
+    /// scrape never lock out one that may.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// The most bytes that `/metrics` bodies being sent may hold together (default
+    /// [`DEFAULT_MAX_BYTES_IN_FLIGHT`]). A body is held from its render until its last
+    /// byte is written or its connection is gone, so clients that stop reading would
+    /// otherwise hold one body each; a scrape whose body would pass the budget gets 503
+    /// with `Retry-After: 1` instead. A body is always served when no other is in
+    /// flight, so the bodies in flight hold at most the budget or one body, whichever
+    /// is more, however many clients stall.
+    pub fn with_max_bytes_in_flight(mut self, bytes: usize) -> Self {
+        self.max_bytes_in_flight = bytes;
         self
     }
 
@@ -343,6 +366,7 @@ impl ExporterBuilder {
             connection_timeout: self.connection_timeout,
             shutdown_timeout: self.shutdown_timeout,
             max_connections: self.max_connections,
+            max_bytes_in_flight: self.max_bytes_in_flight,
             #[cfg(feature = "tls")]
             tls: match &self.tls {
                 Some((cert, key)) => Some(crate::tls::load(cert, key)?),
@@ -381,6 +405,17 @@ fn check_label_name(name: &str) -> Result<(), ExporterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_in_flight_hold_at_most_64_mib_by_default() {
+        assert_eq!(DEFAULT_MAX_BYTES_IN_FLIGHT, 67_108_864);
+        assert_eq!(ExporterBuilder::new().max_bytes_in_flight, 67_108_864);
+        let builder = ExporterBuilder::new().with_max_bytes_in_flight(5);
+        assert_eq!(
+            builder.server_config().map(|c| c.max_bytes_in_flight).ok(),
+            Some(5)
+        );
+    }
 
     #[test]
     fn label_names() {

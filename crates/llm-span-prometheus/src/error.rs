@@ -33,7 +33,7 @@ pub enum ExporterError {
     InvalidBuckets {
         /// The histogram the boundaries were given for.
         metric: String,
-        /// What is wrong: empty, not strictly increasing, or not finite.
+        /// What is wrong: empty, not finite, not strictly increasing, or negative.
         reason: &'static str,
     },
     /// A global label has an invalid or reserved name.

@@ -6,6 +6,7 @@
 //! Prometheus text format 0.0.4 or in OpenMetrics 1.0 text.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 /// The format of a `/metrics` body.
@@ -119,19 +120,77 @@ pub(crate) fn write(mut families: Vec<Family<'_>>, format: Format) -> String {
     out
 }
 
+/// A family's name and type in OpenMetrics.
+fn openmetrics_name<'f>(family: &'f Family<'_>) -> (&'f str, &'f str) {
+    match &*family.kind {
+        // An OpenMetrics counter family is named without `_total`; its samples
+        // keep it. A counter whose samples lack it can only be `unknown`.
+        "counter" => match family.name.strip_suffix("_total") {
+            Some(base) => (base, "counter"),
+            None => (&family.name, "unknown"),
+        },
+        "untyped" => (&family.name, "unknown"),
+        kind => (&family.name, kind),
+    }
+}
+
+/// The names a family takes: its OpenMetrics family name and the sample names its type
+/// reserves there (as OpenMetrics parsers check them). They include every name it has in
+/// the text format, so two families that take no name in common are valid together in
+/// both formats.
+pub(crate) fn taken_names(family: &Family<'_>) -> Vec<String> {
+    let (name, kind) = openmetrics_name(family);
+    let suffixes: &[&str] = match kind {
+        "counter" => &["", "_total", "_created"],
+        "histogram" | "summary" => &["", "_bucket", "_count", "_sum", "_created"],
+        _ => &[""],
+    };
+    suffixes
+        .iter()
+        .map(|suffix| format!("{name}{suffix}"))
+        .collect()
+}
+
+/// Keeps, in order, each family that takes no name already `taken` (see
+/// [`taken_names`]), and adds its names; returns how many families it left out.
+pub(crate) fn drop_clashes(families: &mut Vec<Family<'_>>, taken: &mut HashSet<String>) -> usize {
+    let before = families.len();
+    families.retain(|family| {
+        let names = taken_names(family);
+        let free = names.iter().all(|name| !taken.contains(name));
+        if free {
+            taken.extend(names);
+        }
+        free
+    });
+    before - families.len()
+}
+
+/// Puts a family's series in a stable order, by their text: one line per series, or for
+/// a histogram or summary its lines together (buckets in `le` order, `_sum`, `_count`,
+/// as their writer put them), so that two renders of unchanged metrics are identical.
+pub(crate) fn sort_series(family: &mut Family<'_>) {
+    let together = matches!(&*family.kind, "histogram" | "summary");
+    let last = format!("{}_count", family.name);
+    let samples = &*family.samples;
+    let mut series = Vec::new();
+    let (mut start, mut end) = (0, 0);
+    for line in samples.split_inclusive('\n') {
+        end += line.len();
+        if !together || line.starts_with(&last) {
+            series.push(&samples[start..end]);
+            start = end;
+        }
+    }
+    series.push(&samples[start..]);
+    series.sort_unstable();
+    family.samples = Cow::Owned(series.concat());
+}
+
 fn write_family(out: &mut String, family: &Family<'_>, format: Format) {
     let (name, kind): (&str, &str) = match format {
         Format::Text => (&family.name, &family.kind),
-        Format::OpenMetrics => match &*family.kind {
-            // An OpenMetrics counter family is named without `_total`; its samples
-            // keep it. A counter whose samples lack it can only be `unknown`.
-            "counter" => match family.name.strip_suffix("_total") {
-                Some(base) => (base, "counter"),
-                None => (&family.name, "unknown"),
-            },
-            "untyped" => (&family.name, "unknown"),
-            kind => (&family.name, kind),
-        },
+        Format::OpenMetrics => openmetrics_name(family),
     };
     if let Some(help) = &family.help {
         out.push_str("# HELP ");
@@ -295,6 +354,61 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("odd 1\n# EOF\n"), "{text}");
+    }
+
+    fn family(name: &'static str, kind: &'static str, samples: &'static str) -> Family<'static> {
+        Family {
+            name: name.into(),
+            kind: kind.into(),
+            help: None,
+            samples: samples.into(),
+        }
+    }
+
+    #[test]
+    fn families_take_their_openmetrics_name_and_their_type_s_sample_names() {
+        let taken = |name, kind| taken_names(&family(name, kind, ""));
+        assert_eq!(taken("a_total", "counter"), ["a", "a_total", "a_created"]);
+        assert_eq!(taken("a", "counter"), ["a"]);
+        assert_eq!(
+            taken("h", "histogram"),
+            ["h", "h_bucket", "h_count", "h_sum", "h_created"]
+        );
+        assert_eq!(
+            taken("s", "summary"),
+            ["s", "s_bucket", "s_count", "s_sum", "s_created"]
+        );
+        assert_eq!(taken("g_total", "gauge"), ["g_total"]);
+        assert_eq!(taken("u_total", "untyped"), ["u_total"]);
+    }
+
+    #[test]
+    fn the_first_family_to_take_a_name_keeps_it() {
+        let mut families = vec![
+            family("a", "gauge", ""),
+            family("a_total", "counter", ""),
+            family("b_total", "counter", ""),
+            family("h_sum", "gauge", ""),
+            family("h", "histogram", ""),
+        ];
+        let mut taken = HashSet::from(["b_created".to_owned()]);
+        assert_eq!(drop_clashes(&mut families, &mut taken), 3);
+        let kept: Vec<&str> = families.iter().map(|f| &*f.name).collect();
+        assert_eq!(kept, ["a", "h_sum"]);
+        assert_eq!(taken.len(), 3, "{taken:?}");
+    }
+
+    #[test]
+    fn series_are_sorted_and_a_histogram_s_lines_stay_together() {
+        let mut gauge = family("g", "gauge", "g{k=\"b\"} 1\ng{k=\"a\"} 2\ng{k=\"c\"} 0\n");
+        sort_series(&mut gauge);
+        assert_eq!(gauge.samples, "g{k=\"a\"} 2\ng{k=\"b\"} 1\ng{k=\"c\"} 0\n");
+        let b = "h_bucket{k=\"b\",le=\"1\"} 0\nh_bucket{k=\"b\",le=\"+Inf\"} 1\nh_sum{k=\"b\"} 2\nh_count{k=\"b\"} 1\n";
+        let a = "h_bucket{k=\"a\",le=\"1\"} 1\nh_bucket{k=\"a\",le=\"+Inf\"} 1\nh_sum{k=\"a\"} 0.5\nh_count{k=\"a\"} 1\n";
+        let mut histogram = family("h", "histogram", "");
+        histogram.samples = format!("{b}{a}").into();
+        sort_series(&mut histogram);
+        assert_eq!(histogram.samples, format!("{a}{b}"));
     }
 
     #[test]

@@ -71,7 +71,15 @@
 //! - HELP text comes from the catalog, and [`MetricsHandle::render`] adds `# HELP` and
 //!   `# TYPE` for catalog families that have no series yet, so the output names every
 //!   family from the first scrape and passes `promtool check metrics` without warnings.
-//!   Families come in name order.
+//!   Families come in name order, series in label order, so two renders of unchanged
+//!   metrics are byte-identical.
+//! - One family per name, in both formats: a family that takes a name another one
+//!   took (its OpenMetrics family name, or a sample name its type reserves there:
+//!   `_total` and `_created` of a counter, `_bucket`, `_count`, `_sum` and `_created`
+//!   of a histogram) is left out. The layer's families come first, then the
+//!   application's in name order, then the `process_*` readings (an application that
+//!   registers its own `process_*` metrics keeps them).
+//!   `llm_exporter_name_clashes` counts the families each scrape left out.
 //! - `llm_layer_request_spans_enabled` says at each scrape whether request spans can
 //!   reach the layer at all ([`llm_span_layer::request_spans_enabled`]).
 //! - Global labels ([`ExporterBuilder::with_global_label`]) go on every series.
@@ -96,6 +104,8 @@
 //! | client outside the allowlist | 403 |
 //! | missing or wrong credentials | 401 with `WWW-Authenticate: Basic realm="metrics"` and/or `Bearer realm="metrics"` |
 //! | a request with a body | 413, connection closed |
+//! | more than 32 header lines, or more than 8 KiB of them | 431 |
+//! | `/metrics` while the bodies in flight would pass their budget | 503 with `Retry-After: 1` |
 //! | any other path | 404 |
 //!
 //! - Binds `127.0.0.1:9000` by default. A non-loopback address with neither
@@ -110,10 +120,15 @@
 //! - The listener runs on its own thread with its own single-threaded runtime, never
 //!   on yours; rendering runs on its blocking pool. A client has 5 s to send its
 //!   headers, a connection lives at most 30 s, at most 64 connections are served at
-//!   once, and request headers are capped at 8 KiB. At the cap, a new connection
-//!   evicts the oldest one that has not sent a request yet (so clients that connect
-//!   and stay silent cannot lock Prometheus out); when every connection is serving
-//!   requests, the new one is closed at once.
+//!   once, and request headers are capped at 8 KiB and 32 header lines (more get 431).
+//!   At the cap, a new connection evicts the oldest one that was never served metrics
+//!   (silent, refused with 401 or 403, or asking for `/health` only), so clients that
+//!   may not scrape cannot lock Prometheus out; when every connection was served
+//!   metrics, the new one is closed at once.
+//! - Bodies being sent hold at most 64 MiB together
+//!   ([`ExporterBuilder::with_max_bytes_in_flight`]), or one body when it is larger: a
+//!   scrape whose body would pass that gets 503 with `Retry-After: 1`, so clients that
+//!   stop reading cannot hold one body each.
 //! - [`ExporterHandle::shutdown`] (or drop) closes the port, lets in-flight scrapes
 //!   finish (5 s at most) and joins the thread.
 //! - With the `tls` feature, `ExporterBuilder::with_tls(cert, key)` serves HTTPS from PEM
@@ -181,7 +196,10 @@ mod server;
 mod tls;
 
 pub use auth::Secret;
-pub use builder::{ExporterBuilder, DEFAULT_LISTEN_ADDR, MAX_CONNECTIONS_LIMIT, MAX_HTTP_TIMEOUT};
+pub use builder::{
+    ExporterBuilder, DEFAULT_LISTEN_ADDR, DEFAULT_MAX_BYTES_IN_FLIGHT, MAX_CONNECTIONS_LIMIT,
+    MAX_HTTP_TIMEOUT,
+};
 pub use error::ExporterError;
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;

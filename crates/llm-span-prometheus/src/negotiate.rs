@@ -3,9 +3,16 @@
 
 use crate::exposition::Format;
 
+/// The lines of one header as one comma-separated list, as RFC 9110 combines them
+/// (lines that are not visible ASCII are left out).
+pub(crate) fn joined(lines: hyper::header::GetAll<'_, hyper::header::HeaderValue>) -> String {
+    let lines: Vec<&str> = lines.iter().filter_map(|line| line.to_str().ok()).collect();
+    lines.join(",")
+}
+
 /// The format an `Accept` header prefers: OpenMetrics 1.0 when it weighs
-/// `application/openmetrics-text` (version 1.0.0 or none) above every range the text
-/// format matches, else the text format 0.0.4. Ties, wildcards, missing and unreadable
+/// `application/openmetrics-text` (version 1.0.0 or none) or `application/*` above every
+/// range the text format matches, else the text format 0.0.4. Ties, wildcards, missing and unreadable
 /// headers give the text format, the one every scraper reads.
 pub(crate) fn format(accept: Option<&str>) -> Format {
     let mut openmetrics: f32 = 0.0;
@@ -38,6 +45,7 @@ pub(crate) fn format(accept: Option<&str>) -> Format {
             {
                 openmetrics = openmetrics.max(q)
             }
+            "application/*" => openmetrics = openmetrics.max(q),
             "text/plain" if matches!(version.as_deref(), None | Some("0.0.4")) => {
                 text = text.max(q)
             }
@@ -101,6 +109,8 @@ mod tests {
             "APPLICATION/OPENMETRICS-TEXT;VERSION=\"1.0.0\"",
             "text/plain;q=0.5, application/openmetrics-text;q=0.9",
             "application/openmetrics-text;version=1.0.0;charset=utf-8",
+            "application/*",
+            "text/plain;q=0.4,application/*;q=0.5",
         ];
         for accept in openmetrics {
             assert_eq!(format(Some(accept)), Format::OpenMetrics, "{accept}");
@@ -120,6 +130,7 @@ mod tests {
             "application/openmetrics-text;q=0",
             "application/openmetrics-text;q=abc",
             "application/json",
+            "application/*;q=0.5,text/plain;q=0.5",
             "",
             ";;;,,,",
         ];

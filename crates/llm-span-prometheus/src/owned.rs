@@ -305,6 +305,11 @@ pub(crate) fn served_as(def: &catalog::MetricDef) -> (&'static str, &'static str
     }
 }
 
+/// Whether `name` is one a catalog family is served under.
+pub(crate) fn in_catalog(name: &str) -> bool {
+    catalog::METRICS.iter().any(|def| served_as(def).0 == name)
+}
+
 fn register<T>(
     list: &Mutex<SeriesList<T>>,
     key: &Key,

@@ -5,6 +5,7 @@
 //! and hands everything else to metrics-exporter-prometheus; a render merges both into
 //! one body.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -125,11 +126,49 @@ impl MetricsHandle {
         let upstream = shared.prometheus.render();
         let mut families = exposition::split_families(&upstream);
         families.extend(shared.owned.families(format));
-        #[cfg(feature = "process")]
-        families.extend(crate::process::families(&shared.global_labels));
         families.push(request_spans_enabled(&shared.global_labels));
         complete_catalog(&mut families);
+        // One family per name: the catalog's first, then the application's in name
+        // order, then the process metrics; a family that takes a name an earlier one
+        // took is left out and counted (see `exposition::taken_names`).
+        families.sort_by(|a, b| {
+            let catalog = |f: &Family<'_>| !owned::in_catalog(&f.name);
+            catalog(a)
+                .cmp(&catalog(b))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        #[cfg(feature = "process")]
+        families.extend(crate::process::families(&shared.global_labels));
+        let mut taken = HashSet::from([NAME_CLASHES.to_owned()]);
+        let clashes = exposition::drop_clashes(&mut families, &mut taken);
+        families.push(name_clashes(&shared.global_labels, clashes));
+        for family in &mut families {
+            exposition::sort_series(family);
+        }
         exposition::write(families, format)
+    }
+}
+
+/// The exporter's count of families left out of a body for a name clash.
+const NAME_CLASHES: &str = "llm_exporter_name_clashes";
+
+/// `llm_exporter_name_clashes`: how many families this render left out.
+fn name_clashes(global_labels: &[(String, String)], clashes: usize) -> Family<'static> {
+    let mut labels = String::new();
+    exposition::write_label_pairs(
+        &mut labels,
+        global_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let mut samples = String::new();
+    exposition::write_sample(&mut samples, NAME_CLASHES, "", &labels, None, clashes);
+    Family {
+        name: NAME_CLASHES.into(),
+        kind: "gauge".into(),
+        help: Some(
+            "Metric families left out of this scrape because their names clash with those of another family (one family per name: the layer's, then the application's in name order, then process metrics)."
+                .into(),
+        ),
+        samples: samples.into(),
     }
 }
 

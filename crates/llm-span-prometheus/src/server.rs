@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -50,6 +50,7 @@ pub(crate) struct ServerConfig {
     pub(crate) connection_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_bytes_in_flight: usize,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -57,6 +58,8 @@ pub(crate) struct ServerConfig {
 struct State {
     config: ServerConfig,
     metrics: MetricsHandle,
+    /// Bytes of the `/metrics` bodies being sent now.
+    in_flight: Arc<AtomicUsize>,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -152,6 +155,7 @@ pub(crate) fn start(
         tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         config,
         metrics: metrics.clone(),
+        in_flight: Arc::default(),
     });
     let thread = std::thread::Builder::new()
         .name("llm-metrics-http".into())
@@ -185,7 +189,7 @@ async fn accept_loop(
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
     let mut connections = JoinSet::new();
-    // Connections in accept order, with whether each has sent a request yet.
+    // Connections in accept order, with whether each was served metrics yet.
     let mut open: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     loop {
         let accepted = match race(listener.accept(), wait_stop(&mut stopped)).await {
@@ -204,12 +208,13 @@ async fn accept_loop(
         open.retain(|(handle, _)| !handle.is_finished());
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => permit,
-            // Full: make room by evicting the oldest connection that never sent a
-            // request (a silent or byte-a-second client), so that such clients cannot
-            // lock Prometheus out; the new one takes its place once it is gone.
+            // Full: make room by evicting the oldest connection that was never served
+            // metrics (a silent or byte-a-second client, one that was refused or asked
+            // for /health only), so that such clients cannot lock Prometheus out; the
+            // new one takes its place once it is gone.
             Err(_) => match open
                 .iter()
-                .position(|(_, served)| !served.load(Ordering::Acquire))
+                .position(|(_, authorized)| !authorized.load(Ordering::Acquire))
             {
                 Some(index) => {
                     if let Some((victim, _)) = open.remove(index) {
@@ -228,7 +233,7 @@ async fn accept_loop(
                         Either::Right(()) => break,
                     }
                 }
-                // Every connection is serving real requests: refuse the new one.
+                // Every connection was served metrics: refuse the new one.
                 None => {
                     drop(stream);
                     continue;
@@ -239,13 +244,13 @@ async fn accept_loop(
         let state = Arc::clone(&state);
         let http = http.clone();
         let stopped = stopped.clone();
-        let served = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&served);
+        let authorized = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&authorized);
         let handle = connections.spawn(async move {
             connection(stream, peer.ip(), state, http, stopped, flag).await;
             drop(permit);
         });
-        open.push_back((handle, served));
+        open.push_back((handle, authorized));
     }
     // Closes the port before waiting for in-flight requests.
     drop(listener);
@@ -265,7 +270,7 @@ async fn connection(
     state: Arc<State>,
     http: http1::Builder,
     stopped: watch::Receiver<bool>,
-    served: Arc<AtomicBool>,
+    authorized: Arc<AtomicBool>,
 ) {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = state.tls.clone() {
@@ -273,11 +278,11 @@ async fn connection(
         let handshake =
             tokio::time::timeout(state.config.header_read_timeout, acceptor.accept(stream));
         if let Ok(Ok(tls)) = handshake.await {
-            serve(TokioIo::new(tls), peer, state, http, stopped, served).await;
+            serve(TokioIo::new(tls), peer, state, http, stopped, authorized).await;
         }
         return;
     }
-    serve(TokioIo::new(stream), peer, state, http, stopped, served).await;
+    serve(TokioIo::new(stream), peer, state, http, stopped, authorized).await;
 }
 
 async fn serve<I>(
@@ -286,16 +291,15 @@ async fn serve<I>(
     state: Arc<State>,
     http: http1::Builder,
     mut stopped: watch::Receiver<bool>,
-    served: Arc<AtomicBool>,
+    authorized: Arc<AtomicBool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service_state = Arc::clone(&state);
     let service = service_fn(move |request| {
-        // A whole request arrived: this connection is no longer evictable.
-        served.store(true, Ordering::Release);
         let state = Arc::clone(&service_state);
-        async move { Ok::<_, Infallible>(respond(request, peer, &state).await) }
+        let authorized = Arc::clone(&authorized);
+        async move { Ok::<_, Infallible>(respond(request, peer, &state, &authorized).await) }
     });
     let mut conn = pin!(http.serve_connection(io, service));
     let deadline = tokio::time::sleep(state.config.connection_timeout);
@@ -306,7 +310,14 @@ async fn serve<I>(
     }
 }
 
-async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Response<Full<Bytes>> {
+/// Answers one request; sets `authorized` when it serves metrics, which makes the
+/// connection one that a new connection at the cap does not evict.
+async fn respond(
+    request: Request<Incoming>,
+    peer: IpAddr,
+    state: &State,
+    authorized: &AtomicBool,
+) -> Response<Full<Bytes>> {
     let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
         || request
             .headers()
@@ -350,17 +361,12 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
             if !matches!(*request.method(), Method::GET | Method::HEAD) {
                 return method_not_allowed();
             }
-            let gzip = request
-                .headers()
-                .get_all(header::ACCEPT_ENCODING)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .any(negotiate::accepts_gzip);
-            let accept = request
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|value| value.to_str().ok());
-            let format = negotiate::format(accept);
+            let headers = request.headers();
+            let gzip = negotiate::accepts_gzip(&negotiate::joined(
+                headers.get_all(header::ACCEPT_ENCODING),
+            ));
+            let accept = negotiate::joined(headers.get_all(header::ACCEPT));
+            let format = negotiate::format(Some(&accept));
             // HEAD renders too, so its Content-Length is the one GET would send;
             // hyper leaves the body out.
             let metrics = state.metrics.clone();
@@ -375,7 +381,19 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
             .await;
             match rendered {
                 Ok(Ok(body)) => {
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    let budget = state.config.max_bytes_in_flight;
+                    let Some(body) = admit(body, &state.in_flight, budget) else {
+                        let mut response = text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many bodies in flight\n",
+                        );
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return response;
+                    };
+                    authorized.store(true, Ordering::Release);
+                    let mut response = Response::new(Full::new(body));
                     let headers = response.headers_mut();
                     headers.insert(
                         header::CONTENT_TYPE,
@@ -398,6 +416,38 @@ async fn respond(request: Request<Incoming>, peer: IpAddr, state: &State) -> Res
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// A body being sent, counted in the bytes in flight until the last of it is dropped
+/// (written, or its connection gone).
+struct InFlight {
+    body: Vec<u8>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for InFlight {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.bytes.fetch_sub(self.body.len(), Ordering::AcqRel);
+    }
+}
+
+/// `body`, counted in `bytes` while it is in flight; `None` when the bodies in flight
+/// and it would hold more than `budget` bytes (a body alone is always admitted).
+fn admit(body: Vec<u8>, bytes: &Arc<AtomicUsize>, budget: usize) -> Option<Bytes> {
+    let len = body.len();
+    bytes
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            (held == 0 || held + len <= budget).then_some(held + len)
+        })
+        .ok()?;
+    let bytes = Arc::clone(bytes);
+    Some(Bytes::from_owner(InFlight { body, bytes }))
 }
 
 /// gzip at the fastest level: a 25,000-series body (about 3 MB) compresses in a few

@@ -170,6 +170,43 @@ fn invalid_buckets_name_the_metric() {
 }
 
 #[test]
+fn negative_bucket_bounds_are_refused_by_name() {
+    // OpenMetrics forbids `_sum` on a histogram with negative buckets, and every
+    // histogram here has a `_sum`.
+    let reason =
+        "boundaries must not be negative: OpenMetrics allows no _sum with negative buckets";
+    for (builder, name) in [
+        (
+            ExporterBuilder::new().with_buckets("llm_ttft_seconds", &[-1.0, 0.0, 1.0]),
+            "llm_ttft_seconds",
+        ),
+        (
+            ExporterBuilder::new().with_buckets("my_own_seconds", &[-0.5]),
+            "my_own_seconds",
+        ),
+        (
+            ExporterBuilder::new().with_default_buckets(&[-2.0, -1.0]),
+            "(default buckets)",
+        ),
+    ] {
+        assert_eq!(bucket_error(builder), (name.to_owned(), reason));
+    }
+    // Zero is a bound like any other.
+    let (recorder, handle) = ExporterBuilder::new()
+        .with_buckets("llm_ttft_seconds", &[0.0, 1.0])
+        .with_default_buckets(&[0.0])
+        .build()
+        .expect("zero is a valid bound");
+    let ttft = Key::from_parts(catalog::TTFT_SECONDS, vec![Label::new("model", "m")]);
+    recorder.register_histogram(&ttft, &META).record(0.0);
+    let s = prom::series(&handle.render());
+    assert_eq!(
+        s.get(r#"llm_ttft_seconds_bucket{le="0",model="m"}"#),
+        Some(&1.0)
+    );
+}
+
+#[test]
 fn invalid_global_labels_are_refused() {
     for name in [
         "le", "quantile", "model", "status", "__meta", "1abc", "a-b", "",

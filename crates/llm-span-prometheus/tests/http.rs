@@ -60,28 +60,45 @@ fn get_metrics_serves_the_exposition_with_the_exact_content_type() {
     assert_eq!(get(server.local_addr(), "/metrics?x=1").status, 200);
 }
 
+/// Registers the four `process_*` metrics as the application's own (as the metrics-process
+/// crate does), with fixed values: with the `process` feature, the exporter's readings,
+/// which move between scrapes, are left out, so two scrapes of unchanged metrics match.
+fn own_process_metrics(recorder: &MetricsRecorder) {
+    recorder
+        .register_counter(&Key::from_name("process_cpu_seconds_total"), &META)
+        .absolute(7);
+    for name in [
+        "process_start_time_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        recorder
+            .register_gauge(&Key::from_name(name), &META)
+            .set(5.0);
+    }
+}
+
 #[test]
 fn head_metrics_sends_headers_without_body() {
-    let (_recorder, server) = start(loopback());
+    let (recorder, server) = start(loopback());
+    own_process_metrics(&recorder);
+    fill(&recorder, 200);
     let addr = server.local_addr();
-    // With the `process` feature the body holds CPU seconds and resident memory, whose
-    // digits move up and down between scrapes: HEAD must announce the length of a GET
-    // next to it, in one of 20 tries (a wrong length, say 0 or a gzip one, never does).
-    let mut seen = Vec::new();
-    for _ in 0..20 {
-        let before = get(addr, "/metrics").body.len();
-        let head = request(addr, "HEAD", "/metrics", &[], None);
-        let after = get(addr, "/metrics").body.len();
+    // HEAD announces the exact length GET sends, plain and gzip-encoded.
+    for encoding in ["identity", "gzip"] {
+        let headers = [("Accept-Encoding", encoding)];
+        let get = get_with(addr, "/metrics", &headers);
+        let head = request(addr, "HEAD", "/metrics", &headers, None);
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some(CONTENT_TYPE));
         assert_eq!(head.body, "", "HEAD has no body");
-        let announced = head.header("content-length").map(str::to_owned);
-        if announced == Some(before.to_string()) || announced == Some(after.to_string()) {
-            return;
-        }
-        seen.push((before, announced, after));
+        let length = get.wire_len.to_string();
+        assert_eq!(
+            head.header("content-length"),
+            Some(length.as_str()),
+            "{encoding}"
+        );
     }
-    panic!("HEAD never announced the length of the GETs around it: {seen:?}");
 }
 
 #[test]
@@ -154,6 +171,17 @@ fn oversized_headers_are_refused() {
         assert_eq!(response.status, 431);
     }
     assert_eq!(get(server.local_addr(), "/metrics").status, 200);
+}
+
+#[test]
+fn more_than_32_header_lines_get_431() {
+    let (_recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    // `Host` and `Connection` come with every request of the test client.
+    let names: Vec<String> = (0..31).map(|i| format!("X-Header-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "v")).collect();
+    assert_eq!(get_with(addr, "/metrics", &headers[..30]).status, 200);
+    assert_eq!(get_with(addr, "/metrics", &headers).status, 431);
 }
 
 #[test]
@@ -452,16 +480,17 @@ fn silent_connections_at_the_cap_make_room_for_a_scrape() {
 fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
     let (_recorder, server) = start(loopback().with_max_connections(2));
     let addr = server.local_addr();
-    // Two keep-alive clients that did send a request: they are not evictable.
+    // Two keep-alive clients that were served metrics: they are not evictable.
     let held: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut stream = http::connect(addr).expect("connect");
             stream
-                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
                 .expect("send");
-            let mut buffer = [0u8; 256];
-            let read = stream.read(&mut buffer).expect("response");
-            assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+            let head = http::ResponseReader::new(&mut stream)
+                .head()
+                .expect("response");
+            assert_eq!(head.status, 200);
             stream
         })
         .collect();
@@ -479,6 +508,94 @@ fn connections_over_the_cap_are_closed_when_every_slot_serves_requests() {
             other => panic!("no slot freed: {other:?}"),
         }
     }
+}
+
+/// A keep-alive connection to `addr` from the loopback address `from`.
+fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((from, 0)))?;
+            socket.connect(addr).await?.into_std()
+        })
+        .expect("connect");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+}
+
+/// A keep-alive client that may not scrape, by `kind`: it asks for `/health` (0), for
+/// `/metrics` without credentials (1), with wrong ones (2) or from outside the allowlist
+/// (3), and keeps its connection open. Returns the status it got, if any.
+fn unauthorized_client(addr: SocketAddr, kind: usize) -> (TcpStream, Option<u16>) {
+    let (from, path, authorization) = match kind {
+        0 => ([127, 0, 0, 1], "/health", ""),
+        1 => ([127, 0, 0, 1], "/metrics", ""),
+        2 => (
+            [127, 0, 0, 1],
+            "/metrics",
+            "Authorization: Bearer wrong\r\n",
+        ),
+        _ => ([127, 0, 0, 2], "/metrics", "Authorization: Bearer tok\r\n"),
+    };
+    let mut stream = connect_from(from, addr);
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
+    let status = stream
+        .write_all(raw.as_bytes())
+        .and_then(|()| http::ResponseReader::new(&mut stream).head())
+        .map(|head| head.status)
+        .ok();
+    (stream, status)
+}
+
+#[test]
+fn refused_and_health_only_clients_at_the_cap_never_lock_out_an_authorized_scrape() {
+    let (_recorder, server) = start(
+        loopback()
+            .with_max_connections(8)
+            .with_allowed_network("127.0.0.1/32")
+            .with_bearer_token("tok"),
+    );
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    let mut scraped = 0;
+    for round in 0..12 {
+        // The cap full of keep-alive clients that were refused or asked for /health
+        // only: 8 at first, then one more before each scrape, in place of the one
+        // the last scrape evicted.
+        let newcomers = if round == 0 { 8 } else { 1 };
+        for i in 0..newcomers {
+            let kind = (round + i) % 4;
+            let (stream, status) = unauthorized_client(addr, kind);
+            refused.push((kind, status));
+            held.push(stream);
+        }
+        let scrape = http::try_request(
+            addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", "Bearer tok")],
+            None,
+        );
+        if scrape.is_ok_and(|response| response.status == 200) {
+            scraped += 1;
+        }
+    }
+    assert_eq!(scraped, 12, "authorized scrapes that got through, of 12");
+    let expected = |kind: usize| Some([200, 401, 401, 403][kind]);
+    assert!(
+        refused
+            .iter()
+            .all(|(kind, status)| *status == expected(*kind)),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -596,6 +713,54 @@ fn shutdown_is_bounded_when_a_client_never_reads() {
     drop(stream);
 }
 
+/// A client that asks for `/metrics`, reads the status line and stops reading.
+fn stalled_reader(addr: SocketAddr) -> TcpStream {
+    let mut stream = http::connect(addr).expect("connect");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send request");
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).expect("the response starts");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    stream
+}
+
+#[test]
+fn stalled_readers_hold_no_more_body_bytes_than_the_budget() {
+    // Bodies of an exact length: the same metrics, rendered by a recorder of their own.
+    let (probe, handle) = loopback().build().expect("recorder");
+    own_process_metrics(&probe);
+    fill(&probe, 20_000);
+    let length = handle.render().len();
+    // Room for two bodies, far more than the socket buffers hold.
+    let (recorder, server) = start(loopback().with_max_bytes_in_flight(2 * length));
+    own_process_metrics(&recorder);
+    fill(&recorder, 20_000);
+    let addr = server.local_addr();
+    let first = stalled_reader(addr);
+    // Two bodies fill the budget exactly: still served.
+    let second = stalled_reader(addr);
+    let refused = get(addr, "/metrics");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Once the stalled clients are gone, so are their bodies.
+    drop(first);
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = get(addr, "/metrics");
+        if response.status == 200 {
+            assert_eq!(response.body.len(), length);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", response.status);
+        thread::sleep(Duration::from_millis(20));
+    }
+    // A body larger than the budget is served when no other is in flight.
+    let (_recorder, tiny) = start(loopback().with_max_bytes_in_flight(1));
+    assert_eq!(get(tiny.local_addr(), "/metrics").status, 200);
+}
+
 #[test]
 fn dropping_the_handle_stops_the_listener() {
     let (_recorder, server) = start(loopback());
@@ -603,6 +768,9 @@ fn dropping_the_handle_stops_the_listener() {
     assert_eq!(get(addr, "/health").status, 200);
     drop(server);
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    // The port is free once drop returns.
+    let rebound = std::net::TcpListener::bind(addr).expect("the port is free again");
+    assert_eq!(rebound.local_addr().expect("bound"), addr);
 }
 
 #[test]
@@ -656,6 +824,41 @@ fn handle_renders_what_the_listener_serves() {
     let series = "llm_requests_total{model=\"m\",status=\"ok\"}";
     assert_eq!(rendered.get(series), Some(&7.0));
     assert_eq!(served.get(series), Some(&7.0));
+}
+
+#[test]
+fn repeated_accept_lines_count_together_and_application_wildcards_get_openmetrics() {
+    let (_recorder, server) = start(loopback());
+    let addr = server.local_addr();
+    let openmetrics = Some(llm_span_prometheus::OPENMETRICS_CONTENT_TYPE);
+    let content_type = |headers: &[(&str, &str)]| {
+        get_with(addr, "/metrics", headers)
+            .header("content-type")
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        content_type(&[("Accept", "application/*")]).as_deref(),
+        openmetrics
+    );
+    // Lines of one header are one comma-separated list (RFC 9110).
+    let two_lines = [
+        ("Accept", "text/plain;q=0.5"),
+        ("Accept", "application/openmetrics-text"),
+    ];
+    assert_eq!(content_type(&two_lines).as_deref(), openmetrics);
+    let refused = get_with(
+        addr,
+        "/metrics",
+        &[("Accept-Encoding", "gzip"), ("Accept-Encoding", "gzip;q=0")],
+    );
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.header("content-encoding"), None);
+    let admitted = get_with(
+        addr,
+        "/metrics",
+        &[("Accept-Encoding", "br"), ("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(admitted.header("content-encoding"), Some("gzip"));
 }
 
 #[test]

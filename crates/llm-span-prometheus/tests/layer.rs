@@ -172,14 +172,16 @@ fn fresh_recorder_passes_promtool_and_describes_every_family() {
     let (_recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let text = handle.render();
     assert_catalog_complete(&text);
-    // No request series before the first request: only the process and the check
-    // that request spans can reach the layer.
+    // No request series before the first request: only the process, the check that
+    // request spans can reach the layer, and no family left out for a name clash.
+    let series = prom::series(&text);
     assert!(
-        prom::series(&text)
-            .keys()
-            .all(|k| k.starts_with("process_") || k == "llm_layer_request_spans_enabled"),
+        series.keys().all(|k| k.starts_with("process_")
+            || k == "llm_layer_request_spans_enabled"
+            || k == "llm_exporter_name_clashes"),
         "{text}"
     );
+    assert_eq!(series.get("llm_exporter_name_clashes"), Some(&0.0));
     promtool::assert_clean(&text);
 }
 
