@@ -1,15 +1,18 @@
 //! The series this crate stores itself rather than in metrics-exporter-prometheus:
-//! every histogram of the catalog (fixed buckets, see [`crate::histogram`]) and the cost
-//! counter (served in dollars, see [`crate::cost`]).
+//! every histogram of the catalog (fixed buckets, see [`crate::histogram`]), the cost
+//! counter (served in dollars, see [`crate::cost`]) and the request gauges (left out
+//! while 0 when only requests not bound yet passed through their label set, see
+//! [`catalog::PENDING_GAUGE_TARGET`]).
 //!
 //! Registration takes a lock (once per series); recording takes none. A scrape copies
 //! the list of series under the lock, then reads each series with atomic loads.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use llm_span_layer::catalog;
-use metrics::{Counter, Histogram, Key};
+use metrics::{Counter, Gauge, Histogram, Key, Metadata};
 
 use crate::cost::{write_usd, PicoCost};
 use crate::exposition::{escape_help, write_label_pairs, write_sample, Family, Float, Format};
@@ -61,6 +64,31 @@ impl metrics::CounterFn for Series<CostSeries> {
     }
 }
 
+/// A request gauge (`llm_active_requests`, `llm_queue_depth`): its value, and whether
+/// a registration other than a pending label set's asked for it, which shows it at 0 too.
+#[derive(Debug, Default)]
+pub(crate) struct RequestGauge {
+    value: metrics::atomics::AtomicU64,
+    shown_at_zero: AtomicBool,
+}
+
+impl metrics::GaugeFn for Series<RequestGauge> {
+    fn increment(&self, value: f64) {
+        self.metric.value.increment(value);
+    }
+
+    fn decrement(&self, value: f64) {
+        self.metric.value.decrement(value);
+    }
+
+    fn set(&self, value: f64) {
+        self.metric.value.set(value);
+    }
+}
+
+/// The request gauges' families.
+const REQUEST_GAUGES: [&str; 2] = [catalog::ACTIVE_REQUESTS, catalog::QUEUE_DEPTH];
+
 /// The series of one family, by key and in registration order.
 #[derive(Debug)]
 struct SeriesList<T> {
@@ -95,6 +123,8 @@ pub(crate) struct Owned {
     global_labels: Vec<(String, String)>,
     histograms: Vec<HistogramFamily>,
     costs: Mutex<SeriesList<CostSeries>>,
+    /// By family, in the order of [`REQUEST_GAUGES`].
+    request_gauges: [Mutex<SeriesList<RequestGauge>>; 2],
 }
 
 impl Owned {
@@ -128,6 +158,7 @@ impl Owned {
             global_labels,
             histograms,
             costs: Mutex::default(),
+            request_gauges: Default::default(),
         }
     }
 
@@ -170,6 +201,20 @@ impl Owned {
             metric: CostSeries::default(),
         });
         Some(Counter::from_arc(series))
+    }
+
+    /// A handle for `key` if it is a request gauge; shown at 0 once any registration
+    /// but a pending label set's (its metadata target) asked for it.
+    pub(crate) fn gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Option<Gauge> {
+        let family = REQUEST_GAUGES.iter().position(|name| *name == key.name())?;
+        let series = register(&self.request_gauges[family], key, || Series {
+            labels: self.label_text(key),
+            metric: RequestGauge::default(),
+        });
+        if metadata.target() != catalog::PENDING_GAUGE_TARGET {
+            series.metric.shown_at_zero.store(true, Ordering::Relaxed);
+        }
+        Some(Gauge::from_arc(series))
     }
 
     /// The families stored here, with their samples (and, in OpenMetrics, exemplars);
@@ -225,6 +270,25 @@ impl Owned {
                 help: Some(escape_help(family.help).into()),
                 samples: out.into(),
             });
+        }
+        for (name, list) in REQUEST_GAUGES.iter().zip(&self.request_gauges) {
+            let mut out = String::new();
+            for series in snapshot(list) {
+                let value = f64::from_bits(series.metric.value.load(Ordering::Relaxed));
+                if value != 0.0 || series.metric.shown_at_zero.load(Ordering::Relaxed) {
+                    // As metrics-exporter-prometheus writes gauges (`1`, not `1.0`).
+                    write_sample(&mut out, name, "", &series.labels, None, value);
+                }
+            }
+            if !out.is_empty() {
+                let help = catalog::METRICS.iter().find(|def| def.name == *name);
+                families.push(Family {
+                    name: (*name).into(),
+                    kind: "gauge".into(),
+                    help: help.map(|def| escape_help(def.help).into()),
+                    samples: out.into(),
+                });
+            }
         }
         let costs = snapshot(&self.costs);
         if !costs.is_empty() {

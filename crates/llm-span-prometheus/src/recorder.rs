@@ -264,7 +264,10 @@ impl Recorder for MetricsRecorder {
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.inner.register_gauge(key, metadata)
+        self.shared
+            .owned
+            .gauge(key, metadata)
+            .unwrap_or_else(|| self.inner.register_gauge(key, metadata))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {

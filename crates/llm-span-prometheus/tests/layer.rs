@@ -387,3 +387,79 @@ fn counters_never_go_backwards_under_concurrent_scrapes() {
         "ttft count {ttft} of {total}"
     );
 }
+
+#[test]
+fn label_sets_only_pending_requests_passed_through_leave_no_series_behind() {
+    // The tenant is recorded after the model (known after authentication): the request
+    // shows under tenant="unknown" while it waits for it, and that series goes when it
+    // is back at 0. Label sets requests bound to stay, at 0 too.
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
+    let layer = LlmSpanLayer::builder()
+        .with_label("tenant")
+        .with_recorder(recorder)
+        .build()
+        .expect("layer");
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let scrape = || Scrape::parse_or_panic(&handle.render());
+    let active = |scrape: &Scrape, tenant| {
+        scrape.value(
+            catalog::ACTIVE_REQUESTS,
+            &[("model", "m"), ("tenant", tenant)],
+        )
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = tracing::info_span!(
+            "generate",
+            model = "m",
+            tenant = Empty,
+            tokens_in = 1_u64,
+            tokens_out = Empty
+        );
+        let pending = scrape();
+        assert_eq!(active(&pending, "unknown"), Some(1.0));
+        span.record("tenant", "a");
+        span.in_scope(|| tracing::info!(first_token = true));
+        let bound = scrape();
+        assert_eq!(
+            (active(&bound, "unknown"), active(&bound, "a")),
+            (None, Some(1.0))
+        );
+        span.record("tokens_out", 1_u64);
+        drop(span);
+    });
+    let done = scrape();
+    assert_eq!(
+        (active(&done, "unknown"), active(&done, "a")),
+        (None, Some(0.0))
+    );
+    let depth = done.value(catalog::QUEUE_DEPTH, &[("model", "m"), ("tenant", "a")]);
+    assert_eq!(depth, Some(0.0));
+    assert_eq!(
+        done.value(
+            catalog::QUEUE_DEPTH,
+            &[("model", "m"), ("tenant", "unknown")]
+        ),
+        None
+    );
+    // The families keep their HELP and TYPE whatever they show.
+    let text = handle.render();
+    assert!(
+        text.contains("# TYPE llm_active_requests gauge\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn request_gauges_the_application_sets_itself_show_at_zero() {
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
+    metrics::with_local_recorder(&recorder, || {
+        metrics::gauge!("llm_queue_depth", "model" => "x").set(0.0);
+        metrics::gauge!("app_gauge").set(0.0);
+    });
+    let scrape = Scrape::parse_or_panic(&handle.render());
+    assert_eq!(
+        scrape.value(catalog::QUEUE_DEPTH, &[("model", "x")]),
+        Some(0.0)
+    );
+    assert_eq!(scrape.value("app_gauge", &[]), Some(0.0));
+}
