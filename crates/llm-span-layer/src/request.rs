@@ -147,23 +147,11 @@ impl LlmSpanLayer {
         if state.effective_model().is_none() {
             anomalies.add(Anomaly::MissingModel);
         }
-        // Gauges shown in the pending table, the overflow series (the pending table was
-        // full) or another recorder (the request opened before this one was installed)
-        // move to the label set's own series now that a request binds to it.
-        let recorder = self.with_handles(|index, _, _| index);
-        let placed = state
-            .gauges_at
-            .filter(|at| !at.is_pending() && !state.in_overflow && Some(at.recorder) == recorder);
-        if placed.is_none() {
-            state.labels_changed = true;
-        }
-        if state.labels_changed {
-            self.place_gauges(state, true);
-        } else if let Some(series) = placed.and_then(|s| self.series(s)) {
-            if series.counted().is_none() {
-                self.with_handles(|_, _, recorder| series.register_counted(recorder));
-            }
-        }
+        // The gauges move to the label set's own series, which gets its counters: they
+        // may be in the pending table, in the overflow series (the pending table was
+        // full) or with another recorder (the request opened before it was installed).
+        state.labels_changed = true;
+        self.place_gauges(state, true);
         if state.in_overflow {
             anomalies.add(Anomaly::SeriesOverflow);
         }

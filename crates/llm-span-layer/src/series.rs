@@ -42,11 +42,6 @@ impl SeriesRef {
     const OVERFLOW_SLOT: u32 = u32::MAX;
     /// Set in the slots of the pending table (label sets no request bound to yet).
     const PENDING_BIT: u32 = 1 << 31;
-
-    /// Whether these are the gauges of a label set that no request bound to (yet).
-    pub(crate) fn is_pending(self) -> bool {
-        self.slot != Self::OVERFLOW_SLOT && self.slot & Self::PENDING_BIT != 0
-    }
 }
 
 /// One label set: its gauges, shown from a request's start under the labels known so
@@ -407,7 +402,7 @@ impl RecorderHandles {
         if slot == SeriesRef::OVERFLOW_SLOT {
             return self.overflow.get().map(|s| &**s);
         }
-        if (SeriesRef { recorder: 0, slot }).is_pending() {
+        if slot & SeriesRef::PENDING_BIT != 0 {
             let pending = self.pending.get(slot & !SeriesRef::PENDING_BIT);
             return pending.map(|(_, series)| &**series);
         }
