@@ -25,7 +25,7 @@ A model SPEC is NAME:PREFILL_MS_PER_TOKEN:DECODE_MS_PER_TOKEN:CONCURRENCY, e.g. 
 
 Access to /metrics (basic auth, bearer token, IP allowlist, TLS) is configured with the
 exporter's environment variables: LLM_METRICS_BASIC_AUTH_USER, LLM_METRICS_BASIC_AUTH_PASSWORD_FILE,
-LLM_METRICS_BEARER_TOKEN_FILE, LLM_METRICS_ALLOW, LLM_METRICS_TLS_CERT, ... (see README).
+LLM_METRICS_BEARER_TOKEN_FILE, LLM_METRICS_ALLOW, LLM_METRICS_TLS_CERT, ... (see llm-span-prometheus's docs).
 Log output is filtered with RUST_LOG (default: warn); the metrics see every request whatever it says.
 
 Rejected requests are counted as llm_requests_total{status=\"error\"}: under their model for an

@@ -3,7 +3,8 @@
 //! [`Anomaly`]).
 //!
 //! Exporters use [`METRICS`] to describe families before the first request and to
-//! pick histogram buckets per metric; the README's reference table lists the same.
+//! pick histogram buckets per metric; the
+//! [metrics reference](crate::manual::metrics_reference) lists the same.
 
 /// The type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

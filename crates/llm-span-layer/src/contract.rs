@@ -114,7 +114,8 @@ pub mod fields {
         }
     }
 
-    /// Every field the layer reads, with its aliases: the README's contract tables.
+    /// Every field the layer reads, with its aliases: the tables of the
+    /// [span contract](crate::manual::contract).
     pub const CONTRACT: &[FieldDef] = &[
         field(MODEL, &["gen_ai.request.model"], true, true, Role::Model),
         field(RESPONSE_MODEL, &[], true, false, Role::ResponseModel),

@@ -45,9 +45,8 @@
 //! disables a callsite, so other layers see everything they saw before.
 //!
 //! Every field the layer reads, its OpenTelemetry GenAI aliases and what it means are
-//! listed in the README's [span contract][contract] table, the single place that
-//! documents it (the same list in code: [`fields::CONTRACT`]); the README's
-//! [semantics][semantics] section says when each metric moves.
+//! listed in the [span contract](manual::contract) (the same list in code:
+//! [`fields::CONTRACT`]); the [semantics](manual::semantics) say when each metric moves.
 //!
 //! Emit contract spans and events at `INFO` or above, and filter your logs with a
 //! per-layer filter (`fmt::layer().with_filter(..)`): a *global* filter at `WARN`
@@ -55,23 +54,38 @@
 //!
 //! # Metrics
 //!
-//! [`catalog::METRICS`] lists every family with its type, labels, unit and help text,
-//! and [`catalog`] the closed sets of label values.
+//! The [metrics reference](manual::metrics_reference) lists every family with its labels,
+//! unit and meaning, and the anomaly reasons; [`catalog::METRICS`] is the same list in
+//! code, with the help texts, and [`catalog`] the closed sets of label values. Cost needs
+//! [prices](manual::prices); exemplars lead from a slow bucket to its
+//! [trace](manual::exemplars).
 //!
-//! [contract]: https://example.invalid/llm-span-metrics/blob/main/README.md#the-span-contract
-//! [semantics]: https://example.invalid/llm-span-metrics/blob/main/README.md#semantics
+//! # The manual
+//!
+//! | chapter | what it covers |
+//! |---|---|
+//! | [`manual::contract`] | request spans, events and queue spans; fields and aliases; levels and filters |
+//! | [`manual::semantics`] | time, decode speed, status, label binding, tokens, cost, queue phases, reloads, caps |
+//! | [`manual::metrics_reference`] | every metric family, its labels and unit; anomaly reasons |
+//! | [`manual::prices`] | [`PriceTable`] and [`ModelPrice`] in code, price files |
+//! | [`manual::exemplars`] | trace ids, exemplars in OpenMetrics scrapes, Grafana, where they survive |
+//!
+//! Serving the metrics to Prometheus (the `/metrics` listener, its configuration
+//! variables, TLS, formats, bucket boundaries) is the crate llm-span-prometheus's part.
 //!
 //! # Recorders
 //!
-//! Handles are registered once per series and reused. By default the layer uses the
-//! recorder current at registration (a local recorder, else the global one), keeping
-//! a separate set of handles per recorder, so it works when the recorder is installed
-//! after the layer (a request span opened before it moves to it when it binds, at its
-//! first token). Recorders are told apart by address, at most 8 of them: the global
-//! one always works, but a recorder created after another was dropped may reuse its
-//! address and its stale handles. Give the layer its own recorder with
-//! [`LlmSpanLayerBuilder::with_recorder`] in tests, which create and drop recorders and
-//! run on several threads.
+//! Any `metrics` recorder receives the metrics. Handles are registered once per series
+//! and reused. By default the layer uses the recorder current at registration (a local
+//! recorder, else the global one), keeping a separate set of handles per recorder, so the
+//! recorder may be installed before or after the layer. A request span opened before the
+//! recorder is installed moves to it when it binds (at its first token, at the latest
+//! when it ends): it is counted in full, and shows in `llm_active_requests` and
+//! `llm_queue_depth` from then on. Recorders are told apart by address, at most 8 of
+//! them: the global one always works, but a recorder created after another was dropped
+//! may reuse its address and its stale handles, and receive nothing. Give the layer its
+//! own recorder with [`LlmSpanLayerBuilder::with_recorder`] in tests, which create and
+//! drop recorders (`with_local_recorder`) and run on several threads.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -86,6 +100,7 @@ pub mod exemplar;
 #[cfg(test)]
 mod fast_path_tests;
 mod layer;
+pub mod manual;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 mod pricing;

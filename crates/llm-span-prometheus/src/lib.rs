@@ -63,6 +63,10 @@
 //!   `_count` and may include samples being recorded at that instant.
 //! - The layer's cost counter (`llm_cost_pico_usd_total`, integer picodollars) is kept
 //!   past 64 bits and served as `llm_cost_usd_total`, in US dollars, as an exact decimal.
+//! - The request gauges (`llm_active_requests`, `llm_queue_depth`) are kept here too: a
+//!   series that only requests not bound yet passed through (registered with
+//!   [`llm_span_layer::catalog::PENDING_GAUGE_TARGET`], such as `tenant="unknown"`
+//!   before authentication) is left out while it is 0, so it leaves nothing behind.
 //! - Everything else (counters, gauges, your own histograms) is kept by
 //!   metrics-exporter-prometheus ([`build_recorder`]); your histograms get
 //!   [`buckets::DEFAULT`], so nothing renders as a summary and `histogram_quantile` works
@@ -99,7 +103,7 @@
 //! | request | response |
 //! |---|---|
 //! | `GET /metrics`, `HEAD /metrics` | 200, `Content-Type: text/plain; version=0.0.4; charset=utf-8`, or OpenMetrics 1.0 when `Accept` prefers it (HEAD: headers only); gzip-encoded when `Accept-Encoding` admits gzip |
-//! | other methods on `/metrics` | 405 with `Allow: GET, HEAD` |
+//! | other methods on `/metrics` | 405 with `Allow: GET, HEAD` (after the allowlist and authentication: an anonymous `POST` gets 401) |
 //! | `GET /health`, `HEAD /health` | 200 `ok`: no allowlist, no authentication (it tells only that the process is up) |
 //! | client outside the allowlist | 403 |
 //! | missing or wrong credentials | 401 with `WWW-Authenticate: Basic realm="metrics"` and/or `Bearer realm="metrics"` |
@@ -116,7 +120,8 @@
 //!   /32 or /128). IPv4 clients of a dual-stack `[::]` socket (`::ffff:a.b.c.d`) match
 //!   IPv4 networks.
 //! - Basic and bearer credentials are compared in constant time; they never appear in
-//!   `Debug` output or errors ([`Secret`]).
+//!   `Debug` output, logs or errors ([`Secret`]). Give them as files, so that they are not
+//!   on a command line.
 //! - The listener runs on its own thread with its own single-threaded runtime, never
 //!   on yours; rendering runs on its blocking pool. A client has 5 s to send its
 //!   headers, a connection lives at most 30 s, at most 64 connections are served at
@@ -130,14 +135,19 @@
 //!   scrape whose body would pass that gets 503 with `Retry-After: 1`, so clients that
 //!   stop reading cannot hold one body each.
 //! - [`ExporterHandle::shutdown`] (or drop) closes the port, lets in-flight scrapes
-//!   finish (5 s at most) and joins the thread.
+//!   finish (5 s at most) and joins the thread. A port in use is an immediate
+//!   [`ExporterError::AddressInUse`], not a hang.
 //! - With the `tls` feature, `ExporterBuilder::with_tls(cert, key)` serves HTTPS from PEM
-//!   files (rustls with the ring provider, TLS 1.2 and 1.3).
+//!   files (rustls with the ring provider, TLS 1.2 and 1.3; [`manual::tls`]).
+//! - What a scrape gets (text format 0.0.4 or OpenMetrics 1.0 with exemplars, gzip, the
+//!   cost in dollars): [`manual::formats`].
 //!
-//! # Environment variables
+//! # Configuration
+//!
+//! ## Environment variables
 //!
 //! [`install`] and [`ExporterBuilder::from_env`] read these; `with_*` calls made after
-//! `from_env` override them.
+//! `from_env` override them (allowed networks add up).
 //!
 //! | variable | meaning | example |
 //! |---|---|---|
@@ -157,11 +167,54 @@
 //! credential is an error, so that a secret that failed to mount does not open the
 //! endpoint. Setting both a credential and its `_FILE` variant is an error.
 //!
+//! ## Builder methods
+//!
+//! | method | variable | default |
+//! |---|---|---|
+//! | [`with_listen_addr(addr)`](ExporterBuilder::with_listen_addr) | `LLM_METRICS_LISTEN` | `127.0.0.1:9000` ([`DEFAULT_LISTEN_ADDR`]) |
+//! | [`with_allowed_network("10.0.0.0/8")`](ExporterBuilder::with_allowed_network) (repeatable; IPv4 or IPv6, bare IP = /32 or /128) | `LLM_METRICS_ALLOW` (comma-separated) | none |
+//! | [`with_basic_auth(user, password)`](ExporterBuilder::with_basic_auth) | `LLM_METRICS_BASIC_AUTH_USER` + `LLM_METRICS_BASIC_AUTH_PASSWORD` or `..._PASSWORD_FILE` | none |
+//! | [`with_bearer_token(token)`](ExporterBuilder::with_bearer_token) | `LLM_METRICS_BEARER_TOKEN` or `LLM_METRICS_BEARER_TOKEN_FILE` | none |
+//! | [`allow_unauthenticated_public_bind()`](ExporterBuilder::allow_unauthenticated_public_bind) | `LLM_METRICS_ALLOW_PUBLIC=1` | refused |
+//! | [`with_global_label(name, value)`](ExporterBuilder::with_global_label) | `LLM_METRICS_GLOBAL_LABELS=service=chat,region=eu` | none |
+//! | `with_tls(cert_path, key_path)` (feature `tls`, [`manual::tls`]) | `LLM_METRICS_TLS_CERT`, `LLM_METRICS_TLS_KEY`: paths of PEM files, not PEM text | plain HTTP |
+//! | [`with_buckets(metric, &[..])`](ExporterBuilder::with_buckets) | | the presets below |
+//! | [`with_default_buckets(&[..])`](ExporterBuilder::with_default_buckets) (histograms outside the catalog) | | [`buckets::DEFAULT`], the Prometheus client defaults |
+//! | [`with_header_read_timeout`](ExporterBuilder::with_header_read_timeout), [`with_connection_timeout`](ExporterBuilder::with_connection_timeout), [`with_shutdown_timeout`](ExporterBuilder::with_shutdown_timeout) (at most a day, [`MAX_HTTP_TIMEOUT`]) | | 5 s, 30 s, 5 s |
+//! | [`with_max_connections(n)`](ExporterBuilder::with_max_connections) (1 to 65,536, [`MAX_CONNECTIONS_LIMIT`]) | | 64 |
+//! | [`with_upkeep_interval(d)`](ExporterBuilder::with_upkeep_interval) | | 5 s |
+//!
+//! Configuring it in code, serving `/metrics` from your own router, and the Prometheus
+//! scrape job: [`manual::scraping`].
+//!
 //! # Bucket choices
 //!
-//! See [`buckets`]. `llm_e2e_latency_seconds` uses the OpenTelemetry doubling series
-//! from 0.01 s to 2621.44 s plus the round thresholds 1, 2, 5, 10, 30 and 60 s, so that
-//! alerts and SLOs such as "99 % of requests under 10 s" read an exact bucket.
+//! Each histogram of the layer has explicit buckets, chosen from the OpenTelemetry GenAI
+//! and vLLM boundaries plus every threshold the shipped alerts use ([`buckets`] has the
+//! values and the reasons):
+//!
+//! | histogram | buckets (upper bounds; `+Inf` is added) |
+//! |---|---|
+//! | `llm_ttft_seconds` | 0.001 0.005 0.01 0.02 0.04 0.06 0.08 0.1 0.25 0.5 0.75 1 2 2.5 5 7.5 10 20 40 80 160 320 640 |
+//! | `llm_e2e_latency_seconds` | 0.01 doubling to 2621.44, plus 1 2 5 10 30 60 |
+//! | `llm_time_per_output_token_seconds` | 0.001 0.0025 0.005 0.01 0.025 0.05 0.075 0.1 0.15 0.2 0.3 0.4 0.5 0.75 1 2.5 |
+//! | `llm_tokens_per_second` | 1 2 5 10 20 30 50 75 100 150 200 300 500 1000 2000 5000 |
+//! | `llm_queue_wait_seconds` | 0.001 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2 2.5 5 10 30 60 120 300 600 |
+//!
+//! `llm_e2e_latency_seconds` uses the OpenTelemetry doubling series from 0.01 s to
+//! 2621.44 s plus the round thresholds 1, 2, 5, 10, 30 and 60 s, so that alerts and SLOs
+//! such as "99 % of requests under 10 s" read an exact bucket.
+//!
+//! # The manual
+//!
+//! | chapter | what it covers |
+//! |---|---|
+//! | [`manual::formats`] | histograms and their storage, text format and OpenMetrics, exemplars, gzip, cost in dollars, process metrics |
+//! | [`manual::tls`] | HTTPS: certificate files, a self-signed certificate to try it, the scrape job |
+//! | [`manual::scraping`] | configuration in code, your own router, the Prometheus scrape job, global labels |
+//!
+//! What the layer reads and emits (the span contract, the metrics reference, prices,
+//! exemplars): [`llm_span_layer::manual`].
 //!
 //! [`build_recorder`]: metrics_exporter_prometheus::PrometheusBuilder::build_recorder
 
@@ -186,6 +239,7 @@ mod env;
 mod error;
 mod exposition;
 mod histogram;
+pub mod manual;
 mod negotiate;
 mod owned;
 #[cfg(feature = "process")]

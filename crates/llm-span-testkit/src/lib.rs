@@ -24,3 +24,13 @@ pub mod tools;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// `llm-span-layer`'s README, its page on crates.io: its Rust code blocks, as above.
+#[cfg(doctest)]
+#[doc = include_str!("../../llm-span-layer/README.md")]
+pub struct LayerReadmeDoctests;
+
+/// `llm-span-prometheus`'s README, its page on crates.io: its Rust code blocks, as above.
+#[cfg(doctest)]
+#[doc = include_str!("../../llm-span-prometheus/README.md")]
+pub struct PrometheusReadmeDoctests;

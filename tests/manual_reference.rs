@@ -1,20 +1,21 @@
-//! The README's metrics reference table lists exactly what the layer emits.
+//! The layer's manual (its rustdoc chapters `llm_span_layer::manual::*`, written in
+//! `crates/llm-span-layer/docs/*.md`) matches the code: the metrics reference lists exactly
+//! what the layer emits and every anomaly reason, the span contract every field and alias.
 
 use llm_span_layer::catalog::METRICS;
 
-fn readme() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+/// A chapter of the manual, as `include_str!` puts it into the rendered docs.
+fn chapter(name: &str) -> String {
+    let path = format!(
+        "{}/crates/llm-span-layer/docs/{name}.md",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Rows of the reference table: (name, type, labels).
-fn rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
-    let start = readme
-        .find("## Metrics reference")
-        .expect("reference section");
-    let section = &readme[start..];
-    // The section ends at the next heading of the same level.
-    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
-    section[..end]
+fn rows(reference: &str) -> Vec<(String, String, Vec<String>)> {
+    reference
         .lines()
         .filter(|line| line.starts_with("| `llm_"))
         .map(|line| {
@@ -32,14 +33,13 @@ fn rows(readme: &str) -> Vec<(String, String, Vec<String>)> {
 
 #[test]
 fn every_metric_has_a_matching_row_and_no_row_is_stale() {
-    let readme = readme();
-    let rows = rows(&readme);
+    let rows = rows(&chapter("metrics_reference"));
     assert_eq!(rows.len(), METRICS.len(), "one row per metric family");
     for def in METRICS {
         let (_, kind, labels) = rows
             .iter()
             .find(|(name, ..)| name == def.name)
-            .unwrap_or_else(|| panic!("{} has no row in the README", def.name));
+            .unwrap_or_else(|| panic!("{} has no row in the metrics reference", def.name));
         assert_eq!(kind, def.kind.as_str(), "{}", def.name);
         let mut expected: Vec<String> = def.labels.iter().map(|l| (*l).to_owned()).collect();
         if def.per_request_series {
@@ -51,26 +51,22 @@ fn every_metric_has_a_matching_row_and_no_row_is_stale() {
 
 #[test]
 fn every_anomaly_reason_is_documented() {
-    let readme = readme();
+    let reference = chapter("metrics_reference");
     for reason in llm_span_layer::catalog::Anomaly::ALL
         .iter()
         .map(|a| a.as_str())
     {
         assert!(
-            readme.contains(&format!("`{reason}`")),
-            "{reason} is not in the README"
+            reference.contains(&format!("`{reason}`")),
+            "{reason} is not in the metrics reference"
         );
     }
 }
 
 /// The first column (and, for the span table, the aliases column) of the tables in the
-/// README's "The span contract" section: (first cell, second cell) per row.
-fn contract_rows(readme: &str, header: &str) -> Vec<(Vec<String>, Vec<String>)> {
-    let start = readme
-        .find("## The span contract")
-        .expect("contract section");
-    let section = &readme[start..];
-    let table = &section[section.find(header).expect("table header")..];
+/// span contract chapter: (first cell, second cell) per row.
+fn contract_rows(contract: &str, header: &str) -> Vec<(Vec<String>, Vec<String>)> {
+    let table = &contract[contract.find(header).expect("table header")..];
     let codes = |cell: &str| -> Vec<String> {
         cell.split('`')
             .skip(1)
@@ -94,8 +90,8 @@ fn contract_rows(readme: &str, header: &str) -> Vec<(Vec<String>, Vec<String>)> 
 #[test]
 fn the_contract_table_lists_every_field_and_alias() {
     use llm_span_layer::fields::CONTRACT;
-    let readme = readme();
-    let span_rows = contract_rows(&readme, "| field | aliases");
+    let contract = chapter("contract");
+    let span_rows = contract_rows(&contract, "| field | aliases");
     let span_fields: Vec<_> = CONTRACT.iter().filter(|def| def.on_span).collect();
     assert_eq!(span_rows.len(), span_fields.len(), "one row per span field");
     for def in span_fields {
@@ -107,10 +103,10 @@ fn the_contract_table_lists_every_field_and_alias() {
         assert_eq!(aliases, &expected, "aliases of {}", def.name);
     }
     // The span-scoped aliases' table: span, framework field, contract field, per row.
-    let start = readme
+    let start = contract
         .find("| span | field | stands for |")
         .expect("scoped table");
-    let listed: Vec<Vec<String>> = readme[start..]
+    let listed: Vec<Vec<String>> = contract[start..]
         .lines()
         .skip(2)
         .take_while(|line| line.starts_with('|'))
@@ -127,7 +123,7 @@ fn the_contract_table_lists_every_field_and_alias() {
         .map(|a| vec![a.span.to_owned(), a.alias.to_owned(), a.field.to_owned()])
         .collect();
     assert_eq!(listed, scoped, "the span-scoped aliases");
-    let event_rows = contract_rows(&readme, "| event field |");
+    let event_rows = contract_rows(&contract, "| event field |");
     for def in CONTRACT.iter().filter(|def| def.on_event) {
         assert!(
             event_rows
