@@ -40,8 +40,9 @@ pub(crate) struct SeriesRef {
 
 impl SeriesRef {
     const OVERFLOW_SLOT: u32 = u32::MAX;
-    /// Set in the slots of the pending table (label sets no request bound to yet).
-    const PENDING_BIT: u32 = 1 << 31;
+    /// Where the slots of the pending table (label sets no request bound to yet) start;
+    /// each table holds fewer entries than this.
+    const PENDING_BASE: u32 = 1 << 31;
 }
 
 /// One label set: its gauges, shown from a request's start under the labels known so
@@ -368,7 +369,7 @@ impl RecorderHandles {
         } else {
             let pending =
                 (self.pending).find_or_insert(hash, |k| *k == key, || make(&PENDING_METADATA));
-            pending.map(|(slot, series)| (slot | SeriesRef::PENDING_BIT, series))
+            pending.map(|(slot, series)| (SeriesRef::PENDING_BASE + slot, series))
         };
         match found.map(|(slot, _)| slot) {
             Ok(slot) => {
@@ -402,8 +403,8 @@ impl RecorderHandles {
         if slot == SeriesRef::OVERFLOW_SLOT {
             return self.overflow.get().map(|s| &**s);
         }
-        if slot & SeriesRef::PENDING_BIT != 0 {
-            let pending = self.pending.get(slot & !SeriesRef::PENDING_BIT);
+        if slot >= SeriesRef::PENDING_BASE {
+            let pending = self.pending.get(slot - SeriesRef::PENDING_BASE);
             return pending.map(|(_, series)| &**series);
         }
         self.series.get(slot).map(|(_, series)| &**series)

@@ -346,3 +346,29 @@ fn gauges_of_label_sets_only_pending_requests_passed_through_carry_the_pending_t
          the next finds it bound"
     );
 }
+
+#[test]
+fn a_pending_request_shows_under_its_own_label_set_beside_bound_ones() {
+    let h = Harness::with(|b| b.with_label("tenant"));
+    h.run(|| {
+        late_tenant_request("m1", "a");
+        drop(h.snapshot());
+        let pending = tracing::info_span!(
+            "generate",
+            model = "m2",
+            tenant = tracing::field::Empty,
+            tokens_in = 1u64
+        );
+        // Its label set is bound already: it shows there.
+        let known = tracing::info_span!("generate", model = "m1", tenant = "a", tokens_in = 1u64);
+        let m = h.snapshot();
+        let active = |model, tenant| {
+            m.gauge(
+                "llm_active_requests",
+                &[("model", model), ("tenant", tenant)],
+            )
+        };
+        assert_eq!((active("m2", "unknown"), active("m1", "a")), (1.0, 1.0));
+        drop((pending, known));
+    });
+}

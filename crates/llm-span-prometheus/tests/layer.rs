@@ -454,6 +454,7 @@ fn request_gauges_the_application_sets_itself_show_at_zero() {
     let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     metrics::with_local_recorder(&recorder, || {
         metrics::gauge!("llm_queue_depth", "model" => "x").set(0.0);
+        metrics::gauge!("llm_active_requests", "model" => "x").set(3.0);
         metrics::gauge!("app_gauge").set(0.0);
     });
     let scrape = Scrape::parse_or_panic(&handle.render());
@@ -461,5 +462,7 @@ fn request_gauges_the_application_sets_itself_show_at_zero() {
         scrape.value(catalog::QUEUE_DEPTH, &[("model", "x")]),
         Some(0.0)
     );
+    let active = scrape.value(catalog::ACTIVE_REQUESTS, &[("model", "x")]);
+    assert_eq!(active, Some(3.0));
     assert_eq!(scrape.value("app_gauge", &[]), Some(0.0));
 }
