@@ -450,12 +450,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match self.style {
             Style::Legacy => json!({"error": {"type": self.code, "message": self.message}}),
-            Style::OpenAi => openai_error(
-                self.status,
-                self.code,
-                self.param.as_deref(),
-                &self.message,
-            ),
+            Style::OpenAi => {
+                openai_error(self.status, self.code, self.param.as_deref(), &self.message)
+            }
         };
         (self.status, Json(body)).into_response()
     }
@@ -557,7 +554,10 @@ impl Fields<'_> {
     fn string(&self, name: &str) -> Result<String, Invalid> {
         match self.0.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(Invalid::new(name, format!("field {name:?} must be a string"))),
+            Some(_) => Err(Invalid::new(
+                name,
+                format!("field {name:?} must be a string"),
+            )),
             None => Err(Invalid::new(name, format!("missing field {name:?}"))),
         }
     }
@@ -574,12 +574,9 @@ impl Fields<'_> {
     fn count(&self, name: &str, default: u64, max: u64) -> Result<u64, Invalid> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    Invalid::new(name, format!("{name} must be an integer from 1 to {max}"))
-                }),
+            Some(v) => v.as_u64().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                Invalid::new(name, format!("{name} must be an integer from 1 to {max}"))
+            }),
         }
     }
 }
@@ -616,9 +613,11 @@ fn parse_request(operation: Operation, body: &[u8]) -> Result<Request, Invalid> 
             let prompt = chat_prompt(fields.get("messages"))?;
             // The newer name wins; without either, the answer ends by itself ("stop").
             let max_tokens = match fields.get("max_completion_tokens") {
-                Some(_) => {
-                    fields.count("max_completion_tokens", MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)?
-                }
+                Some(_) => fields.count(
+                    "max_completion_tokens",
+                    MAX_OUTPUT_TOKENS,
+                    MAX_OUTPUT_TOKENS,
+                )?,
                 None => fields.count("max_tokens", MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)?,
             };
             if fields.count("n", 1, u64::MAX)? != 1 {
@@ -628,14 +627,14 @@ fn parse_request(operation: Operation, body: &[u8]) -> Result<Request, Invalid> 
             // Accepted, and ignored, without `stream` too.
             let include_usage = match fields.get("stream_options") {
                 None => false,
-                Some(Value::Object(options)) => Fields(options)
-                    .bool("include_usage")
-                    .map_err(|_| {
+                Some(Value::Object(options)) => {
+                    Fields(options).bool("include_usage").map_err(|_| {
                         Invalid::new(
                             "stream_options",
                             "stream_options.include_usage must be a boolean",
                         )
-                    })?,
+                    })?
+                }
                 Some(_) => {
                     return Err(Invalid::new(
                         "stream_options",
@@ -679,7 +678,14 @@ fn parse_request(operation: Operation, body: &[u8]) -> Result<Request, Invalid> 
 /// A content is a string, an array of `{"type": "text", "text"}` parts, or null (an
 /// assistant message with tool calls).
 fn chat_prompt(messages: Option<&Value>) -> Result<String, Invalid> {
-    const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+    const ROLES: [&str; 6] = [
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+    ];
     let messages = match messages {
         None => return Err(Invalid::new("messages", "missing field \"messages\"")),
         Some(Value::Array(messages)) if messages.is_empty() => {

@@ -41,7 +41,10 @@ fn bad_flags_exit_2_with_a_message() {
         (&["--bogus"][..], "unknown flag \"--bogus\""),
         (&["--abort-share", "2"][..], "--abort-share"),
         (&["--embeddings-share", "-1"][..], "--embeddings-share"),
-        (&["--api", "responses"][..], "--api: \"responses\" is neither"),
+        (
+            &["--api", "responses"][..],
+            "--api: \"responses\" is neither",
+        ),
         (&["--concurrency", "0"][..], "--concurrency"),
         (&["--target"][..], "--target needs a value"),
     ] {

@@ -165,9 +165,7 @@ fn parse_args() -> Result<Args, String> {
             "--models" => args.models = value()?.split(',').map(str::to_owned).collect(),
             "--stream-share" => args.stream_share = share(value()?, "--stream-share")?,
             "--abort-share" => args.abort_share = share(value()?, "--abort-share")?,
-            "--embeddings-share" => {
-                args.embeddings_share = share(value()?, "--embeddings-share")?
-            }
+            "--embeddings-share" => args.embeddings_share = share(value()?, "--embeddings-share")?,
             "--api" => {
                 args.api = match value()?.as_str() {
                     "chat" => Api::Chat,
@@ -353,7 +351,10 @@ fn request(api: Api, plan: &Plan) -> (&'static str, Value) {
             Some(pieces) => json!(pieces),
             None => json!(plan.prompt),
         };
-        return ("/v1/embeddings", json!({"model": plan.model, "input": input}));
+        return (
+            "/v1/embeddings",
+            json!({"model": plan.model, "input": input}),
+        );
     }
     match api {
         Api::Completions => (
