@@ -182,11 +182,9 @@ mod rig {
         assert_eq!(value(&m, "llm_ttft_seconds_count", CHAT, &[]), 0, "ttft");
         // rig records no finish reason.
         assert_eq!(m.sum("llm_finish_reasons_total", &[("model", CHAT)]), 0.0);
-        // rig records nothing on failure: a request that ends without an answer.
-        assert_eq!(
-            m_unknown.sum("llm_requests_total", &[("model", "no-such-model")]),
-            1.0
-        );
+        // rig records nothing on failure: to the layer, a request that ended without an
+        // answer, as if its caller had given up.
+        assert_eq!(statuses(&m_unknown, "no-such-model"), (0, 0, 1), "the 404");
         assert_eq!(tokens(&m_embed, EMBED), (5, 0), "embeddings tokens");
         assert_eq!(value(&m_embed, "llm_ttft_seconds_count", EMBED, &[]), 0);
         assert_eq!(statuses(&m_embed, EMBED), (1, 0, 0), "embeddings status");
