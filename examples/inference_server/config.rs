@@ -14,9 +14,12 @@ use clap::{CommandFactory, Parser};
 
 /// Printed after the flags by `--help`.
 const AFTER_HELP: &str = "\
-Endpoints (on --listen):
-  POST /v1/completions  {\"model\", \"prompt\", \"max_tokens\"?, \"stream\"?}; SSE when stream=true
+Endpoints (on --listen), the OpenAI API's shapes and errors:
+  POST /v1/chat/completions  {\"model\", \"messages\", \"max_tokens\"?, \"stream\"?, \"stream_options\"?};
+                             SSE chunks when stream=true, a usage chunk with {\"include_usage\": true}
+  POST /v1/embeddings   {\"model\", \"input\", \"dimensions\"? (default 16), \"encoding_format\"?}
   GET  /v1/models       the served models
+  POST /v1/completions  legacy: {\"model\", \"prompt\", \"max_tokens\"?, \"stream\"?}; SSE when stream=true
   GET  /health          ok
   PUT  /admin/models/NAME  {\"prefill_ms_per_token\"?, \"decode_ms_per_token\"?}, with --admin only
 Metrics (on --metrics-listen): GET /metrics, Prometheus text format.

@@ -68,9 +68,33 @@ pub(crate) struct Engine {
     seed: u64,
 }
 
+/// What a request asks for, as OpenTelemetry's `gen_ai.operation.name` says it: the
+/// request span carries it from its creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/completions`, the legacy API.
+    TextCompletion,
+    /// `POST /v1/embeddings`: prefill only, no output tokens.
+    Embeddings,
+}
+
+impl Operation {
+    /// The value of `gen_ai.operation.name`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::TextCompletion => "text_completion",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
 /// A request the API accepted.
 pub(crate) struct Job {
     pub(crate) ticket: QueueTicket,
+    pub(crate) operation: Operation,
     pub(crate) prompt: String,
     pub(crate) prompt_tokens: u64,
     pub(crate) max_tokens: u64,
@@ -112,6 +136,16 @@ impl std::error::Error for EngineFailure {}
 /// The client went away.
 struct Gone;
 
+/// One generated token, as a streaming sink formats it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Token<'a> {
+    pub(crate) text: &'a str,
+    /// 0 for the first token.
+    pub(crate) index: u64,
+    /// The request's finish reason, on its last token only.
+    pub(crate) finish_reason: Option<&'static str>,
+}
+
 /// Where generated tokens go.
 pub(crate) enum Sink<'a> {
     /// Collected for a JSON response.
@@ -120,7 +154,7 @@ pub(crate) enum Sink<'a> {
     /// message by `chunk`; see [`Sink::emit`].
     Stream {
         tx: mpsc::Sender<Message>,
-        chunk: &'a (dyn Fn(&str) -> String + Sync),
+        chunk: &'a (dyn Fn(Token<'_>) -> String + Sync),
     },
 }
 
@@ -136,16 +170,16 @@ impl Sink<'_> {
     /// Hands a token over and, when streaming, waits until the response body took it:
     /// a token counts as produced once it is on its way to the client, so a client that
     /// disconnects sees exactly the tokens the server counted.
-    async fn emit(&mut self, text: &str) -> Result<(), Gone> {
+    async fn emit(&mut self, token: Token<'_>) -> Result<(), Gone> {
         match self {
             Sink::Buffer(buffer) => {
-                buffer.push_str(text);
+                buffer.push_str(token.text);
                 Ok(())
             }
             Sink::Stream { tx, chunk } => {
                 let (taken, mut was_taken) = oneshot::channel();
                 let message = Message {
-                    data: chunk(text),
+                    data: chunk(token),
                     taken: Some(taken),
                 };
                 // Fails when the body, and the receiver with it, is gone: the client left.
@@ -199,12 +233,14 @@ impl Engine {
         base.mul_f64(factor.max(0.0))
     }
 
-    /// Runs one request: queue, prefill (with prefix cache), decode.
+    /// Runs one generation request (chat or text completion): queue, prefill (with
+    /// prefix cache), decode.
     #[tracing::instrument(
         name = "completion",
         skip_all,
         err(Display),
         fields(
+            gen_ai.operation.name = job.operation.as_str(),
             model = %job.ticket.0.spec.name,
             model_revision = %job.ticket.0.spec.revision,
             tokens_in = job.prompt_tokens,
@@ -224,53 +260,33 @@ impl Engine {
         let model = job.ticket.0.clone();
         let prompt_seed = stable_hash(&job.prompt);
         let mut rng = Rng::new(self.seed ^ prompt_seed);
-        let Ok(_slot) = model
-            .slots
-            .acquire()
-            .instrument(tracing::info_span!("queue"))
-            .await
-        else {
+        let Some(mut running) = self.prefill(&model, &job, &mut rng, true).await? else {
             return Ok(Outcome::ClientGone);
         };
-        let mut kv = KvUsage::new(&model, job.prompt_tokens);
-
-        let words: Vec<&str> = job.prompt.split_whitespace().collect();
-        let cached = model
-            .cache
-            .lock()
-            .map(|mut cache| cache.lookup_and_insert(&words))
-            .unwrap_or(0);
-        tracing::Span::current().record("tokens_cached", cached);
-        let uncached = job.prompt_tokens.saturating_sub(cached);
-        tokio::time::sleep(self.scaled(
-            model.speed.prefill_per_token().mul_f64(uncached as f64),
-            &mut rng,
-        ))
-        .await;
-        if rng.chance(self.error_rate) {
-            return Err(EngineFailure {
-                prompt_tokens: job.prompt_tokens,
-            });
-        }
 
         let natural = natural_length(prompt_seed);
         let produced = natural.min(job.max_tokens);
-        for index in 0..produced {
-            if index > 0 {
-                tokio::time::sleep(self.scaled(model.speed.decode_per_token(), &mut rng)).await;
-            }
-            let token = fake_token(prompt_seed, index);
-            if sink.emit(&token).await.is_err() {
-                return Ok(Outcome::ClientGone);
-            }
-            kv.grow(1);
-            tracing::info!(tokens_out_delta = 1u64);
-        }
         let finish_reason = if natural > job.max_tokens {
             "length"
         } else {
             "stop"
         };
+        for index in 0..produced {
+            if index > 0 {
+                tokio::time::sleep(self.scaled(model.speed.decode_per_token(), &mut rng)).await;
+            }
+            let text = fake_token(prompt_seed, index);
+            let token = Token {
+                text: &text,
+                index,
+                finish_reason: (index + 1 == produced).then_some(finish_reason),
+            };
+            if sink.emit(token).await.is_err() {
+                return Ok(Outcome::ClientGone);
+            }
+            running.kv.grow(1);
+            tracing::info!(tokens_out_delta = 1u64);
+        }
         tracing::info!(finish_reason);
         tracing::Span::current().record("tokens_out", produced);
         Ok(Outcome::Completed(Completion {
@@ -282,6 +298,74 @@ impl Engine {
             completion_tokens: produced,
             finish_reason,
         }))
+    }
+
+    /// Runs one embeddings request: queue and prefill, no decode and no output tokens.
+    /// The vectors themselves are the API's to compute (`demo::embedding`); the engine
+    /// spends the time and may fail as a prefill does. Returns `false` when the request
+    /// was dropped while it waited.
+    #[tracing::instrument(
+        name = "embeddings",
+        skip_all,
+        err(Display),
+        fields(
+            gen_ai.operation.name = job.operation.as_str(),
+            model = %job.ticket.0.spec.name,
+            model_revision = %job.ticket.0.spec.revision,
+            tokens_in = job.prompt_tokens,
+            trace_id = %job.trace.trace_id,
+            span_id = %job.trace.span_id,
+        )
+    )]
+    pub(crate) async fn embed(&self, job: Job) -> Result<bool, EngineFailure> {
+        let model = job.ticket.0.clone();
+        let mut rng = Rng::new(self.seed ^ stable_hash(&job.prompt));
+        let running = self.prefill(&model, &job, &mut rng, false).await?;
+        Ok(running.is_some())
+    }
+
+    /// What every request goes through: a slot of its model (the `queue` span while it
+    /// waits), the KV cache its prompt takes, the prefill time of its uncached tokens
+    /// (with the prefix cache when `use_cache`, recorded as `tokens_cached`), and the
+    /// simulated failure, decided per prompt. `None` when the model's slots are gone.
+    async fn prefill<'m>(
+        &self,
+        model: &'m Model,
+        job: &Job,
+        rng: &mut Rng,
+        use_cache: bool,
+    ) -> Result<Option<Running<'m>>, EngineFailure> {
+        let Ok(slot) = model
+            .slots
+            .acquire()
+            .instrument(tracing::info_span!("queue"))
+            .await
+        else {
+            return Ok(None);
+        };
+        let kv = KvUsage::new(model, job.prompt_tokens);
+        let mut cached = 0;
+        if use_cache {
+            let words: Vec<&str> = job.prompt.split_whitespace().collect();
+            cached = model
+                .cache
+                .lock()
+                .map(|mut cache| cache.lookup_and_insert(&words))
+                .unwrap_or(0);
+            tracing::Span::current().record("tokens_cached", cached);
+        }
+        let uncached = job.prompt_tokens.saturating_sub(cached);
+        tokio::time::sleep(self.scaled(
+            model.speed.prefill_per_token().mul_f64(uncached as f64),
+            rng,
+        ))
+        .await;
+        if rng.chance(self.error_rate) {
+            return Err(EngineFailure {
+                prompt_tokens: job.prompt_tokens,
+            });
+        }
+        Ok(Some(Running { _slot: slot, kv }))
     }
 
     /// Reports simulated GPU memory and KV-cache usage as engine gauge events, forever.
@@ -303,6 +387,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// A request past its prefill: it holds a slot of its model and KV cache until dropped.
+struct Running<'m> {
+    _slot: tokio::sync::SemaphorePermit<'m>,
+    kv: KvUsage<'m>,
 }
 
 /// Tokens a request holds in its model's KV cache, released however it ends.

@@ -7,7 +7,8 @@
 //! The files, in reading order:
 //! - `main.rs`: start-up: the exporter, the tracing subscriber, serving, shutdown;
 //! - `config.rs`: the flags (clap);
-//! - `api.rs`: the HTTP API (axum): validation, JSON, SSE streaming;
+//! - `api.rs`: the HTTP API (axum): the OpenAI API (chat completions, embeddings, models)
+//!   and the legacy completions: validation, JSON, SSE streaming;
 //! - `engine.rs`: the simulated models and their spans;
 //! - `admin.rs`: `--admin`'s run-time speed changes, free of any HTTP framework.
 
@@ -82,7 +83,7 @@ async fn run(config: Config) -> Result<(), Box<dyn Error>> {
     let models: Vec<&str> = engine.models.iter().map(|m| m.spec.name.as_str()).collect();
     println!("  models: {}", models.join(", "));
     println!(
-        "  try:    curl -s http://{api_addr}/v1/completions -d '{{\"model\":\"{}\",\"prompt\":\"Hello there\",\"max_tokens\":32}}'",
+        "  try:    curl -s http://{api_addr}/v1/chat/completions -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}],\"max_tokens\":32}}'",
         models.first().copied().unwrap_or("?")
     );
     println!("  load:   cargo run -p llm-span-testkit --bin load-generator -- --target http://{api_addr}");

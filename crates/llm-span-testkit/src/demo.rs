@@ -23,6 +23,19 @@ pub fn natural_length(prompt_seed: u64) -> u64 {
     8 + mix(prompt_seed) % 120
 }
 
+/// The demo's fake embedding of `text`: a unit vector of `dimensions` components
+/// (`f32`, as the OpenAI API sends them), pseudo-random but seeded by the text's
+/// [`stable_hash`], so the same text gets the same vector on every run and every server.
+/// A token array is embedded as its ids written out, separated by spaces.
+pub fn embedding(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut rng = Rng::new(stable_hash(text));
+    let raw: Vec<f64> = (0..dimensions).map(|_| 2.0 * rng.unit() - 1.0).collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    raw.iter()
+        .map(|x| if norm > 0.0 { (x / norm) as f32 } else { 0.0 })
+        .collect()
+}
+
 /// A stable 64-bit hash of a text (FNV-1a then a finalizer), the same on every run.
 pub fn stable_hash(text: &str) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
@@ -89,5 +102,16 @@ mod tests {
         let mut b = Rng::new(1);
         assert_eq!(a.next_u64(), b.next_u64());
         assert!(a.below(10) < 10);
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_unit_vectors() {
+        let v = embedding("hello world", 16);
+        assert_eq!(v.len(), 16);
+        assert_eq!(v, embedding("hello world", 16));
+        assert_ne!(v, embedding("hello there", 16));
+        let norm: f64 = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+        assert!((norm - 1.0).abs() < 1e-6, "{norm}");
+        assert!(embedding("x", 0).is_empty());
     }
 }

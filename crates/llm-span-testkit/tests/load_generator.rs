@@ -25,6 +25,8 @@ fn help_lists_every_flag() {
         "--models",
         "--stream-share",
         "--abort-share",
+        "--api",
+        "--embeddings-share",
         "--json",
         "--progress",
         "--quiet",
@@ -38,6 +40,11 @@ fn bad_flags_exit_2_with_a_message() {
     for (args, message) in [
         (&["--bogus"][..], "unknown flag \"--bogus\""),
         (&["--abort-share", "2"][..], "--abort-share"),
+        (&["--embeddings-share", "-1"][..], "--embeddings-share"),
+        (
+            &["--api", "responses"][..],
+            "--api: \"responses\" is neither",
+        ),
         (&["--concurrency", "0"][..], "--concurrency"),
         (&["--target"][..], "--target needs a value"),
     ] {

@@ -31,18 +31,24 @@ FLAGS:
     --concurrency C     clients sending at once [default 8]
     --seed X            seed of every choice [default 1]
     --models A,B        models to use [default: all from GET /v1/models]
+    --api API           chat (POST /v1/chat/completions) or completions (the legacy
+                        POST /v1/completions) [default chat]
     --stream-share P    share of streaming requests [default 0.5]
     --abort-share P     share of streaming requests the client abandons mid-stream [default 0.1]
+    --embeddings-share P  share of requests sent to POST /v1/embeddings instead [default 0]
     --json              print the summary as JSON
     --progress          report progress on stderr even when it is not a terminal
     --quiet             no progress report, even on a terminal
     --help              this text
 
 Each request picks a model, a prompt (60 % start with one of four shared prefixes, so
-the prefix cache has something to hit), max_tokens, streaming or not, and whether to
-disconnect after a few streamed tokens. The summary counts, per model, requests by
-outcome and the tokens the client saw: input tokens as the server counts them (one per
-word), output tokens from `usage`, or the chunks received before an abort.
+the prefix cache has something to hit; in a chat request the prefix is the system
+message), max_tokens, streaming or not, and whether to disconnect after a few streamed
+tokens. Streamed chat requests ask for a usage chunk (stream_options.include_usage). An
+embeddings request sends the prompt as one string or as an array of pieces of it. The
+summary counts, per model, requests by outcome and the tokens the client saw: input
+tokens as the server counts them (one per word), output tokens from `usage`, or the
+chunks received before an abort; and the same counts of the embeddings requests alone.
 
 While it runs, about once a second and at the end, a line on stderr tells the requests
 done, the rate, the errors (server errors, rejections and client-side failures) and the
@@ -83,8 +89,17 @@ const WORDS: [&str; 24] = [
     "histogram",
 ];
 
+/// Which text API the load speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Completions,
+}
+
 struct Args {
     target: SocketAddr,
+    api: Api,
+    embeddings_share: f64,
     requests: u64,
     duration: Option<Duration>,
     concurrency: usize,
@@ -100,6 +115,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         target: "127.0.0.1:8080".parse().map_err(|e| format!("{e}"))?,
+        api: Api::Chat,
+        embeddings_share: 0.0,
         requests: 200,
         duration: None,
         concurrency: 8,
@@ -148,6 +165,18 @@ fn parse_args() -> Result<Args, String> {
             "--models" => args.models = value()?.split(',').map(str::to_owned).collect(),
             "--stream-share" => args.stream_share = share(value()?, "--stream-share")?,
             "--abort-share" => args.abort_share = share(value()?, "--abort-share")?,
+            "--embeddings-share" => args.embeddings_share = share(value()?, "--embeddings-share")?,
+            "--api" => {
+                args.api = match value()?.as_str() {
+                    "chat" => Api::Chat,
+                    "completions" => Api::Completions,
+                    other => {
+                        return Err(format!(
+                            "--api: {other:?} is neither \"chat\" nor \"completions\""
+                        ))
+                    }
+                }
+            }
             "--json" => args.json = true,
             "--progress" => args.progress = true,
             "--quiet" => args.quiet = true,
@@ -160,34 +189,51 @@ fn parse_args() -> Result<Args, String> {
 /// What the client decided for request `index`; depends only on the seed and index.
 struct Plan {
     model: String,
+    /// The shared prefix, if any: a chat request's system message.
+    system: Option<&'static str>,
+    /// The rest: a chat request's user message.
+    user: String,
+    /// `system` and `user` as one prompt, as the legacy API and embeddings send it.
     prompt: String,
     max_tokens: u64,
     stream: bool,
     abort_after: Option<u64>,
+    /// Sent to /v1/embeddings instead: the prompt whole (`None`) or in pieces.
+    embed: Option<Option<Vec<String>>>,
 }
 
 impl Plan {
     fn new(args: &Args, index: u64) -> Plan {
         let mut rng = Rng::new(args.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index);
         let model = args.models[rng.below(args.models.len() as u64) as usize].clone();
-        let mut prompt = String::new();
-        if rng.chance(0.6) {
-            prompt.push_str(PREFIXES[rng.below(PREFIXES.len() as u64) as usize]);
-        }
+        let system = rng
+            .chance(0.6)
+            .then(|| PREFIXES[rng.below(PREFIXES.len() as u64) as usize]);
+        let mut user = String::new();
         for _ in 0..(5 + rng.below(150)) {
-            prompt.push(' ');
-            prompt.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+            user.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+            user.push(' ');
         }
-        prompt.push_str(&format!(" request-{index}"));
+        user.push_str(&format!("request-{index}"));
+        let prompt = format!("{} {user}", system.unwrap_or_default());
         let max_tokens = 8 + rng.below(121);
         let stream = rng.chance(args.stream_share);
         let abort_after = (stream && rng.chance(args.abort_share)).then(|| 1 + rng.below(4));
+        let embed = rng.chance(args.embeddings_share).then(|| {
+            rng.chance(0.5).then(|| {
+                let words: Vec<&str> = prompt.split_whitespace().collect();
+                words.chunks(32).map(|piece| piece.join(" ")).collect()
+            })
+        });
         Plan {
             model,
+            system,
+            user,
             prompt,
             max_tokens,
             stream,
             abort_after,
+            embed,
         }
     }
 }
@@ -201,8 +247,9 @@ enum Outcome {
     Failed(String),
 }
 
+/// Requests by outcome and the tokens the client saw.
 #[derive(Debug, Default, Clone)]
-struct ModelSummary {
+struct Counts {
     requests: u64,
     ok: u64,
     error: u64,
@@ -213,7 +260,7 @@ struct ModelSummary {
     output_tokens: u64,
 }
 
-impl ModelSummary {
+impl Counts {
     fn add(&mut self, outcome: &Outcome) {
         self.requests += 1;
         let (input, output) = match *outcome {
@@ -240,6 +287,30 @@ impl ModelSummary {
         };
         self.input_tokens += input;
         self.output_tokens += output;
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests, "ok": self.ok, "error": self.error,
+            "aborted": self.aborted, "rejected": self.rejected, "failed": self.failed,
+            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+        })
+    }
+}
+
+/// One model's requests, and its embeddings requests alone.
+#[derive(Debug, Default, Clone)]
+struct ModelSummary {
+    all: Counts,
+    embeddings: Counts,
+}
+
+impl ModelSummary {
+    fn add(&mut self, outcome: &Outcome, embeddings: bool) {
+        self.all.add(outcome);
+        if embeddings {
+            self.embeddings.add(outcome);
+        }
     }
 }
 
@@ -273,21 +344,62 @@ fn open(
     Ok((reader, head))
 }
 
-fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
-    let body = json!({
-        "model": plan.model, "prompt": plan.prompt, "max_tokens": plan.max_tokens, "stream": plan.stream,
-    })
-    .to_string();
-    let (mut reader, head) = open(target, "POST", "/v1/completions", Some(&body))?;
+/// The request's path and body.
+fn request(api: Api, plan: &Plan) -> (&'static str, Value) {
+    if let Some(pieces) = &plan.embed {
+        let input = match pieces {
+            Some(pieces) => json!(pieces),
+            None => json!(plan.prompt),
+        };
+        return (
+            "/v1/embeddings",
+            json!({"model": plan.model, "input": input}),
+        );
+    }
+    match api {
+        Api::Completions => (
+            "/v1/completions",
+            json!({
+                "model": plan.model, "prompt": plan.prompt, "max_tokens": plan.max_tokens,
+                "stream": plan.stream,
+            }),
+        ),
+        Api::Chat => {
+            let mut messages = Vec::new();
+            if let Some(system) = plan.system {
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            messages.push(json!({"role": "user", "content": plan.user}));
+            let mut body = json!({
+                "model": plan.model, "messages": messages, "max_tokens": plan.max_tokens,
+                "stream": plan.stream,
+            });
+            if plan.stream {
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            ("/v1/chat/completions", body)
+        }
+    }
+}
+
+fn send(target: SocketAddr, api: Api, plan: &Plan) -> Result<Outcome, String> {
+    let (path, body) = request(api, plan);
+    let (mut reader, head) = open(target, "POST", path, Some(&body.to_string()))?;
     let status = head.status;
     if status == 429 {
         return Ok(Outcome::Rejected);
     }
-    if !plan.stream || status != 200 {
+    // What the server counts as input, for the answers that do not say (the OpenAI
+    // API's errors, an abandoned stream).
+    let input = count_tokens(&plan.prompt);
+    if !plan.stream || plan.embed.is_some() || status != 200 {
         let bytes = reader.body(&head).map_err(|e| format!("body: {e}"))?;
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("response JSON: {e}"))?;
-        let (input, output) = usage(&value);
+        let (input, output) = match value.get("usage") {
+            Some(_) => usage(&value),
+            None => (input, 0),
+        };
         return Ok(match status {
             200 => Outcome::Ok { input, output },
             500 => Outcome::Error { input, output },
@@ -296,6 +408,7 @@ fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
     }
     let mut pending = String::new();
     let mut received = 0u64;
+    let mut finished = false;
     let mut walked_away = false;
     // The end of the stream, a reset after walking away, or a broken chunk all end it.
     while let Ok(Some(data)) = reader.chunk() {
@@ -309,14 +422,33 @@ fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
             let value: Value =
                 serde_json::from_str(payload).map_err(|e| format!("event JSON: {e}"))?;
             if value.get("error").is_some() {
-                let (input, output) = usage(&value);
+                let (input, output) = match value.get("usage") {
+                    Some(_) => usage(&value),
+                    None => (input, received),
+                };
                 return Ok(Outcome::Error { input, output });
             }
-            if value["choices"][0]["finish_reason"].is_string() {
-                let (input, output) = usage(&value);
-                return Ok(Outcome::Ok { input, output });
+            let choice = &value["choices"][0];
+            match api {
+                // The legacy API's last chunk has no text, the finish reason and usage.
+                Api::Completions if choice["finish_reason"].is_string() => {
+                    let (input, output) = usage(&value);
+                    return Ok(Outcome::Ok { input, output });
+                }
+                Api::Completions => received += 1,
+                // A chat stream's last token carries the finish reason; the usage chunk
+                // (no choices) follows.
+                Api::Chat if value["usage"].is_object() && finished => {
+                    let (input, output) = usage(&value);
+                    return Ok(Outcome::Ok { input, output });
+                }
+                Api::Chat => {
+                    if choice["delta"]["content"].is_string() {
+                        received += 1;
+                    }
+                    finished |= choice["finish_reason"].is_string();
+                }
             }
-            received += 1;
         }
         if !walked_away && plan.abort_after.is_some_and(|k| received >= k) {
             // Walk away: the server sees the end of our side of the connection and
@@ -327,7 +459,7 @@ fn send(target: SocketAddr, plan: &Plan) -> Result<Outcome, String> {
     }
     if walked_away {
         return Ok(Outcome::Aborted {
-            input: count_tokens(&plan.prompt),
+            input,
             output: received,
         });
     }
@@ -428,13 +560,15 @@ fn run(mut args: Args) -> Result<(BTreeMap<String, ModelSummary>, Duration), Str
                         return;
                     }
                     let plan = Plan::new(args, index);
-                    let outcome = send(args.target, &plan).unwrap_or_else(Outcome::Failed);
+                    let outcome =
+                        send(args.target, args.api, &plan).unwrap_or_else(Outcome::Failed);
                     if let Outcome::Failed(message) = &outcome {
                         eprintln!("request {index} ({}): {message}", plan.model);
                     }
                     progress.add(&outcome);
                     if let Ok(mut summary) = summary.lock() {
-                        summary.entry(plan.model.clone()).or_default().add(&outcome);
+                        let entry = summary.entry(plan.model.clone()).or_default();
+                        entry.add(&outcome, plan.embed.is_some());
                     }
                 })
             })
@@ -461,11 +595,8 @@ fn print(summary: &BTreeMap<String, ModelSummary>, elapsed: Duration, as_json: b
         let models: serde_json::Map<String, Value> = summary
             .iter()
             .map(|(model, s)| {
-                let value = json!({
-                    "requests": s.requests, "ok": s.ok, "error": s.error, "aborted": s.aborted,
-                    "rejected": s.rejected, "failed": s.failed,
-                    "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
-                });
+                let mut value = s.all.json();
+                value["embeddings"] = s.embeddings.json();
                 (model.clone(), value)
             })
             .collect();
@@ -476,7 +607,7 @@ fn print(summary: &BTreeMap<String, ModelSummary>, elapsed: Duration, as_json: b
         return;
     }
     println!(
-        "{:<26} {:>8} {:>6} {:>6} {:>8} {:>9} {:>7} {:>10} {:>10}",
+        "{:<26} {:>8} {:>6} {:>6} {:>8} {:>9} {:>7} {:>10} {:>10} {:>10}",
         "model",
         "requests",
         "ok",
@@ -485,28 +616,32 @@ fn print(summary: &BTreeMap<String, ModelSummary>, elapsed: Duration, as_json: b
         "rejected",
         "failed",
         "tokens_in",
-        "tokens_out"
+        "tokens_out",
+        "embeddings"
     );
-    let mut total = ModelSummary::default();
+    let mut total = Counts::default();
     for (model, s) in summary {
+        let a = &s.all;
         println!(
-            "{:<26} {:>8} {:>6} {:>6} {:>8} {:>9} {:>7} {:>10} {:>10}",
+            "{:<26} {:>8} {:>6} {:>6} {:>8} {:>9} {:>7} {:>10} {:>10} {:>10}",
             model,
-            s.requests,
-            s.ok,
-            s.error,
-            s.aborted,
-            s.rejected,
-            s.failed,
-            s.input_tokens,
-            s.output_tokens
+            a.requests,
+            a.ok,
+            a.error,
+            a.aborted,
+            a.rejected,
+            a.failed,
+            a.input_tokens,
+            a.output_tokens,
+            s.embeddings.requests
         );
-        total.requests += s.requests;
-        total.input_tokens += s.input_tokens;
-        total.output_tokens += s.output_tokens;
+        total.requests += a.requests;
+        total.input_tokens += a.input_tokens;
+        total.output_tokens += a.output_tokens;
     }
     println!(
-        "{} requests in {:.1} s; compare with llm_requests_total and llm_tokens_total on /metrics",
+        "{} requests in {:.1} s; compare with llm_requests_total and llm_tokens_total on /metrics \
+         (the embeddings column: requests of the row sent to /v1/embeddings, counted in the others)",
         total.requests,
         elapsed.as_secs_f64()
     );
