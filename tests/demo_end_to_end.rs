@@ -235,7 +235,6 @@ fn tokens_match_with_embeddings_in_the_load() {
 /// The same load, by status: an answered embeddings request is `ok`, never cancelled for
 /// having no output, and feeds no TTFT.
 #[test]
-#[ignore = "needs the layer's operation rules"]
 fn statuses_match_with_embeddings_in_the_load() {
     let server = start();
     let summary = load_with(&server, 60, &["--embeddings-share", "0.3"]);
@@ -243,10 +242,14 @@ fn statuses_match_with_embeddings_in_the_load() {
     assert_statuses_match(&summary, &m);
 }
 
+/// A seed fixes the plan: models, prompts, lengths, which requests stream. Not how many
+/// tokens an abandoned stream still gets (that depends on when the server notices the
+/// client left), so this run abandons none: with `--abort-share 0.3` the output tokens
+/// differed in 2 of 12 runs.
 #[test]
 fn a_fixed_seed_reproduces_the_token_totals() {
-    let first = load(&start(), 30);
-    let second = load(&start(), 30);
+    let run = || load_with(&start(), 30, &["--abort-share", "0"]);
+    let (first, second) = (run(), run());
     for model in MODELS {
         for field in ["input_tokens", "output_tokens", "ok", "error", "aborted"] {
             assert_eq!(
@@ -726,7 +729,6 @@ fn embeddings_answer_in_the_openai_shape_and_count_their_input_tokens() {
 
 /// Answered embeddings requests are `ok`: never cancelled for having no output tokens.
 #[test]
-#[ignore = "needs the layer's operation rules"]
 fn answered_embeddings_count_as_ok() {
     let server = start_reliable(&[]);
     send_embeddings(&server);

@@ -354,7 +354,6 @@ mod genai_client {
     /// abandoned one after its first chunk too), the unary call none; the embeddings
     /// request, answered, is `ok`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs the layer's operation rules"]
     async fn genai_first_chunks_and_embeddings_count_as_the_layer_rules_say() {
         const CHAT: &str = "genai-rules-chat";
         const EMBED: &str = "genai-rules-embed";
