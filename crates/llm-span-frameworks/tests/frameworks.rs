@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use llm_span_layer::LlmSpanLayer;
@@ -231,6 +231,8 @@ mod genai_client {
     struct Returned {
         input_tokens: u64,
         output_tokens: u64,
+        /// Seconds from asking for each stream to seeing its first chunk, both streams.
+        first_chunk_seconds: f64,
     }
 
     /// Drives genai through every case against a demo server serving `chat` and `embed`:
@@ -263,6 +265,7 @@ mod genai_client {
         // Streamed to its end, with the usage chunk.
         let prompt = "tell me a long story from genai";
         let options = ChatOptions::default().with_capture_usage(true);
+        let asked = Instant::now();
         let mut stream = client
             .exec_chat_stream(chat, user(prompt), Some(&options))
             .await
@@ -270,9 +273,15 @@ mod genai_client {
             .stream;
         let mut chunks = 0u64;
         let mut end = None;
+        let mut first_chunk_seconds = 0.0;
         while let Some(event) = stream.next().await {
             match event.expect("stream event") {
-                ChatStreamEvent::Chunk(_) => chunks += 1,
+                ChatStreamEvent::Chunk(_) => {
+                    if chunks == 0 {
+                        first_chunk_seconds += asked.elapsed().as_secs_f64();
+                    }
+                    chunks += 1;
+                }
                 ChatStreamEvent::End(e) => end = Some(e),
                 _ => {}
             }
@@ -297,6 +306,7 @@ mod genai_client {
         assert!(error.to_string().contains("404"), "{error}");
 
         // Abandoned after two chunks.
+        let asked = Instant::now();
         let mut stream = client
             .exec_chat_stream(chat, user("abandon me after two, genai"), Some(&options))
             .await
@@ -305,6 +315,9 @@ mod genai_client {
         let mut taken = 0;
         while taken < 2 {
             if let ChatStreamEvent::Chunk(_) = stream.next().await.expect("an event").expect("ok") {
+                if taken == 0 {
+                    first_chunk_seconds += asked.elapsed().as_secs_f64();
+                }
                 taken += 1;
             }
         }
@@ -324,6 +337,7 @@ mod genai_client {
             // Usage comes at the end: the abandoned stream has none.
             input_tokens: tokens(unary.usage.prompt_tokens) + tokens(usage.prompt_tokens),
             output_tokens: tokens(unary.usage.completion_tokens) + chunks,
+            first_chunk_seconds,
         };
         (server, returned)
     }
@@ -357,10 +371,21 @@ mod genai_client {
     async fn genai_first_chunks_and_embeddings_count_as_the_layer_rules_say() {
         const CHAT: &str = "genai-rules-chat";
         const EMBED: &str = "genai-rules-embed";
-        let _server = drive(CHAT, EMBED, "no-such-model-genai-rules").await;
+        let (_server, returned) = drive(CHAT, EMBED, "no-such-model-genai-rules").await;
         let m = scrape_when(CHAT, 3.0).await;
         let m_embed = scrape_when(EMBED, 1.0).await;
         assert_eq!(value(&m, "llm_ttft_seconds_count", CHAT, &[]), 2, "ttft");
+        // The layer's times lie within the caller's: from the span's creation, inside the
+        // call, to genai's record of the first chunk, just before the caller sees it. They
+        // agree to within a few milliseconds (the sum of both streams, to 10 ms).
+        let ttft = m
+            .value("llm_ttft_seconds_sum", &[("model", CHAT)])
+            .expect("a TTFT sum");
+        let caller = returned.first_chunk_seconds;
+        assert!(
+            ttft <= caller && caller - ttft <= 0.010,
+            "the layer's TTFT {ttft} s, the caller's {caller} s"
+        );
         assert_eq!(statuses(&m_embed, EMBED), (1, 0, 0), "embeddings status");
     }
 }
