@@ -392,3 +392,16 @@ fn langchain_rust_field_names_count_on_its_llm_generate_span_only() {
     );
     assert_eq!(m.sum("llm_requests_total"), 2);
 }
+
+#[test]
+fn the_provider_a_framework_records_can_be_allowlisted_as_a_label() {
+    let h = Harness::with(|b| b.with_label_as("gen_ai.provider.name", "provider"));
+    h.run(|| {
+        let span = genai_chat(&h, 0.1, 0.2);
+        span.record("gen_ai.usage.input_tokens", 2i64);
+        span.record("gen_ai.usage.output_tokens", 3i64);
+    });
+    let m = h.snapshot();
+    let ok = [("model", "m"), ("provider", "openai"), ("status", "ok")];
+    assert_eq!(m.counter("llm_requests_total", &ok), 1);
+}
