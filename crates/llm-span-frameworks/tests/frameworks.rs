@@ -375,6 +375,14 @@ mod genai_client {
         let m = scrape_when(CHAT, 3.0).await;
         let m_embed = scrape_when(EMBED, 1.0).await;
         assert_eq!(value(&m, "llm_ttft_seconds_count", CHAT, &[]), 2, "ttft");
+        // Decode speed follows the status rules: the stream read to its end (`ok`) has
+        // one, the abandoned one (`cancelled`) none, the unary call no first token.
+        for decode in [
+            "llm_tokens_per_second_count",
+            "llm_time_per_output_token_seconds_count",
+        ] {
+            assert_eq!(value(&m, decode, CHAT, &[]), 1, "{decode}");
+        }
         // The layer's times lie within the caller's: from the span's creation, inside the
         // call, to genai's record of the first chunk, just before the caller sees it. They
         // agree to within a few milliseconds (the sum of both streams, to 10 ms).
