@@ -21,7 +21,7 @@ use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
 use crate::exemplar::with_trace_at as recording;
 use crate::layer::LlmSpanLayer;
 use crate::pricing::ModelPrice;
-use crate::series::{Counted, SeriesKey, SeriesRef};
+use crate::series::{LabelSetHandles, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
 
 impl LlmSpanLayer {
@@ -257,17 +257,17 @@ impl LlmSpanLayer {
     }
 
     /// The counters and histograms of a bound request.
-    fn counted(&self, state: &RequestState) -> Option<&Counted> {
+    fn counted(&self, state: &RequestState) -> Option<&LabelSetHandles> {
         self.counted_at(state.gauges_at?)
     }
 
-    fn counted_at(&self, series: SeriesRef) -> Option<&Counted> {
+    fn counted_at(&self, series: SeriesRef) -> Option<&LabelSetHandles> {
         self.series(series)?.counted()
     }
 
     fn emit_final(
         &self,
-        series: &Counted,
+        series: &LabelSetHandles,
         state: &RequestState,
         end: Instant,
         anomalies: &mut Anomalies,

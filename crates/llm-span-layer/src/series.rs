@@ -55,7 +55,7 @@ pub(crate) struct Series {
     pub(crate) queue_depth: Gauge,
     labels: Vec<Label>,
     pricing: SeriesPricing,
-    counted: OnceLock<Box<Counted>>,
+    counted: OnceLock<Box<LabelSetHandles>>,
 }
 
 impl Series {
@@ -78,20 +78,25 @@ impl Series {
 
     /// The counters and histograms, once a request bound to this label set.
     #[inline]
-    pub(crate) fn counted(&self) -> Option<&Counted> {
+    pub(crate) fn counted(&self) -> Option<&LabelSetHandles> {
         self.counted.get().map(|c| &**c)
     }
 
     /// Registers the counters and histograms, once.
-    pub(crate) fn register_counted(&self, recorder: &dyn Recorder) -> &Counted {
-        self.counted
-            .get_or_init(|| Box::new(Counted::register(recorder, &self.labels, self.pricing)))
+    pub(crate) fn register_counted(&self, recorder: &dyn Recorder) -> &LabelSetHandles {
+        self.counted.get_or_init(|| {
+            Box::new(LabelSetHandles::register(
+                recorder,
+                &self.labels,
+                self.pricing,
+            ))
+        })
     }
 }
 
 /// The counters and histograms of one label set.
 #[derive(Debug)]
-pub(crate) struct Counted {
+pub(crate) struct LabelSetHandles {
     requests: [Counter; Status::COUNT],
     tokens: [Counter; TokenType::COUNT],
     pub(crate) cached_input: Counter,
@@ -110,7 +115,7 @@ pub(crate) struct Counted {
     cached_total: AtomicU64,
 }
 
-impl Counted {
+impl LabelSetHandles {
     fn register(recorder: &dyn Recorder, labels: &[Label], pricing: SeriesPricing) -> Self {
         let key = |name: &'static str, extra: Option<(&'static str, &'static str)>| {
             let mut all = labels.to_vec();

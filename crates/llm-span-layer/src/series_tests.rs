@@ -93,7 +93,7 @@ fn watchdog() -> std::sync::mpsc::Sender<()> {
 fn cost_is_added_in_u64_steps() {
     let done = watchdog();
     let recorder = Recording::default();
-    let counted = Counted::register(&recorder, &[], SeriesPricing::Priced);
+    let counted = LabelSetHandles::register(&recorder, &[], SeriesPricing::Priced);
     let cost = recorder.handle(&Key::from_name(catalog::COST_PICO_USD_TOTAL));
     counted.add_cost(0);
     assert_eq!(cost.take(), [0.0; 0]);
@@ -109,7 +109,7 @@ fn cost_is_added_in_u64_steps() {
 fn the_hit_rate_is_set_from_both_totals() {
     let done = watchdog();
     let recorder = Recording::default();
-    let counted = Counted::register(&recorder, &[], SeriesPricing::Unpriced);
+    let counted = LabelSetHandles::register(&recorder, &[], SeriesPricing::Unpriced);
     let rate = recorder.handle(&Key::from_name(catalog::KV_CACHE_HIT_RATE));
     // Nothing at all, then cached tokens but no input: no ratio to show yet.
     counted.add_cache_totals(0, 0);
