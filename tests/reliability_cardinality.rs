@@ -3,7 +3,7 @@
 //! counted, and resident memory stays bounded. (Its own binary: RSS is per process.)
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
@@ -22,10 +22,7 @@ const RSS_BOUND_BYTES: u64 = 16 << 20;
 
 #[test]
 fn a_million_model_names_cannot_explode_the_series() {
-    let (recorder, handle) = ExporterBuilder::new()
-        .with_upkeep_interval(Duration::from_millis(200))
-        .build()
-        .expect("recorder");
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let layer = LlmSpanLayer::builder()
         .with_recorder(recorder)
         .with_label("tenant")

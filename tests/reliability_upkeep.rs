@@ -2,7 +2,7 @@
 //! are fixed buckets of atomic counters, so memory stays flat however long the server
 //! runs, and every sample is counted. (Its own binary: RSS is per process.)
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::ExporterBuilder;
@@ -15,10 +15,7 @@ const CHUNK: u64 = 100_000;
 
 #[test]
 fn memory_stays_bounded_without_scrapes() {
-    let (recorder, handle) = ExporterBuilder::new()
-        .with_upkeep_interval(Duration::from_secs(3600))
-        .build()
-        .expect("recorder");
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let layer = LlmSpanLayer::builder()
         .with_recorder(recorder)
         .build()

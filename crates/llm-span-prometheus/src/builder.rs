@@ -1,20 +1,22 @@
 //! [`ExporterBuilder`]: buckets, labels, listener and access control, from code or env.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 #[cfg(feature = "tls")]
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use llm_span_layer::catalog;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
-use crate::owned::Owned;
 use crate::recorder::{MetricsHandle, MetricsRecorder};
+use crate::series::{BucketLayout, Buckets, SeriesMaker};
 use crate::server::{self, ExporterHandle, ServerConfig};
+use crate::store::MetricStore;
 
 /// The default listen address: loopback only, port 9000.
 pub const DEFAULT_LISTEN_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000);
@@ -49,7 +51,6 @@ const RESERVED_LABELS: [&str; 2] = ["le", "quantile"];
 /// | shutdown timeout | 5 s |
 /// | max connections | 64 |
 /// | max bytes in flight | 64 MiB ([`DEFAULT_MAX_BYTES_IN_FLIGHT`]) |
-/// | upkeep interval | 5 s |
 #[derive(Debug, Clone)]
 pub struct ExporterBuilder {
     listen: SocketAddr,
@@ -67,7 +68,6 @@ pub struct ExporterBuilder {
     shutdown_timeout: Duration,
     max_connections: usize,
     max_bytes_in_flight: usize,
-    upkeep_interval: Duration,
 }
 
 impl Default for ExporterBuilder {
@@ -95,7 +95,6 @@ impl ExporterBuilder {
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 64,
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
-            upkeep_interval: Duration::from_secs(5),
         }
     }
 
@@ -109,7 +108,31 @@ impl ExporterBuilder {
     /// A builder configured from `lookup`, which maps a variable name to its value:
     /// [`from_env`](Self::from_env) without touching the process environment.
     pub fn from_env_map(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ExporterError> {
-        crate::env::builder(&lookup)
+        let env = crate::env::read(&lookup)?;
+        let mut builder = Self::new();
+        if let Some(addr) = env.listen {
+            builder = builder.with_listen_addr(addr);
+        }
+        for network in env.allow {
+            builder = builder.with_allowed_network(network);
+        }
+        if let Some((user, password)) = env.basic_auth {
+            builder = builder.with_basic_auth(user, password);
+        }
+        if let Some(token) = env.bearer_token {
+            builder = builder.with_bearer_token(token);
+        }
+        if env.allow_public {
+            builder = builder.allow_unauthenticated_public_bind();
+        }
+        for (name, value) in env.global_labels {
+            builder = builder.with_global_label(name, value);
+        }
+        #[cfg(feature = "tls")]
+        if let Some((cert, key)) = env.tls {
+            builder = builder.with_tls(cert, key);
+        }
+        Ok(builder)
     }
 
     /// Listens on `addr` (port 0 picks a free port; see [`ExporterHandle::local_addr`]).
@@ -228,17 +251,9 @@ impl ExporterBuilder {
         self
     }
 
-    /// How often metrics-exporter-prometheus folds the samples of histograms outside
-    /// the catalog (those you register yourself) into buckets, in the background. The
-    /// catalog's histograms are exact at every scrape and do not wait for it.
-    pub fn with_upkeep_interval(mut self, interval: Duration) -> Self {
-        self.upkeep_interval = interval;
-        self
-    }
-
     /// Builds the recorder and a handle to render it, without installing anything
     /// globally or starting a listener: for serving `/metrics` from your own router,
-    /// or for tests. Upkeep runs while the recorder or a handle is alive.
+    /// or for tests.
     pub fn build(self) -> Result<(MetricsRecorder, MetricsHandle), ExporterError> {
         let recorder = self.build_recorder()?;
         let handle = recorder.handle();
@@ -264,8 +279,7 @@ impl ExporterBuilder {
 
     /// Builds the recorder, starts the listener and installs the recorder globally.
     ///
-    /// The listener runs until the returned handle is shut down or dropped; upkeep runs
-    /// for the life of the process, with the global recorder.
+    /// The listener runs until the returned handle is shut down or dropped.
     pub fn install(self) -> Result<ExporterHandle, ExporterError> {
         let (recorder, server) = self.spawn()?;
         // On failure the server is dropped here, which stops it.
@@ -278,47 +292,22 @@ impl ExporterBuilder {
         for (name, _) in &self.global_labels {
             check_label_name(name)?;
         }
-        if self.upkeep_interval.is_zero() {
-            return Err(ExporterError::InvalidSetting {
-                setting: "upkeep_interval",
-                reason: "must be greater than zero",
-            });
-        }
         buckets::validate("(default buckets)", &self.default_buckets)?;
-        let bucket_error = |metric: &str| ExporterError::InvalidBuckets {
-            metric: metric.to_owned(),
-            reason: "no boundaries given",
-        };
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets(&self.default_buckets)
-            .map_err(|_| bucket_error("(default buckets)"))?;
-        for (name, values) in &self.bucket_overrides {
-            buckets::validate(name, values)?;
-            // The catalog's histograms are stored by this crate (see `owned`); others
-            // are the upstream recorder's.
-            if buckets::preset(name).is_none() {
-                builder = builder
-                    .set_buckets_for_metric(Matcher::Full(name.clone()), values)
-                    .map_err(|_| bucket_error(name))?;
-            }
+        // The presets of the catalog's histograms, then the overrides (which win).
+        let mut by_name: HashMap<String, Arc<BucketLayout>> = buckets::PRESETS
+            .iter()
+            .map(|(name, bounds)| ((*name).to_owned(), BucketLayout::new(bounds)))
+            .collect();
+        for (name, bounds) in &self.bucket_overrides {
+            buckets::validate(name, bounds)?;
+            by_name.insert(name.clone(), BucketLayout::new(bounds));
         }
-        for (name, value) in &self.global_labels {
-            builder = builder.add_global_label(name, value);
-        }
-        let owned = Owned::new(self.global_labels.clone(), |metric| {
-            self.bucket_overrides
-                .iter()
-                .find(|(name, _)| name == metric)
-                .map(|(_, values)| values.clone())
-                .or_else(|| buckets::preset(metric).map(<[f64]>::to_vec))
-                .unwrap_or_else(|| self.default_buckets.clone())
-        });
-        MetricsRecorder::new(
-            builder.build_recorder(),
-            owned,
-            self.global_labels.clone(),
-            self.upkeep_interval,
-        )
+        let buckets = Buckets::new(by_name, &self.default_buckets);
+        let maker = SeriesMaker::new(self.global_labels.clone(), buckets);
+        Ok(MetricsRecorder::new(
+            MetricStore::new(maker),
+            &self.global_labels,
+        ))
     }
 
     fn server_config(&self) -> Result<ServerConfig, ExporterError> {

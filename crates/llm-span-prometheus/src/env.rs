@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 
 use crate::allow::Cidr;
 use crate::auth::Secret;
-use crate::builder::ExporterBuilder;
 use crate::error::ExporterError;
 
 /// Listen address, e.g. `0.0.0.0:9000`.
@@ -21,13 +20,24 @@ pub(crate) const GLOBAL_LABELS: &str = "LLM_METRICS_GLOBAL_LABELS";
 pub(crate) const TLS_CERT: &str = "LLM_METRICS_TLS_CERT";
 pub(crate) const TLS_KEY: &str = "LLM_METRICS_TLS_KEY";
 
-/// A builder from [`ExporterBuilder::new`] with the settings of the variables that
-/// `lookup` finds, applied through the builder's public methods only: `with_*` calls
-/// made afterwards override them, and allowed networks add up.
-pub(crate) fn builder(
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<ExporterBuilder, ExporterError> {
-    let mut builder = ExporterBuilder::new();
+/// The settings the variables give; what they leave unset is `None` or empty. The
+/// builder applies them with its public methods (`ExporterBuilder::from_env_map`).
+#[derive(Debug, Default)]
+pub(crate) struct EnvSettings {
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) allow: Vec<String>,
+    pub(crate) basic_auth: Option<(String, Secret)>,
+    pub(crate) bearer_token: Option<Secret>,
+    pub(crate) allow_public: bool,
+    pub(crate) global_labels: Vec<(String, String)>,
+    /// Certificate and key paths (read only with the `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) tls: Option<(String, String)>,
+}
+
+/// Reads the variables that `lookup` finds.
+pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSettings, ExporterError> {
+    let mut settings = EnvSettings::default();
     // An empty variable counts as unset, except for credentials (see `secret`).
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
@@ -41,18 +51,18 @@ pub(crate) fn builder(
                     "{listen:?} is not a socket address like 127.0.0.1:9000 or [::]:9000"
                 ),
             })?;
-        builder = builder.with_listen_addr(addr);
+        settings.listen = Some(addr);
     }
     if let Some(allow) = get(ALLOW) {
         for network in allow.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             // Parsed now so that a typo fails at start-up, with the text in the error.
             Cidr::parse(network)?;
-            builder = builder.with_allowed_network(network);
+            settings.allow.push(network.to_owned());
         }
     }
     let password = secret(lookup, BASIC_PASSWORD, BASIC_PASSWORD_FILE)?;
     match (lookup(BASIC_USER), password) {
-        (Some(user), Some(password)) => builder = builder.with_basic_auth(user, password),
+        (Some(user), Some(password)) => settings.basic_auth = Some((user, password)),
         (Some(_), None) => {
             return Err(ExporterError::InvalidEnv {
                 var: BASIC_USER,
@@ -68,12 +78,12 @@ pub(crate) fn builder(
         (None, None) => {}
     }
     if let Some(token) = secret(lookup, BEARER, BEARER_FILE)? {
-        builder = builder.with_bearer_token(token);
+        settings.bearer_token = Some(token);
     }
     if let Some(flag) = get(ALLOW_PUBLIC) {
         match flag.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" => builder = builder.allow_unauthenticated_public_bind(),
-            // Off is the default of `ExporterBuilder::new`: nothing to set.
+            "1" | "true" | "yes" => settings.allow_public = true,
+            // Off is the default: nothing to set.
             "0" | "false" | "no" => {}
             _ => {
                 return Err(ExporterError::InvalidEnv {
@@ -92,13 +102,15 @@ pub(crate) fn builder(
                 });
             };
             // Names are checked with the builder's own labels when the recorder is built.
-            builder = builder.with_global_label(name.trim(), value.trim());
+            settings
+                .global_labels
+                .push((name.trim().to_owned(), value.trim().to_owned()));
         }
     }
     match (get(TLS_CERT), get(TLS_KEY)) {
         (None, None) => {}
         #[cfg(feature = "tls")]
-        (Some(cert), Some(key)) => builder = builder.with_tls(cert, key),
+        (Some(cert), Some(key)) => settings.tls = Some((cert, key)),
         #[cfg(not(feature = "tls"))]
         (Some(_), Some(_)) => {
             return Err(ExporterError::InvalidEnv {
@@ -119,7 +131,7 @@ pub(crate) fn builder(
             })
         }
     }
-    Ok(builder)
+    Ok(settings)
 }
 
 /// A credential from `var` or from the file named by `file_var`; not both. A variable

@@ -1,13 +1,16 @@
-//! Writing one `/metrics` body from families of two origins: those the upstream
-//! recorder renders (counters, gauges, histograms outside the catalog) and those this
-//! crate keeps itself (the catalog's histograms, the cost in dollars, process metrics).
+//! The writer: one `/metrics` body from typed families, in the Prometheus text format
+//! 0.0.4 or in OpenMetrics 1.0 text, in one pass.
 //!
-//! Families are written in name order, each with its `# HELP` and `# TYPE`, in the
-//! Prometheus text format 0.0.4 or in OpenMetrics 1.0 text.
+//! Families are written in name order, each with its `# HELP` and `# TYPE`, and the
+//! series of a family in the order of their label text, so two renders of unchanged
+//! metrics are byte-identical. Nothing here parses exposition text.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::cost::write_usd;
+use crate::histogram::{Exemplar, HistogramSnapshot};
 
 /// The format of a `/metrics` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,136 +30,99 @@ impl Format {
     }
 }
 
-/// One metric family: its metadata and its sample lines.
+/// The value of one counter series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum CounterValue {
+    /// A `metrics` counter: a whole number.
+    Count(u64),
+    /// A counter read from elsewhere in a unit (CPU seconds).
+    Float(f64),
+    /// Picodollars, written in US dollars as an exact decimal.
+    Picodollars(u128),
+}
+
+/// The series of a family, by type; each series is its label pairs, as written between
+/// the braces, and its value.
 #[derive(Debug)]
-pub(crate) struct Family<'a> {
-    pub(crate) name: Cow<'a, str>,
-    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
-    pub(crate) kind: Cow<'a, str>,
-    /// HELP text escaped for the text format 0.0.4 (backslash and line feed).
-    pub(crate) help: Option<Cow<'a, str>>,
-    /// Sample lines, each ending in a line feed, written by the family's owner.
-    pub(crate) samples: Cow<'a, str>,
+pub(crate) enum Samples {
+    Counter(Vec<(Arc<str>, CounterValue)>),
+    Gauge(Vec<(Arc<str>, f64)>),
+    /// `le` holds the buckets' bounds as written, `+Inf` last.
+    Histogram {
+        le: Arc<[Box<str>]>,
+        series: Vec<(Arc<str>, HistogramSnapshot)>,
+    },
 }
 
-impl<'a> Family<'a> {
-    /// A family with no samples yet: HELP and TYPE only.
-    pub(crate) fn empty(name: &'a str, kind: &'a str, help: &str) -> Self {
-        Family {
-            name: Cow::Borrowed(name),
-            kind: Cow::Borrowed(kind),
-            help: Some(Cow::Owned(escape_help(help))),
-            samples: Cow::Borrowed(""),
+impl Samples {
+    /// The type's name in the text format 0.0.4.
+    fn kind(&self) -> &'static str {
+        match self {
+            Samples::Counter(_) => "counter",
+            Samples::Gauge(_) => "gauge",
+            Samples::Histogram { .. } => "histogram",
+        }
+    }
+
+    /// Series in the order of their label text; of two series with the same text (keys
+    /// whose label names differ only in characters the format cannot show), the first
+    /// registered is kept, so that no body holds a series twice.
+    fn sort(&mut self) {
+        fn sort<T>(series: &mut Vec<(Arc<str>, T)>) {
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            series.dedup_by(|later, kept| later.0 == kept.0);
+        }
+        match self {
+            Samples::Counter(series) => sort(series),
+            Samples::Gauge(series) => sort(series),
+            Samples::Histogram { series, .. } => sort(series),
         }
     }
 }
 
-/// Splits the upstream recorder's 0.0.4 output into families. Lines that belong to no
-/// family (there are none in practice) are dropped rather than misattributed.
-pub(crate) fn split_families(text: &str) -> Vec<Family<'_>> {
-    /// Gives the family being read its sample lines.
-    fn close<'a>(text: &'a str, families: &mut [Family<'a>], samples: &mut Option<(usize, usize)>) {
-        if let (Some(family), Some((start, end))) = (families.last_mut(), samples.take()) {
-            family.samples = Cow::Borrowed(&text[start..end]);
-        }
-    }
-    let mut families: Vec<Family<'_>> = Vec::new();
-    let mut samples: Option<(usize, usize)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let trimmed = line.trim_end_matches('\n');
-        if trimmed.is_empty() {
-            continue;
-        }
-        let meta = trimmed
-            .strip_prefix("# HELP ")
-            .map(|rest| (true, rest))
-            .or_else(|| trimmed.strip_prefix("# TYPE ").map(|rest| (false, rest)));
-        if let Some((is_help, rest)) = meta {
-            let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-            if families.last().is_none_or(|f| f.name != name) {
-                close(text, &mut families, &mut samples);
-                families.push(Family {
-                    name: Cow::Borrowed(name),
-                    kind: Cow::Borrowed("untyped"),
-                    help: None,
-                    samples: Cow::Borrowed(""),
-                });
-            }
-            if let Some(family) = families.last_mut() {
-                if is_help {
-                    family.help = Some(Cow::Borrowed(value));
-                } else {
-                    family.kind = Cow::Borrowed(value);
-                }
-            }
-        } else if trimmed.starts_with('#') {
-            continue;
-        } else if !families.is_empty() {
-            let range = samples.get_or_insert((start, start));
-            range.1 = offset;
-        }
-    }
-    close(text, &mut families, &mut samples);
-    families
+/// One metric family: its name, HELP text (unescaped) and series.
+#[derive(Debug)]
+pub(crate) struct Family {
+    pub(crate) name: Arc<str>,
+    pub(crate) help: Option<Arc<str>>,
+    pub(crate) samples: Samples,
 }
 
-/// Writes the families in name order, in `format`.
-pub(crate) fn write(mut families: Vec<Family<'_>>, format: Format) -> String {
-    families.sort_by(|a, b| a.name.cmp(&b.name));
-    let size: usize = families
-        .iter()
-        .map(|f| f.samples.len() + f.name.len() * 2 + 64)
-        .sum();
-    let mut out = String::with_capacity(size + 16);
-    for family in &families {
-        write_family(&mut out, family, format);
+impl Family {
+    /// A family's name and type in OpenMetrics: a counter family is named without
+    /// `_total`, its samples keep it; a counter whose name lacks it can only be `unknown`.
+    fn openmetrics_name(&self) -> (&str, &'static str) {
+        match (&self.samples, self.name.strip_suffix("_total")) {
+            (Samples::Counter(_), Some(base)) => (base, "counter"),
+            (Samples::Counter(_), None) => (&self.name, "unknown"),
+            (samples, _) => (&self.name, samples.kind()),
+        }
     }
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
-}
 
-/// A family's name and type in OpenMetrics.
-fn openmetrics_name<'f>(family: &'f Family<'_>) -> (&'f str, &'f str) {
-    match &*family.kind {
-        // An OpenMetrics counter family is named without `_total`; its samples
-        // keep it. A counter whose samples lack it can only be `unknown`.
-        "counter" => match family.name.strip_suffix("_total") {
-            Some(base) => (base, "counter"),
-            None => (&family.name, "unknown"),
-        },
-        "untyped" => (&family.name, "unknown"),
-        kind => (&family.name, kind),
+    /// The names the family takes: its OpenMetrics family name and the sample names its
+    /// type reserves there (as OpenMetrics parsers check them). They include every name
+    /// it has in the text format, so two families that take no name in common are valid
+    /// together in both formats.
+    pub(crate) fn taken_names(&self) -> Vec<String> {
+        let (name, kind) = self.openmetrics_name();
+        let suffixes: &[&str] = match kind {
+            "counter" => &["", "_total", "_created"],
+            "histogram" => &["", "_bucket", "_count", "_sum", "_created"],
+            _ => &[""],
+        };
+        suffixes
+            .iter()
+            .map(|suffix| format!("{name}{suffix}"))
+            .collect()
     }
-}
-
-/// The names a family takes: its OpenMetrics family name and the sample names its type
-/// reserves there (as OpenMetrics parsers check them). They include every name it has in
-/// the text format, so two families that take no name in common are valid together in
-/// both formats.
-pub(crate) fn taken_names(family: &Family<'_>) -> Vec<String> {
-    let (name, kind) = openmetrics_name(family);
-    let suffixes: &[&str] = match kind {
-        "counter" => &["", "_total", "_created"],
-        "histogram" | "summary" => &["", "_bucket", "_count", "_sum", "_created"],
-        _ => &[""],
-    };
-    suffixes
-        .iter()
-        .map(|suffix| format!("{name}{suffix}"))
-        .collect()
 }
 
 /// Keeps, in order, each family that takes no name already `taken` (see
-/// [`taken_names`]), and adds its names; returns how many families it left out.
-pub(crate) fn drop_clashes(families: &mut Vec<Family<'_>>, taken: &mut HashSet<String>) -> usize {
+/// [`Family::taken_names`]), and adds its names; returns how many families it left out.
+pub(crate) fn drop_clashes(families: &mut Vec<Family>, taken: &mut HashSet<String>) -> usize {
     let before = families.len();
     families.retain(|family| {
-        let names = taken_names(family);
+        let names = family.taken_names();
         let free = names.iter().all(|name| !taken.contains(name));
         if free {
             taken.extend(names);
@@ -166,49 +132,45 @@ pub(crate) fn drop_clashes(families: &mut Vec<Family<'_>>, taken: &mut HashSet<S
     before - families.len()
 }
 
-/// Puts a family's series in a stable order, by their text: one line per series, or for
-/// a histogram or summary its lines together (buckets in `le` order, `_sum`, `_count`,
-/// as their writer put them), so that two renders of unchanged metrics are identical.
-pub(crate) fn sort_series(family: &mut Family<'_>) {
-    let together = matches!(&*family.kind, "histogram" | "summary");
-    let last = format!("{}_count", family.name);
-    let samples = &*family.samples;
-    let mut series = Vec::new();
-    let (mut start, mut end) = (0, 0);
-    for line in samples.split_inclusive('\n') {
-        end += line.len();
-        if !together || line.starts_with(&last) {
-            series.push(&samples[start..end]);
-            start = end;
-        }
+/// Writes the families in name order, their series in label order, in `format`.
+pub(crate) fn write(mut families: Vec<Family>, format: Format) -> String {
+    families.sort_by(|a, b| a.name.cmp(&b.name));
+    // About 40 bytes of name and value per line, plus the labels.
+    let size: usize = families.iter().map(estimated_size).sum();
+    let mut out = String::with_capacity(size + 16);
+    for family in &mut families {
+        family.samples.sort();
+        write_family(&mut out, family, format);
     }
-    series.push(&samples[start..]);
-    series.sort_unstable();
-    family.samples = Cow::Owned(series.concat());
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
 }
 
-fn write_family(out: &mut String, family: &Family<'_>, format: Format) {
-    let (name, kind): (&str, &str) = match format {
-        Format::Text => (&family.name, &family.kind),
-        Format::OpenMetrics => openmetrics_name(family),
+fn estimated_size(family: &Family) -> usize {
+    let lines = |labels: &str, lines: usize| lines * (family.name.len() + labels.len() + 40);
+    let header = 2 * family.name.len() + family.help.as_deref().map_or(0, str::len) + 24;
+    let samples: usize = match &family.samples {
+        Samples::Counter(series) => series.iter().map(|(l, _)| lines(l, 1)).sum(),
+        Samples::Gauge(series) => series.iter().map(|(l, _)| lines(l, 1)).sum(),
+        Samples::Histogram { le, series } => {
+            series.iter().map(|(l, _)| lines(l, le.len() + 2)).sum()
+        }
+    };
+    header + samples
+}
+
+fn write_family(out: &mut String, family: &Family, format: Format) {
+    let (name, kind) = match format {
+        Format::Text => (&*family.name, family.samples.kind()),
+        Format::OpenMetrics => family.openmetrics_name(),
     };
     if let Some(help) = &family.help {
         out.push_str("# HELP ");
         out.push_str(name);
         out.push(' ');
-        match format {
-            Format::Text => out.push_str(help),
-            // OpenMetrics escapes double quotes in HELP too.
-            Format::OpenMetrics => {
-                for c in help.chars() {
-                    if c == '"' {
-                        out.push_str("\\\"");
-                    } else {
-                        out.push(c);
-                    }
-                }
-            }
-        }
+        write_help(out, help, format);
         out.push('\n');
     }
     out.push_str("# TYPE ");
@@ -216,23 +178,164 @@ fn write_family(out: &mut String, family: &Family<'_>, format: Format) {
     out.push(' ');
     out.push_str(kind);
     out.push('\n');
-    out.push_str(&family.samples);
+    let name = &*family.name;
+    match &family.samples {
+        Samples::Counter(series) => {
+            for (labels, value) in series {
+                write_name(out, name, "", labels, None);
+                match *value {
+                    CounterValue::Count(count) => {
+                        let _ = writeln!(out, " {count}");
+                    }
+                    CounterValue::Float(value) => {
+                        let _ = writeln!(out, " {}", Float(value));
+                    }
+                    CounterValue::Picodollars(pico) => {
+                        out.push(' ');
+                        write_usd(out, pico);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        Samples::Gauge(series) => {
+            for (labels, value) in series {
+                write_name(out, name, "", labels, None);
+                let _ = writeln!(out, " {}", Float(*value));
+            }
+        }
+        Samples::Histogram { le, series } => {
+            for (labels, snapshot) in series {
+                for (bucket, (le, count)) in le.iter().zip(&snapshot.cumulative).enumerate() {
+                    write_name(out, name, "_bucket", labels, Some(le));
+                    let _ = write!(out, " {count}");
+                    let exemplar = snapshot.exemplars.get(bucket).copied().flatten();
+                    if let (Format::OpenMetrics, Some(exemplar)) = (format, exemplar) {
+                        write_exemplar(out, &exemplar);
+                    }
+                    out.push('\n');
+                }
+                write_name(out, name, "_sum", labels, None);
+                let _ = writeln!(out, " {}", Float(snapshot.sum));
+                write_name(out, name, "_count", labels, None);
+                let _ = writeln!(out, " {}", snapshot.count());
+            }
+        }
+    }
 }
 
-/// Escapes HELP text for the text format 0.0.4.
-pub(crate) fn escape_help(help: &str) -> String {
-    let mut out = String::with_capacity(help.len());
+/// Writes `name{labels,le="bound"}` (no braces when there are no labels).
+fn write_name(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    out.push_str(labels);
+    if let Some(le) = le {
+        if !labels.is_empty() {
+            out.push(',');
+        }
+        out.push_str("le=\"");
+        out.push_str(le);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// HELP text: the text format 0.0.4 escapes backslash and line feed; OpenMetrics double
+/// quotes too.
+fn write_help(out: &mut String, help: &str, format: Format) {
     for c in help.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
             c => out.push(c),
         }
     }
-    out
 }
 
-/// Appends `name="value"` label pairs, escaped, without braces.
+/// The most UTF-8 characters an exemplar's label names and values may have together
+/// (OpenMetrics 1.0).
+const EXEMPLAR_LABELS_MAX: usize = 128;
+
+/// Appends ` # {trace_id="..",span_id=".."} value timestamp` to a bucket line. The span
+/// id is left out if the label set would pass the OpenMetrics limit, and the whole
+/// exemplar if even the trace id would.
+fn write_exemplar(out: &mut String, exemplar: &Exemplar) {
+    let trace_id = exemplar.trace.trace_id_hex();
+    let span_id = exemplar.trace.span_id_hex();
+    let Some(labels) = exemplar_labels(&trace_id, span_id.as_deref()) else {
+        return;
+    };
+    let _ = write!(
+        out,
+        " # {{{labels}}} {} {:.3}",
+        Float(exemplar.value),
+        exemplar.timestamp
+    );
+}
+
+/// An exemplar's label pairs within the OpenMetrics limit on their characters.
+fn exemplar_labels(trace_id: &str, span_id: Option<&str>) -> Option<String> {
+    let chars = |pairs: &[(&str, &str)]| -> usize {
+        pairs
+            .iter()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum()
+    };
+    let mut pairs = vec![("trace_id", trace_id)];
+    if let Some(span_id) = span_id {
+        pairs.push(("span_id", span_id));
+        if chars(&pairs) > EXEMPLAR_LABELS_MAX {
+            pairs.pop();
+        }
+    }
+    if chars(&pairs) > EXEMPLAR_LABELS_MAX {
+        return None;
+    }
+    let mut text = String::new();
+    write_label_pairs(&mut text, pairs);
+    Some(text)
+}
+
+/// A metric name as both formats allow it: `[a-zA-Z_:][a-zA-Z0-9_:]*`, any other
+/// character replaced by `_` (as metrics-exporter-prometheus does).
+pub(crate) fn metric_name(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let valid =
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit());
+            if valid {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A label name as both formats allow it: `[a-zA-Z_][a-zA-Z0-9_]*`, any other character
+/// replaced by `_`.
+pub(crate) fn label_name(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let valid = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+            if valid {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Appends `name="value"` label pairs, names made valid and values escaped, without
+/// braces.
 pub(crate) fn write_label_pairs<'l>(
     out: &mut String,
     labels: impl IntoIterator<Item = (&'l str, &'l str)>,
@@ -241,10 +344,7 @@ pub(crate) fn write_label_pairs<'l>(
         if index > 0 {
             out.push(',');
         }
-        for (i, c) in name.chars().enumerate() {
-            let valid = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
-            out.push(if valid { c } else { '_' });
-        }
+        out.push_str(&label_name(name));
         out.push_str("=\"");
         for c in value.chars() {
             match c {
@@ -258,36 +358,14 @@ pub(crate) fn write_label_pairs<'l>(
     }
 }
 
-/// Writes a sample line: `name{labels,extra} value`. `labels` are pre-rendered pairs.
-pub(crate) fn write_sample(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    labels: &str,
-    extra: Option<(&str, &str)>,
-    value: impl std::fmt::Display,
-) {
-    out.push_str(name);
-    out.push_str(suffix);
-    if !labels.is_empty() || extra.is_some() {
-        out.push('{');
-        out.push_str(labels);
-        if let Some((key, text)) = extra {
-            if !labels.is_empty() {
-                out.push(',');
-            }
-            out.push_str(key);
-            out.push_str("=\"");
-            out.push_str(text);
-            out.push('"');
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-/// A float as both formats read it: shortest round-trip digits, `+Inf`, `-Inf`, `NaN`.
+/// A float as both formats read it: a whole number without a fraction (`3`, as
+/// metrics-exporter-prometheus wrote gauges), else the shortest digits that round-trip
+/// (`0.1`, `1e300`), and `+Inf`, `-Inf`, `NaN`.
 pub(crate) struct Float(pub(crate) f64);
+
+/// Whole numbers up to this are written without an exponent (`2^53`: every integer up
+/// to it is exact in an `f64`).
+const WHOLE_MAX: f64 = 9_007_199_254_740_992.0;
 
 impl std::fmt::Display for Float {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,6 +374,9 @@ impl std::fmt::Display for Float {
             f.write_str("NaN")
         } else if value.is_infinite() {
             f.write_str(if value > 0.0 { "+Inf" } else { "-Inf" })
+        } else if value.fract() == 0.0 && value.abs() <= WHOLE_MAX {
+            // `-0.0` is written `-0`, which both formats read as 0.
+            write!(f, "{value}")
         } else {
             // Debug prints the shortest digits that round-trip, with an exponent for
             // very large or small values (Display would print every digit of 1e300).
@@ -308,107 +389,146 @@ impl std::fmt::Display for Float {
 mod tests {
     use super::*;
 
-    const UPSTREAM: &str = "# HELP b_total B help\n# TYPE b_total counter\nb_total{x=\"1\"} 3\nb_total{x=\"2\"} 4\n\n# TYPE a gauge\na 1.5\n\n# HELP c C\n# TYPE c histogram\nc_bucket{le=\"1\"} 1\nc_bucket{le=\"+Inf\"} 2\nc_sum 3\nc_count 2\n\n";
+    fn counter(name: &str, series: &[(&str, u64)]) -> Family {
+        Family {
+            name: name.into(),
+            help: None,
+            samples: Samples::Counter(
+                series
+                    .iter()
+                    .map(|(l, v)| ((*l).into(), CounterValue::Count(*v)))
+                    .collect(),
+            ),
+        }
+    }
 
-    #[test]
-    fn upstream_families_are_split_whole() {
-        let families = split_families(UPSTREAM);
-        let names: Vec<&str> = families.iter().map(|f| &*f.name).collect();
-        assert_eq!(names, ["b_total", "a", "c"]);
-        assert_eq!(families[0].kind, "counter");
-        assert_eq!(families[0].help.as_deref(), Some("B help"));
-        assert_eq!(
-            families[0].samples,
-            "b_total{x=\"1\"} 3\nb_total{x=\"2\"} 4\n"
-        );
-        assert_eq!(families[1].help, None);
-        assert_eq!(families[1].samples, "a 1.5\n");
-        assert_eq!(families[2].samples.lines().count(), 4);
+    fn gauge(name: &str, series: &[(&str, f64)]) -> Family {
+        Family {
+            name: name.into(),
+            help: None,
+            samples: Samples::Gauge(series.iter().map(|(l, v)| ((*l).into(), *v)).collect()),
+        }
+    }
+
+    fn histogram(name: &str, series: &[(&str, [u64; 2], f64)]) -> Family {
+        Family {
+            name: name.into(),
+            help: None,
+            samples: Samples::Histogram {
+                le: ["1".into(), "+Inf".into()].into(),
+                series: series
+                    .iter()
+                    .map(|(l, cumulative, sum)| {
+                        (
+                            (*l).into(),
+                            HistogramSnapshot {
+                                cumulative: cumulative.to_vec(),
+                                sum: *sum,
+                                exemplars: Vec::new(),
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        }
     }
 
     #[test]
-    fn families_are_written_in_name_order() {
-        let text = write(split_families(UPSTREAM), Format::Text);
+    fn families_in_name_order_and_series_in_label_order() {
+        let mut b = counter("b_total", &[("x=\"2\"", 4), ("x=\"1\"", 3)]);
+        b.help = Some("B help".into());
+        let families = vec![
+            b,
+            gauge("a", &[("", 1.5)]),
+            histogram("c", &[("k=\"b\"", [0, 1], 2.0), ("k=\"a\"", [1, 2], 0.5)]),
+        ];
         assert_eq!(
-            text,
-            "# TYPE a gauge\na 1.5\n# HELP b_total B help\n# TYPE b_total counter\nb_total{x=\"1\"} 3\nb_total{x=\"2\"} 4\n# HELP c C\n# TYPE c histogram\nc_bucket{le=\"1\"} 1\nc_bucket{le=\"+Inf\"} 2\nc_sum 3\nc_count 2\n"
+            write(families, Format::Text),
+            "# TYPE a gauge\na 1.5\n\
+             # HELP b_total B help\n# TYPE b_total counter\nb_total{x=\"1\"} 3\nb_total{x=\"2\"} 4\n\
+             # TYPE c histogram\n\
+             c_bucket{k=\"a\",le=\"1\"} 1\nc_bucket{k=\"a\",le=\"+Inf\"} 2\nc_sum{k=\"a\"} 0.5\nc_count{k=\"a\"} 2\n\
+             c_bucket{k=\"b\",le=\"1\"} 0\nc_bucket{k=\"b\",le=\"+Inf\"} 1\nc_sum{k=\"b\"} 2\nc_count{k=\"b\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn series_with_the_same_label_text_are_written_once() {
+        let family = counter("a_total", &[("k=\"1\"", 1), ("k=\"0\"", 5), ("k=\"1\"", 2)]);
+        assert_eq!(
+            write(vec![family], Format::Text),
+            "# TYPE a_total counter\na_total{k=\"0\"} 5\na_total{k=\"1\"} 1\n"
         );
     }
 
     #[test]
     fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
-        let mut families = split_families(UPSTREAM);
-        families.push(Family {
-            name: "odd".into(),
-            kind: "counter".into(),
-            help: Some("say \"hi\"".into()),
-            samples: "odd 1\n".into(),
-        });
-        let text = write(families, Format::OpenMetrics);
-        assert!(
-            text.contains("# HELP b B help\n# TYPE b counter\nb_total{x=\"1\"} 3\n"),
-            "{text}"
+        let mut b = counter("b_total", &[("x=\"1\"", 3)]);
+        b.help = Some("B \"help\"\\\n".into());
+        let mut odd = counter("odd", &[("", 1)]);
+        odd.help = Some("say \"hi\"".into());
+        let text = write(vec![b, odd], Format::OpenMetrics);
+        assert_eq!(
+            text,
+            "# HELP b B \\\"help\\\"\\\\\\n\n# TYPE b counter\nb_total{x=\"1\"} 3\n\
+             # HELP odd say \\\"hi\\\"\n# TYPE odd unknown\nodd 1\n# EOF\n"
         );
-        assert!(
-            text.contains("# HELP odd say \\\"hi\\\"\n# TYPE odd unknown\nodd 1\n"),
-            "{text}"
+        let mut b = counter("b_total", &[]);
+        b.help = Some("B \"help\"\\\n".into());
+        assert_eq!(
+            write(vec![b], Format::Text),
+            "# HELP b_total B \"help\"\\\\\\n\n# TYPE b_total counter\n"
         );
-        assert!(text.ends_with("odd 1\n# EOF\n"), "{text}");
     }
 
-    fn family(name: &'static str, kind: &'static str, samples: &'static str) -> Family<'static> {
-        Family {
-            name: name.into(),
-            kind: kind.into(),
+    #[test]
+    fn counters_in_a_unit_and_in_dollars() {
+        let family = Family {
+            name: "c_total".into(),
             help: None,
-            samples: samples.into(),
-        }
+            samples: Samples::Counter(vec![
+                ("k=\"a\"".into(), CounterValue::Float(1.25)),
+                (
+                    "k=\"b\"".into(),
+                    CounterValue::Picodollars(2_500_000_000_001),
+                ),
+                ("k=\"c\"".into(), CounterValue::Float(3.0)),
+            ]),
+        };
+        assert_eq!(
+            write(vec![family], Format::Text),
+            "# TYPE c_total counter\nc_total{k=\"a\"} 1.25\nc_total{k=\"b\"} 2.500000000001\nc_total{k=\"c\"} 3\n"
+        );
     }
 
     #[test]
     fn families_take_their_openmetrics_name_and_their_type_s_sample_names() {
-        let taken = |name, kind| taken_names(&family(name, kind, ""));
-        assert_eq!(taken("a_total", "counter"), ["a", "a_total", "a_created"]);
-        assert_eq!(taken("a", "counter"), ["a"]);
         assert_eq!(
-            taken("h", "histogram"),
+            counter("a_total", &[]).taken_names(),
+            ["a", "a_total", "a_created"]
+        );
+        assert_eq!(counter("a", &[]).taken_names(), ["a"]);
+        assert_eq!(
+            histogram("h", &[]).taken_names(),
             ["h", "h_bucket", "h_count", "h_sum", "h_created"]
         );
-        assert_eq!(
-            taken("s", "summary"),
-            ["s", "s_bucket", "s_count", "s_sum", "s_created"]
-        );
-        assert_eq!(taken("g_total", "gauge"), ["g_total"]);
-        assert_eq!(taken("u_total", "untyped"), ["u_total"]);
+        assert_eq!(gauge("g_total", &[]).taken_names(), ["g_total"]);
     }
 
     #[test]
     fn the_first_family_to_take_a_name_keeps_it() {
         let mut families = vec![
-            family("a", "gauge", ""),
-            family("a_total", "counter", ""),
-            family("b_total", "counter", ""),
-            family("h_sum", "gauge", ""),
-            family("h", "histogram", ""),
+            gauge("a", &[]),
+            counter("a_total", &[]),
+            counter("b_total", &[]),
+            gauge("h_sum", &[]),
+            histogram("h", &[]),
         ];
         let mut taken = HashSet::from(["b_created".to_owned()]);
         assert_eq!(drop_clashes(&mut families, &mut taken), 3);
         let kept: Vec<&str> = families.iter().map(|f| &*f.name).collect();
         assert_eq!(kept, ["a", "h_sum"]);
         assert_eq!(taken.len(), 3, "{taken:?}");
-    }
-
-    #[test]
-    fn series_are_sorted_and_a_histogram_s_lines_stay_together() {
-        let mut gauge = family("g", "gauge", "g{k=\"b\"} 1\ng{k=\"a\"} 2\ng{k=\"c\"} 0\n");
-        sort_series(&mut gauge);
-        assert_eq!(gauge.samples, "g{k=\"a\"} 2\ng{k=\"b\"} 1\ng{k=\"c\"} 0\n");
-        let b = "h_bucket{k=\"b\",le=\"1\"} 0\nh_bucket{k=\"b\",le=\"+Inf\"} 1\nh_sum{k=\"b\"} 2\nh_count{k=\"b\"} 1\n";
-        let a = "h_bucket{k=\"a\",le=\"1\"} 1\nh_bucket{k=\"a\",le=\"+Inf\"} 1\nh_sum{k=\"a\"} 0.5\nh_count{k=\"a\"} 1\n";
-        let mut histogram = family("h", "histogram", "");
-        histogram.samples = format!("{b}{a}").into();
-        sort_series(&mut histogram);
-        assert_eq!(histogram.samples, format!("{a}{b}"));
     }
 
     #[test]
@@ -419,12 +539,14 @@ mod tests {
             [("model", "a\"b\\c\nd"), ("bad-name", "x"), ("9", "y")],
         );
         assert_eq!(out, "model=\"a\\\"b\\\\c\\nd\",bad_name=\"x\",_=\"y\"");
-        assert_eq!(escape_help("a\\b\nc \"q\""), "a\\\\b\\nc \"q\"");
         let floats: Vec<String> = [
             0.1,
             1.0,
+            -2.0,
             1e300,
             1e-7,
+            9_007_199_254_740_992.0,
+            18_014_398_509_481_984.0,
             f64::INFINITY,
             f64::NEG_INFINITY,
             f64::NAN,
@@ -434,16 +556,23 @@ mod tests {
         .collect();
         assert_eq!(
             floats,
-            ["0.1", "1.0", "1e300", "1e-7", "+Inf", "-Inf", "NaN"]
+            [
+                "0.1",
+                "1",
+                "-2",
+                "1e300",
+                "1e-7",
+                "9007199254740992",
+                "1.8014398509481984e16",
+                "+Inf",
+                "-Inf",
+                "NaN"
+            ]
         );
-        let mut line = String::new();
-        write_sample(&mut line, "x", "_bucket", "", Some(("le", "0.5")), 3);
-        write_sample(&mut line, "x", "_sum", "a=\"1\"", None, Float(2.5));
-        assert_eq!(line, "x_bucket{le=\"0.5\"} 3\nx_sum{a=\"1\"} 2.5\n");
     }
 
     #[test]
-    fn label_names_keep_letters_underscores_and_digits_after_the_first() {
+    fn names_keep_letters_underscores_and_digits_after_the_first() {
         let mut out = String::new();
         write_label_pairs(
             &mut out,
@@ -451,9 +580,93 @@ mod tests {
                 ("a1", "v"),
                 ("_b", "w"),
                 ("1c", "x"),
-                ("d-e9", "y\"q\"\n\\"),
+                ("d-e9:", "y\"q\"\n\\"),
             ],
         );
-        assert_eq!(out, r#"a1="v",_b="w",_c="x",d_e9="y\"q\"\n\\""#);
+        assert_eq!(out, r#"a1="v",_b="w",_c="x",d_e9_="y\"q\"\n\\""#);
+        assert_eq!(metric_name("vllm:a-b9"), "vllm:a_b9");
+        assert_eq!(metric_name("9a:"), "_a:");
+        assert_eq!(metric_name("é"), "_");
+    }
+
+    #[test]
+    fn a_bucket_line_carries_its_exemplar_in_openmetrics_only() {
+        let trace = llm_span_layer::exemplar::TraceContext::from_hex(
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            Some("00f067aa0ba902b7"),
+        )
+        .expect("trace");
+        let exemplar = Exemplar {
+            trace,
+            value: 0.3,
+            timestamp: 1_700_000_000.25,
+        };
+        let family = || Family {
+            name: "h".into(),
+            help: None,
+            samples: Samples::Histogram {
+                le: ["1".into(), "+Inf".into()].into(),
+                series: vec![(
+                    "".into(),
+                    HistogramSnapshot {
+                        cumulative: vec![1, 1],
+                        sum: 0.3,
+                        exemplars: vec![Some(exemplar), None],
+                    },
+                )],
+            },
+        };
+        assert_eq!(
+            write(vec![family()], Format::OpenMetrics),
+            "# TYPE h histogram\n\
+             h_bucket{le=\"1\"} 1 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\",span_id=\"00f067aa0ba902b7\"} 0.3 1700000000.250\n\
+             h_bucket{le=\"+Inf\"} 1\nh_sum 0.3\nh_count 1\n# EOF\n"
+        );
+        assert_eq!(
+            write(vec![family()], Format::Text),
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.3\nh_count 1\n"
+        );
+    }
+
+    #[test]
+    fn exemplar_label_sets_stay_within_128_characters() {
+        let trace = "a".repeat(32);
+        assert_eq!(
+            exemplar_labels(&trace, Some("00f067aa0ba902b7")).as_deref(),
+            Some(format!("trace_id=\"{trace}\",span_id=\"00f067aa0ba902b7\"").as_str())
+        );
+        // 8 + 120 = 128: fits; the span id would not.
+        let long = "b".repeat(120);
+        assert_eq!(
+            exemplar_labels(&long, Some("00f067aa0ba902b7")),
+            Some(format!("trace_id=\"{long}\""))
+        );
+        assert_eq!(exemplar_labels(&"c".repeat(121), None), None);
+        // Characters, not bytes.
+        assert!(exemplar_labels(&"é".repeat(120), None).is_some());
+    }
+
+    #[test]
+    fn exemplar_labels_may_use_all_128_characters() {
+        // trace_id (8) + span_id (7) + a 16-character span id: 97 characters of trace id
+        // make exactly 128, the OpenMetrics limit, which is allowed.
+        let trace = "a".repeat(128 - 8 - 7 - 16);
+        let span = "b".repeat(16);
+        assert_eq!(
+            exemplar_labels(&trace, Some(&span)),
+            Some(format!("trace_id=\"{trace}\",span_id=\"{span}\""))
+        );
+        // One more and the span id is left out; past 128 alone, no exemplar.
+        let longer = format!("{trace}a");
+        assert_eq!(
+            exemplar_labels(&longer, Some(&span)),
+            Some(format!("trace_id=\"{longer}\""))
+        );
+        let at_limit = "c".repeat(128 - 8);
+        assert_eq!(
+            exemplar_labels(&at_limit, None),
+            Some(format!("trace_id=\"{at_limit}\""))
+        );
+        assert_eq!(exemplar_labels(&format!("{at_limit}c"), None), None);
     }
 }

@@ -55,23 +55,25 @@
 //!
 //! # The recorder
 //!
-//! - Every histogram of [`llm_span_layer::catalog::METRICS`] is stored by this crate as
-//!   fixed buckets of atomic counters ([`buckets::PRESETS`], overridable with
-//!   [`ExporterBuilder::with_buckets`]): a sample is a binary search and two atomic
-//!   additions, nothing is allocated and nothing waits for upkeep, and every scrape has
-//!   monotone buckets whose `+Inf` equals `_count`. `_sum` includes every sample in
-//!   `_count` and may include samples being recorded at that instant.
+//! Every series is kept by this crate, in one store: a [`metrics-util`] registry of typed
+//! series (whole-number counters, gauges, fixed-bucket histograms, the cost in
+//! picodollars), written straight from that store in either format. Nothing runs in the
+//! background and nothing waits for a scrape.
+//!
+//! - Every histogram is fixed buckets of atomic counters: the catalog's get
+//!   [`buckets::PRESETS`], yours [`buckets::DEFAULT`] (either overridable with
+//!   [`ExporterBuilder::with_buckets`] and [`ExporterBuilder::with_default_buckets`]), so
+//!   nothing renders as a summary and `histogram_quantile` works on every histogram and
+//!   across instances. A sample is a binary search and two atomic additions; nothing is
+//!   allocated, and every scrape has monotone buckets whose `+Inf` equals `_count`. `_sum`
+//!   includes every sample in `_count` and may include samples being recorded at that
+//!   instant.
 //! - The layer's cost counter (`llm_cost_pico_usd_total`, integer picodollars) is kept
 //!   past 64 bits and served as `llm_cost_usd_total`, in US dollars, as an exact decimal.
-//! - The request gauges (`llm_active_requests`, `llm_queue_depth`) are kept here too: a
-//!   series that only requests not bound yet passed through (registered with
+//! - The request gauges (`llm_active_requests`, `llm_queue_depth`): a series that only
+//!   requests not bound yet passed through (registered with
 //!   [`llm_span_layer::catalog::PENDING_GAUGE_TARGET`], such as `tenant="unknown"`
 //!   before authentication) is left out while it is 0, so it leaves nothing behind.
-//! - Everything else (counters, gauges, your own histograms) is kept by
-//!   metrics-exporter-prometheus ([`build_recorder`]); your histograms get
-//!   [`buckets::DEFAULT`], so nothing renders as a summary and `histogram_quantile` works
-//!   on every histogram and across instances. Their samples are folded into buckets every
-//!   5 s on a background thread, for as long as the recorder or a handle lives.
 //! - HELP text comes from the catalog, and [`MetricsHandle::render`] adds `# HELP` and
 //!   `# TYPE` for catalog families that have no series yet, so the output names every
 //!   family from the first scrape and passes `promtool check metrics` without warnings.
@@ -182,7 +184,6 @@
 //! | [`with_default_buckets(&[..])`](ExporterBuilder::with_default_buckets) (histograms outside the catalog) | | [`buckets::DEFAULT`], the Prometheus client defaults |
 //! | [`with_header_read_timeout`](ExporterBuilder::with_header_read_timeout), [`with_connection_timeout`](ExporterBuilder::with_connection_timeout), [`with_shutdown_timeout`](ExporterBuilder::with_shutdown_timeout) (at most a day, [`MAX_HTTP_TIMEOUT`]) | | 5 s, 30 s, 5 s |
 //! | [`with_max_connections(n)`](ExporterBuilder::with_max_connections) (1 to 65,536, [`MAX_CONNECTIONS_LIMIT`]) | | 64 |
-//! | [`with_upkeep_interval(d)`](ExporterBuilder::with_upkeep_interval) | | 5 s |
 //!
 //! Configuring it in code, serving `/metrics` from your own router, and the Prometheus
 //! scrape job: [`manual::scraping`].
@@ -216,20 +217,21 @@
 //! What the layer reads and emits (the span contract, the metrics reference, prices,
 //! exemplars): [`llm_span_layer::manual`].
 //!
-//! [`build_recorder`]: metrics_exporter_prometheus::PrometheusBuilder::build_recorder
+//! [`metrics-util`]: https://docs.rs/metrics-util
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 // docs.rs (`--cfg docsrs`, nightly) marks the items of the `tls` and `process` features.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// Where things live: `builder` (ExporterBuilder, checks of its settings), `env`
-// (LLM_METRICS_* variables, through the builder's public methods), `recorder`
-// (MetricsRecorder, MetricsHandle, upkeep), `owned` (the series kept here: catalog
-// histograms in `histogram`, the cost in `cost`), `exposition` (one body from both
-// stores), `buckets` (presets), `server` (the listener), `negotiate` (what a scraper
-// accepts), `auth` (Secret, basic and bearer checks), `allow` (the network
-// allowlist), `tls` and `process` (optional features), `error` (ExporterError).
+// Where things live, top to bottom: `builder` (ExporterBuilder, checks of its
+// settings), reading `env` (LLM_METRICS_* variables); `server` (the listener),
+// `negotiate` (what a scraper accepts), `auth` (Secret, basic and bearer checks),
+// `allow` (the network allowlist), `tls`; `recorder` (MetricsRecorder, MetricsHandle);
+// `store` (one registry of every series, HELP text, the families of a render);
+// `series` (one series of each type: `histogram` for fixed buckets, `cost` for
+// picodollars); `exposition` (the writer of both formats); `process`; `buckets`
+// (presets); `error` (ExporterError).
 mod allow;
 mod auth;
 pub mod buckets;
@@ -241,11 +243,12 @@ mod exposition;
 mod histogram;
 pub mod manual;
 mod negotiate;
-mod owned;
 #[cfg(feature = "process")]
 mod process;
 mod recorder;
+mod series;
 mod server;
+mod store;
 #[cfg(feature = "tls")]
 mod tls;
 

@@ -4,14 +4,17 @@
 //! collectors, so existing dashboards work. On other systems, or when `/proc` cannot be
 //! read, the affected lines are left out.
 
-use crate::exposition::{escape_help, write_label_pairs, write_sample, Family, Float};
+use std::sync::Arc;
+
+use crate::exposition::{CounterValue, Family, Samples};
 
 /// Clock ticks per second of `/proc/<pid>/stat` times: `USER_HZ`, which Linux fixes at
 /// 100 in its user-space ABI on the common architectures (no libc call needed).
 const USER_HZ: f64 = 100.0;
 
-/// The process families readable now, with `labels` on each sample.
-pub(crate) fn families(labels: &[(String, String)]) -> Vec<Family<'static>> {
+/// The process families readable now, with `labels` (label pairs as written) on each
+/// sample.
+pub(crate) fn families(labels: &Arc<str>) -> Vec<Family> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let fields: Vec<&str> = stat
@@ -21,19 +24,16 @@ pub(crate) fn families(labels: &[(String, String)]) -> Vec<Family<'static>> {
         .unwrap_or_default();
     // Field n of proc(5) (1-based) is fields[n - 3]: pid and comm come before.
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-    let mut label_text = String::new();
-    write_label_pairs(
-        &mut label_text,
-        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
     let family = |name: &'static str, kind: &'static str, help: &str, value: f64| {
-        let mut samples = String::new();
-        write_sample(&mut samples, name, "", &label_text, None, Float(value));
+        let labels = Arc::clone(labels);
         Family {
             name: name.into(),
-            kind: kind.into(),
-            help: Some(escape_help(help).into()),
-            samples: samples.into(),
+            help: Some(help.into()),
+            samples: if kind == "counter" {
+                Samples::Counter(vec![(labels, CounterValue::Float(value))])
+            } else {
+                Samples::Gauge(vec![(labels, value)])
+            },
         }
     };
     let mut families = Vec::with_capacity(4);
@@ -93,12 +93,13 @@ fn status_kib(field: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    fn render(labels: &Arc<str>) -> String {
+        crate::exposition::write(families(labels), crate::exposition::Format::Text)
+    }
+
     #[test]
     fn renders_the_four_process_metrics() {
-        let out: String = families(&[("service".into(), "a\"b".into())])
-            .iter()
-            .map(|f| f.samples.to_string())
-            .collect();
+        let out = render(&"service=\"a\\\"b\"".into());
         for name in [
             "process_cpu_seconds_total",
             "process_start_time_seconds",
@@ -189,10 +190,7 @@ mod tests {
             }
         }
         let (ticks_before, rss_before) = ticks_and_rss_kib();
-        let out: String = families(&[])
-            .iter()
-            .map(|f| f.samples.to_string())
-            .collect();
+        let out = render(&"".into());
         let (ticks_after, rss_after) = ticks_and_rss_kib();
         let cpu = value_of(&out, "process_cpu_seconds_total");
         assert!(

@@ -1,81 +1,23 @@
-//! [`MetricsRecorder`] and [`MetricsHandle`]: the recorder, the handle that renders it,
-//! background upkeep and HELP/TYPE completion.
-//!
-//! The recorder keeps the catalog's histograms and the cost itself ([`crate::owned`])
-//! and hands everything else to metrics-exporter-prometheus; a render merges both into
-//! one body.
+//! [`MetricsRecorder`] and [`MetricsHandle`]: the `metrics` recorder over the store, and
+//! the handle that renders it.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Arc;
 
 use llm_span_layer::catalog;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 
-use crate::error::ExporterError;
-use crate::exposition::{self, Family, Format};
-use crate::owned::{self, Owned};
+use crate::exposition::{self, Family, Format, Samples};
+use crate::series;
+use crate::store::MetricStore;
 
-/// Drains the samples of histograms outside the catalog (those the upstream recorder
-/// keeps) into buckets every few seconds, for as long as a [`MetricsRecorder`] or a
-/// [`MetricsHandle`] exists; stops and joins when the last goes. The catalog's
-/// histograms need none.
-struct Upkeep {
-    stop: Mutex<Option<mpsc::Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Upkeep {
-    fn start(handle: PrometheusHandle, interval: Duration) -> Result<Arc<Self>, ExporterError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("llm-metrics-upkeep".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => handle.run_upkeep(),
-                    // The sender is only ever dropped, never used: disconnection means stop.
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                }
-            })
-            .map_err(ExporterError::Runtime)?;
-        Ok(Arc::new(Self {
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
-        }))
-    }
-}
-
-impl Drop for Upkeep {
-    fn drop(&mut self) {
-        drop(
-            self.stop
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            // The upkeep thread holds no Upkeep, so this is never a self-join.
-            let _ = thread.join();
-        }
-    }
-}
-
-struct Shared {
-    prometheus: PrometheusHandle,
-    owned: Owned,
-    /// Global labels, for the lines this crate renders itself.
-    #[cfg_attr(not(feature = "process"), allow(dead_code))]
-    global_labels: Vec<(String, String)>,
-    _upkeep: Arc<Upkeep>,
+/// What the recorder and its handles share: the store, and the global labels of the
+/// series this crate writes itself (process metrics, the exporter's own gauges).
+#[derive(Debug)]
+struct Exporter {
+    store: MetricStore,
+    global_labels: Arc<str>,
 }
 
 /// A cheap, cloneable handle that renders the metrics in the Prometheus text format.
@@ -84,7 +26,7 @@ struct Shared {
 /// `# TYPE` for every family of [`catalog::METRICS`], also before the first request.
 #[derive(Clone)]
 pub struct MetricsHandle {
-    shared: Arc<Shared>,
+    exporter: Arc<Exporter>,
 }
 
 impl fmt::Debug for MetricsHandle {
@@ -122,91 +64,51 @@ impl MetricsHandle {
     }
 
     pub(crate) fn render_as(&self, format: Format) -> String {
-        let shared = &*self.shared;
-        let upstream = shared.prometheus.render();
-        let mut families = exposition::split_families(&upstream);
-        families.extend(shared.owned.families(format));
-        families.push(request_spans_enabled(&shared.global_labels));
-        complete_catalog(&mut families);
+        let exporter = &*self.exporter;
+        let labels = &exporter.global_labels;
+        let mut families = exporter.store.families();
+        // Whether request spans can reach the layer, read now (the store holds the
+        // family, from the catalog, with no series).
+        let enabled = f64::from(u8::from(llm_span_layer::request_spans_enabled()));
+        for family in &mut families {
+            if &*family.name == catalog::REQUEST_SPANS_ENABLED {
+                family.samples = Samples::Gauge(vec![(Arc::clone(labels), enabled)]);
+            }
+        }
         // One family per name: the catalog's first, then the application's in name
         // order, then the process metrics; a family that takes a name an earlier one
-        // took is left out and counted (see `exposition::taken_names`).
+        // took is left out and counted (see `Family::taken_names`).
         families.sort_by(|a, b| {
-            let catalog = |f: &Family<'_>| !owned::in_catalog(&f.name);
-            catalog(a)
-                .cmp(&catalog(b))
+            let application = |f: &Family| !series::in_catalog(&f.name);
+            application(a)
+                .cmp(&application(b))
                 .then_with(|| a.name.cmp(&b.name))
         });
         #[cfg(feature = "process")]
-        families.extend(crate::process::families(&shared.global_labels));
+        families.extend(crate::process::families(labels));
         let mut taken = HashSet::from([NAME_CLASHES.to_owned()]);
         let clashes = exposition::drop_clashes(&mut families, &mut taken);
-        families.push(name_clashes(&shared.global_labels, clashes));
-        for family in &mut families {
-            exposition::sort_series(family);
-        }
+        families.push(Family {
+            name: NAME_CLASHES.into(),
+            help: Some(NAME_CLASHES_HELP.into()),
+            samples: Samples::Gauge(vec![(Arc::clone(labels), clashes as f64)]),
+        });
         exposition::write(families, format)
     }
 }
 
 /// The exporter's count of families left out of a body for a name clash.
 const NAME_CLASHES: &str = "llm_exporter_name_clashes";
+const NAME_CLASHES_HELP: &str = "Metric families left out of this scrape because their names clash with those of another family (one family per name: the layer's, then the application's in name order, then process metrics).";
 
-/// `llm_exporter_name_clashes`: how many families this render left out.
-fn name_clashes(global_labels: &[(String, String)], clashes: usize) -> Family<'static> {
-    let mut labels = String::new();
-    exposition::write_label_pairs(
-        &mut labels,
-        global_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let mut samples = String::new();
-    exposition::write_sample(&mut samples, NAME_CLASHES, "", &labels, None, clashes);
-    Family {
-        name: NAME_CLASHES.into(),
-        kind: "gauge".into(),
-        help: Some(
-            "Metric families left out of this scrape because their names clash with those of another family (one family per name: the layer's, then the application's in name order, then process metrics)."
-                .into(),
-        ),
-        samples: samples.into(),
-    }
-}
-
-/// Whether request spans can reach the layer, read now: see
-/// [`llm_span_layer::request_spans_enabled`].
-fn request_spans_enabled(global_labels: &[(String, String)]) -> Family<'static> {
-    let def = catalog::metric(catalog::REQUEST_SPANS_ENABLED);
-    let mut labels = String::new();
-    exposition::write_label_pairs(
-        &mut labels,
-        global_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let mut samples = String::new();
-    let value = u8::from(llm_span_layer::request_spans_enabled());
-    exposition::write_sample(
-        &mut samples,
-        catalog::REQUEST_SPANS_ENABLED,
-        "",
-        &labels,
-        None,
-        value,
-    );
-    Family {
-        name: catalog::REQUEST_SPANS_ENABLED.into(),
-        kind: "gauge".into(),
-        help: def.map(|d| exposition::escape_help(d.help).into()),
-        samples: samples.into(),
-    }
-}
-
-/// The Prometheus recorder, with the catalog's HELP text registered and upkeep running.
+/// The Prometheus recorder: every series in one store, the catalog's HELP text known
+/// from the start.
 ///
 /// Install it globally with [`metrics::set_global_recorder`], or hand it to
 /// `LlmSpanLayer::builder().with_recorder(..)`. Keep a [`MetricsHandle`] (from
 /// [`MetricsRecorder::handle`]) before giving the recorder away.
 pub struct MetricsRecorder {
-    inner: PrometheusRecorder,
-    shared: Arc<Shared>,
+    exporter: Arc<Exporter>,
 }
 
 impl fmt::Debug for MetricsRecorder {
@@ -216,101 +118,56 @@ impl fmt::Debug for MetricsRecorder {
 }
 
 impl MetricsRecorder {
-    pub(crate) fn new(
-        inner: PrometheusRecorder,
-        owned: Owned,
-        global_labels: Vec<(String, String)>,
-        upkeep_interval: Duration,
-    ) -> Result<Self, ExporterError> {
-        // Before any other description: the first describe of a name wins.
-        catalog::describe(&inner);
-        let prometheus = inner.handle();
-        let upkeep = Upkeep::start(prometheus.clone(), upkeep_interval)?;
-        let shared = Arc::new(Shared {
-            prometheus,
-            owned,
-            global_labels,
-            _upkeep: upkeep,
+    pub(crate) fn new(store: MetricStore, global_labels: &[(String, String)]) -> Self {
+        let mut labels = String::new();
+        exposition::write_label_pairs(
+            &mut labels,
+            global_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let exporter = Arc::new(Exporter {
+            store,
+            global_labels: labels.into(),
         });
-        Ok(Self { inner, shared })
+        Self { exporter }
     }
 
     /// A handle that renders this recorder's metrics.
     pub fn handle(&self) -> MetricsHandle {
         MetricsHandle {
-            shared: Arc::clone(&self.shared),
+            exporter: Arc::clone(&self.exporter),
         }
     }
 }
 
 impl Recorder for MetricsRecorder {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_counter(key, unit, description);
+    fn describe_counter(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.exporter.store.describe(key.as_str(), &description);
     }
 
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_gauge(key, unit, description);
+    fn describe_gauge(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.exporter.store.describe(key.as_str(), &description);
     }
 
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_histogram(key, unit, description);
+    fn describe_histogram(&self, key: KeyName, _unit: Option<Unit>, description: SharedString) {
+        self.exporter.store.describe(key.as_str(), &description);
     }
 
-    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.shared
-            .owned
-            .counter(key)
-            .unwrap_or_else(|| self.inner.register_counter(key, metadata))
+    fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
+        self.exporter.store.counter(key)
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.shared
-            .owned
-            .gauge(key, metadata)
-            .unwrap_or_else(|| self.inner.register_gauge(key, metadata))
+        self.exporter.store.gauge(key, metadata)
     }
 
-    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        self.shared
-            .owned
-            .histogram(key)
-            .unwrap_or_else(|| self.inner.register_histogram(key, metadata))
-    }
-}
-
-/// Adds `# HELP` and `# TYPE` for every catalog family that has no series yet: the
-/// upstream recorder renders only families with series, and a family that appears
-/// only after its first request leaves dashboards and `absent()` alerts guessing.
-fn complete_catalog(families: &mut Vec<Family<'_>>) {
-    for def in catalog::METRICS {
-        let (name, help) = owned::served_as(def);
-        if !families.iter().any(|f| f.name == name) {
-            families.push(Family::empty(name, def.kind.as_str(), help));
-        }
+    fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
+        self.exporter.store.histogram(key)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn completion_adds_only_missing_families() {
-        let text = "# HELP llm_requests_total x\n# TYPE llm_requests_total counter\nllm_requests_total 1\n";
-        let mut families = exposition::split_families(text);
-        complete_catalog(&mut families);
-        let out = exposition::write(families, Format::Text);
-        assert_eq!(out.matches("# TYPE llm_requests_total ").count(), 1);
-        assert!(out.contains("llm_requests_total 1\n"));
-        for def in catalog::METRICS {
-            let (name, _) = owned::served_as(def);
-            assert_eq!(out.matches(&format!("# TYPE {name} ")).count(), 1, "{name}");
-        }
-        assert!(
-            !out.contains(catalog::COST_PICO_USD_TOTAL),
-            "served in dollars"
-        );
-    }
 
     #[test]
     fn the_handle_shows_no_internals_in_debug() {

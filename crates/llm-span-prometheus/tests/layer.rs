@@ -280,10 +280,7 @@ fn background_upkeep_loses_no_samples() {
     // Upkeep drains samples into buckets between scrapes; a render after several upkeep
     // rounds must still count every sample. (A push racing a drain can lose a sample
     // upstream, see the concurrency test; at a 20 ms interval that is vanishingly rare.)
-    let (recorder, handle) = ExporterBuilder::new()
-        .with_upkeep_interval(std::time::Duration::from_millis(20))
-        .build()
-        .expect("recorder");
+    let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let dispatch = dispatch(recorder);
     tracing::dispatcher::with_default(&dispatch, || {
         for _ in 0..40 {

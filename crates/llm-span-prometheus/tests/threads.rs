@@ -1,5 +1,7 @@
-//! Upkeep runs while the recorder or any handle lives, and stops with the last of them.
-//! One test in its own binary: it counts this process's threads by name.
+//! The recorder runs no thread of its own (nothing needs upkeep: every histogram is
+//! fixed buckets); the listener's thread lives as long as the server's handle and is
+//! gone when dropping it returns. One test in its own binary: it counts this process's
+//! threads.
 #![cfg(target_os = "linux")]
 
 use std::io::{Read, Write};
@@ -11,50 +13,45 @@ use metrics::{Key, Label, Metadata, Recorder};
 
 const META: Metadata<'static> = Metadata::new("test", metrics::Level::INFO, None);
 
-fn upkeep_threads() -> usize {
+/// This process's threads whose name starts with `prefix` (names are cut to 15 bytes).
+fn threads(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
         .filter_map(Result::ok)
         .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
-        // Thread names are cut to 15 bytes.
-        .filter(|name| name.trim_end() == "llm-metrics-upk")
+        .filter(|name| name.starts_with(prefix))
         .count()
 }
 
-/// Whether the number of upkeep threads becomes `count` within 5 s.
-fn threads_become(count: usize) -> bool {
-    wait_for(Duration::from_secs(5), || {
-        (upkeep_threads() == count).then_some(())
-    })
-    .is_some()
-}
-
 #[test]
-fn upkeep_lives_as_long_as_the_recorder_or_a_handle() {
-    assert_eq!(upkeep_threads(), 0);
+fn the_recorder_runs_no_thread_and_the_listener_s_goes_with_its_handle() {
+    let before = threads("");
     let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
-    assert!(threads_become(1), "upkeep thread started");
-    let clone = handle.clone();
-    drop(recorder);
-    drop(handle);
-    // A handle serving /metrics from the user's own router keeps upkeep going.
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(upkeep_threads(), 1);
-    assert!(clone.render().contains("# TYPE llm_ttft_seconds histogram"));
-    drop(clone);
-    // Dropping the last one joins the thread.
-    assert_eq!(upkeep_threads(), 0);
+    let histogram = recorder.register_histogram(&Key::from_name("app_seconds"), &META);
+    for _ in 0..1000 {
+        histogram.record(0.3);
+    }
+    assert_eq!(threads(""), before, "no thread for the recorder");
+    // Samples are in their buckets at once, with no upkeep.
+    assert!(handle
+        .render()
+        .contains("app_seconds_bucket{le=\"0.5\"} 1000\n"));
+    drop((recorder, handle));
 
-    // The server's own handle counts too.
     let (recorder, server) = ExporterBuilder::new()
         .with_listen_addr(([127, 0, 0, 1], 0))
         .spawn()
         .expect("server");
     drop(recorder);
-    // The thread names itself once it runs: wait for that, it may not have yet.
-    assert!(threads_become(1), "upkeep thread of the server's handle");
+    // The thread has its name once it runs: wait for that, it may not have yet.
+    assert!(
+        wait_for(Duration::from_secs(5), || (threads("llm-metrics-htt") == 1)
+            .then_some(()))
+        .is_some(),
+        "the listener's thread"
+    );
     server.shutdown();
-    assert_eq!(upkeep_threads(), 0);
+    assert_eq!(threads("llm-metrics-htt"), 0);
 
     // Dropping the server's handle stops and joins the listener just the same: when
     // drop returns, the listener's thread is gone with its handle, though a scrape was
@@ -86,9 +83,13 @@ fn upkeep_lives_as_long_as_the_recorder_or_a_handle() {
     let mut first = [0u8; 12];
     stalled.read_exact(&mut first).expect("the response starts");
     assert_eq!(&first, b"HTTP/1.1 200");
-    assert_eq!(upkeep_threads(), 1);
+    assert_eq!(threads("llm-metrics-htt"), 1);
     drop(server);
-    assert_eq!(upkeep_threads(), 0, "the listener still holds its handle");
+    assert_eq!(
+        threads("llm-metrics-htt"),
+        0,
+        "the listener's thread outlived drop"
+    );
     let rebound = std::net::TcpListener::bind(addr).expect("the port is free again");
     drop(rebound);
     drop(stalled);

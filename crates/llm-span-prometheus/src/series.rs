@@ -1,0 +1,407 @@
+//! The storage of one series of each type, and how a key becomes one: its family's name
+//! and its label pairs are written once, when the series is created; recording is an
+//! atomic operation on the series, with no lock and no allocation.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use llm_span_layer::catalog;
+use metrics::Key;
+
+use crate::cost::PicoCost;
+use crate::exposition::{label_name, metric_name, write_label_pairs, CounterValue};
+use crate::histogram::FixedHistogram;
+
+/// The name the cost is served under, in US dollars.
+pub(crate) const COST_USD_TOTAL: &str = "llm_cost_usd_total";
+pub(crate) const COST_USD_HELP: &str =
+    "Cost of the tokens of priced models, in US dollars (counted exactly, in picodollars).";
+
+/// The histograms whose buckets keep exemplars (shown in OpenMetrics scrapes).
+const EXEMPLAR_HISTOGRAMS: [&str; 3] = [
+    catalog::TTFT_SECONDS,
+    catalog::E2E_LATENCY_SECONDS,
+    catalog::QUEUE_WAIT_SECONDS,
+];
+
+/// The request gauges: left out of a scrape while 0 if only pending label sets asked
+/// for them (see [`catalog::PENDING_GAUGE_TARGET`]).
+pub(crate) const REQUEST_GAUGES: [&str; 2] = [catalog::ACTIVE_REQUESTS, catalog::QUEUE_DEPTH];
+
+/// The name a catalog family is served under, with its help text.
+pub(crate) fn served_as(def: &catalog::MetricDef) -> (&'static str, &'static str) {
+    if def.name == catalog::COST_PICO_USD_TOTAL {
+        (COST_USD_TOTAL, COST_USD_HELP)
+    } else {
+        (def.name, def.help)
+    }
+}
+
+/// Whether `name` is one a catalog family is served under.
+pub(crate) fn in_catalog(name: &str) -> bool {
+    catalog::METRICS.iter().any(|def| served_as(def).0 == name)
+}
+
+/// What every series has: the name of its family and its label pairs as written.
+#[derive(Debug)]
+pub(crate) struct SeriesName {
+    pub(crate) family: Arc<str>,
+    pub(crate) labels: Arc<str>,
+}
+
+/// A counter: a whole number, or the cost in picodollars (kept past 64 bits, served in
+/// dollars).
+#[derive(Debug)]
+pub(crate) struct CounterSeries {
+    pub(crate) name: SeriesName,
+    count: CounterCount,
+}
+
+#[derive(Debug)]
+enum CounterCount {
+    Whole(AtomicU64),
+    /// The cost, and the last value a scrape showed (reads never go below it).
+    Picodollars {
+        cost: PicoCost,
+        shown: Mutex<u128>,
+    },
+}
+
+impl CounterSeries {
+    pub(crate) fn value(&self) -> CounterValue {
+        match &self.count {
+            CounterCount::Whole(count) => CounterValue::Count(count.load(Ordering::Acquire)),
+            CounterCount::Picodollars { cost, shown } => {
+                let mut shown = shown.lock().unwrap_or_else(PoisonError::into_inner);
+                *shown = cost.read(*shown);
+                CounterValue::Picodollars(*shown)
+            }
+        }
+    }
+}
+
+impl metrics::CounterFn for CounterSeries {
+    fn increment(&self, value: u64) {
+        match &self.count {
+            CounterCount::Whole(count) => {
+                count.fetch_add(value, Ordering::Release);
+            }
+            CounterCount::Picodollars { cost, .. } => cost.add(value),
+        }
+    }
+
+    fn absolute(&self, value: u64) {
+        match &self.count {
+            CounterCount::Whole(count) => {
+                count.fetch_max(value, Ordering::AcqRel);
+            }
+            CounterCount::Picodollars { cost, .. } => metrics::CounterFn::absolute(cost, value),
+        }
+    }
+}
+
+/// A gauge, and whether a scrape shows it at 0: request gauges only once a registration
+/// other than a pending label set's asked for them, every other gauge always.
+#[derive(Debug)]
+pub(crate) struct GaugeSeries {
+    pub(crate) name: SeriesName,
+    value: metrics::atomics::AtomicU64,
+    shown_at_zero: AtomicBool,
+}
+
+impl GaugeSeries {
+    /// The value a scrape shows, if it shows the series.
+    pub(crate) fn shown_value(&self) -> Option<f64> {
+        let value = f64::from_bits(self.value.load(Ordering::Acquire));
+        (value != 0.0 || self.shown_at_zero.load(Ordering::Relaxed)).then_some(value)
+    }
+
+    /// Shows the series at 0 from now on.
+    pub(crate) fn show_at_zero(&self) {
+        self.shown_at_zero.store(true, Ordering::Relaxed);
+    }
+}
+
+impl metrics::GaugeFn for GaugeSeries {
+    fn increment(&self, value: f64) {
+        self.value.increment(value);
+    }
+
+    fn decrement(&self, value: f64) {
+        self.value.decrement(value);
+    }
+
+    fn set(&self, value: f64) {
+        self.value.set(value);
+    }
+}
+
+/// A histogram of fixed buckets (see [`crate::histogram`]).
+#[derive(Debug)]
+pub(crate) struct HistogramSeries {
+    pub(crate) name: SeriesName,
+    pub(crate) layout: Arc<BucketLayout>,
+    pub(crate) histogram: FixedHistogram,
+}
+
+impl metrics::HistogramFn for HistogramSeries {
+    fn record(&self, value: f64) {
+        self.histogram.record(value);
+    }
+}
+
+/// The buckets of a histogram family: their bounds, and the same written as `le` values.
+#[derive(Debug)]
+pub(crate) struct BucketLayout {
+    bounds: Arc<[f64]>,
+    /// The bounds as written, then `+Inf`.
+    pub(crate) le: Arc<[Box<str>]>,
+}
+
+impl BucketLayout {
+    pub(crate) fn new(bounds: &[f64]) -> Arc<Self> {
+        let le = bounds
+            .iter()
+            .map(|bound| bound.to_string().into_boxed_str())
+            .chain(["+Inf".into()])
+            .collect();
+        Arc::new(Self {
+            bounds: bounds.into(),
+            le,
+        })
+    }
+}
+
+/// Which buckets a histogram gets: a per-name choice, else the default.
+#[derive(Debug)]
+pub(crate) struct Buckets {
+    by_name: HashMap<String, Arc<BucketLayout>>,
+    default: Arc<BucketLayout>,
+}
+
+impl Buckets {
+    pub(crate) fn new(by_name: HashMap<String, Arc<BucketLayout>>, default: &[f64]) -> Self {
+        Self {
+            by_name,
+            default: BucketLayout::new(default),
+        }
+    }
+
+    fn layout(&self, name: &str) -> &Arc<BucketLayout> {
+        self.by_name.get(name).unwrap_or(&self.default)
+    }
+}
+
+/// Makes the series of new keys (the `Storage` of a `metrics-util` registry).
+#[derive(Debug)]
+pub(crate) struct SeriesMaker {
+    global_labels: Vec<(String, String)>,
+    buckets: Buckets,
+    /// One allocation per family name, shared by its series (a render groups series by
+    /// family with a pointer comparison first).
+    family_names: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl SeriesMaker {
+    pub(crate) fn new(global_labels: Vec<(String, String)>, buckets: Buckets) -> Self {
+        Self {
+            global_labels,
+            buckets,
+            family_names: Mutex::default(),
+        }
+    }
+
+    fn family(&self, name: &str) -> Arc<str> {
+        let name = metric_name(name);
+        let mut names = self
+            .family_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            names
+                .entry(name)
+                .or_insert_with_key(|name| name.as_str().into()),
+        )
+    }
+
+    /// A key's series name. Global labels come first; a key label whose name (as
+    /// written) is taken replaces the earlier value in place (as metrics-exporter-prometheus
+    /// does with global labels), so no series carries a label twice.
+    fn name(&self, key: &Key, family: Arc<str>) -> SeriesName {
+        let mut pairs: Vec<(String, &str)> = self
+            .global_labels
+            .iter()
+            .map(|(k, v)| (label_name(k), v.as_str()))
+            .collect();
+        for label in key.labels() {
+            let name = label_name(label.key());
+            match pairs.iter_mut().find(|(taken, _)| *taken == name) {
+                Some(pair) => pair.1 = label.value(),
+                None => pairs.push((name, label.value())),
+            }
+        }
+        let mut labels = String::new();
+        write_label_pairs(&mut labels, pairs.iter().map(|(k, v)| (k.as_str(), *v)));
+        SeriesName {
+            family,
+            labels: labels.into(),
+        }
+    }
+}
+
+impl metrics_util::registry::Storage<Key> for SeriesMaker {
+    type Counter = Arc<CounterSeries>;
+    type Gauge = Arc<GaugeSeries>;
+    type Histogram = Arc<HistogramSeries>;
+
+    fn counter(&self, key: &Key) -> Self::Counter {
+        let (family, count) = if key.name() == catalog::COST_PICO_USD_TOTAL {
+            let count = CounterCount::Picodollars {
+                cost: PicoCost::default(),
+                shown: Mutex::new(0),
+            };
+            (self.family(COST_USD_TOTAL), count)
+        } else {
+            let count = CounterCount::Whole(AtomicU64::new(0));
+            (self.family(key.name()), count)
+        };
+        Arc::new(CounterSeries {
+            name: self.name(key, family),
+            count,
+        })
+    }
+
+    fn gauge(&self, key: &Key) -> Self::Gauge {
+        Arc::new(GaugeSeries {
+            name: self.name(key, self.family(key.name())),
+            value: metrics::atomics::AtomicU64::new(0),
+            shown_at_zero: AtomicBool::new(!REQUEST_GAUGES.contains(&key.name())),
+        })
+    }
+
+    fn histogram(&self, key: &Key) -> Self::Histogram {
+        let layout = Arc::clone(self.buckets.layout(key.name()));
+        let exemplars = EXEMPLAR_HISTOGRAMS.contains(&key.name());
+        Arc::new(HistogramSeries {
+            name: self.name(key, self.family(key.name())),
+            histogram: FixedHistogram::new(Arc::clone(&layout.bounds), exemplars),
+            layout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::{CounterFn, GaugeFn, HistogramFn, Label};
+    use metrics_util::registry::Storage;
+
+    fn maker() -> SeriesMaker {
+        let by_name = HashMap::from([("h".to_owned(), BucketLayout::new(&[0.5, 1.0]))]);
+        SeriesMaker::new(
+            vec![
+                ("service".into(), "chat".into()),
+                ("bad-name".into(), "x".into()),
+            ],
+            Buckets::new(by_name, &[2.0]),
+        )
+    }
+
+    #[test]
+    fn key_labels_replace_global_ones_of_the_same_written_name_in_place() {
+        let key = Key::from_parts(
+            "a-b",
+            vec![
+                Label::new("model", "m"),
+                Label::new("service", "override"),
+                Label::new("bad_name", "y"),
+                Label::new("model", "again"),
+            ],
+        );
+        let series = maker().counter(&key);
+        assert_eq!(&*series.name.family, "a_b");
+        assert_eq!(
+            &*series.name.labels,
+            "service=\"override\",bad_name=\"y\",model=\"again\""
+        );
+    }
+
+    #[test]
+    fn series_of_one_family_share_its_name() {
+        let maker = maker();
+        let a = maker.gauge(&Key::from_parts("g", vec![Label::new("k", "a")]));
+        let b = maker.gauge(&Key::from_parts("g", vec![Label::new("k", "b")]));
+        let other = maker.gauge(&Key::from_name("g2"));
+        assert!(Arc::ptr_eq(&a.name.family, &b.name.family));
+        assert_eq!(&*other.name.family, "g2");
+    }
+
+    #[test]
+    fn counters_count_and_take_absolute_values_upwards() {
+        let counter = maker().counter(&Key::from_name("c"));
+        counter.increment(3);
+        counter.increment(4);
+        assert_eq!(counter.value(), CounterValue::Count(7));
+        counter.absolute(5);
+        assert_eq!(counter.value(), CounterValue::Count(7));
+        counter.absolute(10);
+        assert_eq!(counter.value(), CounterValue::Count(10));
+    }
+
+    #[test]
+    fn the_cost_is_counted_in_picodollars_and_served_in_dollars() {
+        let cost = maker().counter(&Key::from_parts(
+            catalog::COST_PICO_USD_TOTAL,
+            vec![Label::new("model", "m")],
+        ));
+        assert_eq!(&*cost.name.family, COST_USD_TOTAL);
+        cost.increment(u64::MAX);
+        cost.increment(2);
+        assert_eq!(
+            cost.value(),
+            CounterValue::Picodollars(u128::from(u64::MAX) + 2)
+        );
+        let fresh = maker().counter(&Key::from_name(catalog::COST_PICO_USD_TOTAL));
+        fresh.absolute(5_000_000);
+        fresh.absolute(3);
+        assert_eq!(fresh.value(), CounterValue::Picodollars(5_000_000));
+    }
+
+    #[test]
+    fn request_gauges_are_hidden_at_zero_until_asked_to_show() {
+        let maker = maker();
+        let active = maker.gauge(&Key::from_name(catalog::ACTIVE_REQUESTS));
+        let queue = maker.gauge(&Key::from_name(catalog::QUEUE_DEPTH));
+        let other = maker.gauge(&Key::from_name("app_queue"));
+        assert_eq!(
+            (
+                active.shown_value(),
+                queue.shown_value(),
+                other.shown_value()
+            ),
+            (None, None, Some(0.0))
+        );
+        queue.increment(2.0);
+        queue.decrement(0.5);
+        assert_eq!(queue.shown_value(), Some(1.5));
+        queue.set(0.0);
+        assert_eq!(queue.shown_value(), None);
+        active.show_at_zero();
+        assert_eq!(active.shown_value(), Some(0.0));
+    }
+
+    #[test]
+    fn histograms_get_their_name_s_buckets_or_the_default_and_exemplar_slots_by_family() {
+        let maker = maker();
+        let h = maker.histogram(&Key::from_name("h"));
+        let other = maker.histogram(&Key::from_name("other"));
+        assert_eq!(&*h.layout.le, ["0.5".into(), "1".into(), "+Inf".into()]);
+        assert_eq!(&*other.layout.le, ["2".into(), "+Inf".into()]);
+        h.record(0.7);
+        assert_eq!(h.histogram.snapshot().cumulative, [0, 1, 1]);
+        assert!(h.histogram.snapshot().exemplars.is_empty());
+        let ttft = maker.histogram(&Key::from_name(catalog::TTFT_SECONDS));
+        assert_eq!(ttft.histogram.snapshot().exemplars.len(), 2);
+    }
+}

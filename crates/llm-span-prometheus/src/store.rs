@@ -1,0 +1,351 @@
+//! [`MetricStore`]: every series the exporter serves, in one `metrics-util` registry of
+//! typed series ([`crate::series`]), with the HELP text of each family; and the typed
+//! families a render writes.
+//!
+//! Looking up a registered key takes a shard's read lock (what every `counter!` call
+//! does); creating a series, the write lock, once. A render copies the handles under the
+//! read locks, then reads each series with atomic loads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use llm_span_layer::catalog;
+use metrics::{Key, Metadata};
+use metrics_util::registry::Registry;
+
+use crate::exposition::{metric_name, CounterValue, Family, Samples};
+use crate::series::{self, CounterSeries, GaugeSeries, HistogramSeries, SeriesMaker};
+
+/// Every series, and the HELP text of each family by the name it is served under.
+#[derive(Debug)]
+pub(crate) struct MetricStore {
+    registry: Registry<Key, SeriesMaker>,
+    /// The first description of a name wins; the catalog's come first.
+    help: RwLock<HashMap<String, Arc<str>>>,
+}
+
+impl MetricStore {
+    pub(crate) fn new(maker: SeriesMaker) -> Self {
+        let help = catalog::METRICS
+            .iter()
+            .map(|def| {
+                let (name, help) = series::served_as(def);
+                (name.to_owned(), help.into())
+            })
+            .collect();
+        Self {
+            registry: Registry::new(maker),
+            help: RwLock::new(help),
+        }
+    }
+
+    /// Keeps `help` for the family `name`, unless it has one.
+    pub(crate) fn describe(&self, name: &str, help: &str) {
+        let name = metric_name(name);
+        let mut all = self.help.write().unwrap_or_else(PoisonError::into_inner);
+        all.entry(name).or_insert_with(|| help.into());
+    }
+
+    pub(crate) fn counter(&self, key: &Key) -> metrics::Counter {
+        self.registry
+            .get_or_create_counter(key, |series| metrics::Counter::from_arc(Arc::clone(series)))
+    }
+
+    /// A gauge; a request gauge shows at 0 from the first registration that is not a
+    /// pending label set's (its metadata target, [`catalog::PENDING_GAUGE_TARGET`]).
+    pub(crate) fn gauge(&self, key: &Key, metadata: &Metadata<'_>) -> metrics::Gauge {
+        self.registry.get_or_create_gauge(key, |series| {
+            if metadata.target() != catalog::PENDING_GAUGE_TARGET {
+                series.show_at_zero();
+            }
+            metrics::Gauge::from_arc(Arc::clone(series))
+        })
+    }
+
+    pub(crate) fn histogram(&self, key: &Key) -> metrics::Histogram {
+        self.registry.get_or_create_histogram(key, |series| {
+            metrics::Histogram::from_arc(Arc::clone(series))
+        })
+    }
+
+    /// The families as they are now: one per name and type, with HELP where known, and
+    /// every catalog family, with no series if none was registered yet (so that
+    /// dashboards and `absent()` alerts see it from the first scrape).
+    pub(crate) fn families(&self) -> Vec<Family> {
+        let mut counters: Vec<Arc<CounterSeries>> = Vec::new();
+        self.registry
+            .visit_counters(|_, series| counters.push(Arc::clone(series)));
+        let mut gauges: Vec<Arc<GaugeSeries>> = Vec::new();
+        self.registry
+            .visit_gauges(|_, series| gauges.push(Arc::clone(series)));
+        let mut histograms: Vec<Arc<HistogramSeries>> = Vec::new();
+        self.registry
+            .visit_histograms(|_, series| histograms.push(Arc::clone(series)));
+
+        let mut families = Vec::new();
+        let counters = by_family(counters, |s| &s.name.family);
+        families.extend(counters.into_iter().map(|(name, series)| {
+            let samples = series
+                .iter()
+                .map(|s| (Arc::clone(&s.name.labels), s.value()))
+                .collect::<Vec<(Arc<str>, CounterValue)>>();
+            (name, Samples::Counter(samples))
+        }));
+        let gauges = by_family(gauges, |s| &s.name.family);
+        families.extend(gauges.into_iter().filter_map(|(name, series)| {
+            let samples: Vec<(Arc<str>, f64)> = series
+                .iter()
+                .filter_map(|s| Some((Arc::clone(&s.name.labels), s.shown_value()?)))
+                .collect();
+            // A family whose every series is hidden is left to the catalog's completion.
+            (!samples.is_empty()).then_some((name, Samples::Gauge(samples)))
+        }));
+        let histograms = by_family(histograms, |s| &s.name.family);
+        families.extend(histograms.into_iter().map(|(name, series)| {
+            let le = Arc::clone(&series[0].layout.le);
+            let series = series
+                .iter()
+                .map(|s| (Arc::clone(&s.name.labels), s.histogram.snapshot()))
+                .collect();
+            (name, Samples::Histogram { le, series })
+        }));
+
+        let help = self.help.read().unwrap_or_else(PoisonError::into_inner);
+        let mut families: Vec<Family> = families
+            .into_iter()
+            .map(|(name, samples)| Family {
+                help: help.get(&*name).cloned(),
+                name,
+                samples,
+            })
+            .collect();
+        for def in catalog::METRICS {
+            let (name, _) = series::served_as(def);
+            if !families.iter().any(|family| &*family.name == name) {
+                families.push(Family {
+                    help: help.get(name).cloned(),
+                    name: name.into(),
+                    samples: empty(def.kind),
+                });
+            }
+        }
+        families
+    }
+}
+
+/// No series of a catalog family's type.
+fn empty(kind: catalog::MetricKind) -> Samples {
+    match kind {
+        catalog::MetricKind::Counter => Samples::Counter(Vec::new()),
+        catalog::MetricKind::Gauge => Samples::Gauge(Vec::new()),
+        // Histogram (`MetricKind` is `non_exhaustive`; the catalog has no other kind).
+        _ => Samples::Histogram {
+            le: Arc::new([]),
+            series: Vec::new(),
+        },
+    }
+}
+
+/// Series grouped by family, families in name order. The series of one family share
+/// one allocation of its name, so most comparisons are a pointer comparison.
+fn by_family<T>(
+    mut series: Vec<Arc<T>>,
+    family: impl Fn(&T) -> &Arc<str>,
+) -> Vec<(Arc<str>, Vec<Arc<T>>)> {
+    series.sort_by(|a, b| {
+        let (a, b) = (family(a), family(b));
+        if Arc::ptr_eq(a, b) {
+            std::cmp::Ordering::Equal
+        } else {
+            a.cmp(b)
+        }
+    });
+    let mut groups: Vec<(Arc<str>, Vec<Arc<T>>)> = Vec::new();
+    for one in series {
+        match groups.last_mut() {
+            Some((name, members)) if **name == **family(&one) => members.push(one),
+            _ => groups.push((Arc::clone(family(&one)), vec![one])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::{BucketLayout, Buckets};
+    use metrics::Label;
+
+    fn store() -> MetricStore {
+        let by_name = HashMap::from([(
+            catalog::TTFT_SECONDS.to_owned(),
+            BucketLayout::new(&[0.5, 1.0]),
+        )]);
+        MetricStore::new(SeriesMaker::new(
+            vec![("service".into(), "chat".into())],
+            Buckets::new(by_name, &[1.0]),
+        ))
+    }
+
+    fn meta(target: &'static str) -> Metadata<'static> {
+        Metadata::new(target, metrics::Level::INFO, None)
+    }
+
+    fn summary(families: &[Family]) -> Vec<String> {
+        let mut lines: Vec<String> = families
+            .iter()
+            .map(|family| {
+                // The writer puts the series in order; the store does not.
+                let mut series: Vec<String> = match &family.samples {
+                    Samples::Counter(s) => s.iter().map(|(l, v)| format!("{l}={v:?}")).collect(),
+                    Samples::Gauge(s) => s.iter().map(|(l, v)| format!("{l}={v}")).collect(),
+                    Samples::Histogram { le, series } => series
+                        .iter()
+                        .map(|(l, h)| format!("{l}={:?}/{}/{le:?}", h.cumulative, h.sum))
+                        .collect(),
+                };
+                series.sort();
+                format!(
+                    "{} help={} [{}]",
+                    family.name,
+                    family.help.is_some(),
+                    series.join(" ")
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn one_family_per_name_and_type_with_every_catalog_family() {
+        let store = store();
+        let key = |name: &'static str, value: &'static str| {
+            Key::from_parts(name, vec![Label::new("model", value)])
+        };
+        store
+            .counter(&key(catalog::REQUESTS_TOTAL, "b"))
+            .increment(2);
+        store
+            .counter(&key(catalog::REQUESTS_TOTAL, "a"))
+            .increment(1);
+        store
+            .counter(&key(catalog::REQUESTS_TOTAL, "b"))
+            .increment(3);
+        store
+            .counter(&key(catalog::COST_PICO_USD_TOTAL, "a"))
+            .increment(7);
+        store
+            .histogram(&key(catalog::TTFT_SECONDS, "a"))
+            .record(0.7);
+        store.gauge(&key("app", "x"), &meta("app")).set(4.0);
+        store.counter(&key("app", "x")).increment(1);
+        store.describe("app", "first");
+        store.describe("app", "second");
+        store.describe(catalog::REQUESTS_TOTAL, "not the catalog's");
+        let families = store.families();
+        let lines = summary(&families);
+        let of = |name: &str| -> Vec<&String> {
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("{name} ")))
+                .collect()
+        };
+        assert_eq!(
+            of(catalog::REQUESTS_TOTAL),
+            [&"llm_requests_total help=true [service=\"chat\",model=\"a\"=Count(1) service=\"chat\",model=\"b\"=Count(5)]".to_owned()]
+        );
+        assert_eq!(
+            of(series::COST_USD_TOTAL),
+            [
+                &"llm_cost_usd_total help=true [service=\"chat\",model=\"a\"=Picodollars(7)]"
+                    .to_owned()
+            ]
+        );
+        assert_eq!(
+            of(catalog::TTFT_SECONDS),
+            [&"llm_ttft_seconds help=true [service=\"chat\",model=\"a\"=[0, 1, 1]/0.7/[\"0.5\", \"1\", \"+Inf\"]]".to_owned()]
+        );
+        assert_eq!(
+            of("app"),
+            [
+                &"app help=true [service=\"chat\",model=\"x\"=4]".to_owned(),
+                &"app help=true [service=\"chat\",model=\"x\"=Count(1)]".to_owned()
+            ]
+        );
+        let help = |name: &str| {
+            families
+                .iter()
+                .find(|f| &*f.name == name)
+                .and_then(|f| f.help.as_deref().map(str::to_owned))
+        };
+        assert_eq!(help("app").as_deref(), Some("first"));
+        assert_eq!(
+            help(catalog::REQUESTS_TOTAL).as_deref(),
+            catalog::metric(catalog::REQUESTS_TOTAL).map(|d| d.help)
+        );
+        for def in catalog::METRICS {
+            let (name, _) = series::served_as(def);
+            assert_eq!(
+                families.iter().filter(|f| &*f.name == name).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            of(catalog::E2E_LATENCY_SECONDS),
+            [&"llm_e2e_latency_seconds help=true []".to_owned()]
+        );
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with(catalog::COST_PICO_USD_TOTAL)),
+            "served in dollars"
+        );
+    }
+
+    #[test]
+    fn request_gauges_of_pending_label_sets_are_left_out_at_zero() {
+        let store = store();
+        let key = |value: &'static str| {
+            Key::from_parts(catalog::QUEUE_DEPTH, vec![Label::new("model", value)])
+        };
+        let pending = meta(catalog::PENDING_GAUGE_TARGET);
+        store.gauge(&key("p"), &pending).set(0.0);
+        store.gauge(&key("q"), &pending).set(2.0);
+        store.gauge(&key("bound"), &meta("llm_span_layer")).set(0.0);
+        // A later registration that is not a pending one shows it from then on.
+        store.gauge(&key("later"), &pending).set(0.0);
+        let lines = summary(&store.families());
+        let queue: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with(catalog::QUEUE_DEPTH))
+            .collect();
+        assert_eq!(
+            queue,
+            [&"llm_queue_depth help=true [service=\"chat\",model=\"bound\"=0 service=\"chat\",model=\"q\"=2]".to_owned()]
+        );
+        drop(store.gauge(&key("later"), &meta("llm_span_layer")));
+        store.gauge(&key("q"), &pending).set(0.0);
+        let lines = summary(&store.families());
+        assert!(
+            lines.contains(&"llm_queue_depth help=true [service=\"chat\",model=\"bound\"=0 service=\"chat\",model=\"later\"=0]".to_owned()),
+            "{lines:?}"
+        );
+        // Every series hidden: the family is still there, with no series.
+        let store = self::store();
+        store.gauge(&key("p"), &pending).set(0.0);
+        let lines = summary(&store.families());
+        assert!(lines.contains(&"llm_queue_depth help=true []".to_owned()));
+    }
+
+    #[test]
+    fn one_key_is_one_series() {
+        let store = store();
+        let key = Key::from_parts(catalog::TTFT_SECONDS, vec![Label::new("model", "m")]);
+        store.histogram(&key).record(0.7);
+        store.histogram(&key).record(0.2);
+        let lines = summary(&store.families());
+        assert!(lines.contains(&"llm_ttft_seconds help=true [service=\"chat\",model=\"m\"=[1, 2, 2]/0.8999999999999999/[\"0.5\", \"1\", \"+Inf\"]]".to_owned()), "{lines:?}");
+    }
+}
