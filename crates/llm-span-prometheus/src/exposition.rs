@@ -56,7 +56,7 @@ pub(crate) enum Samples {
 
 impl Samples {
     /// The type's name in the text format 0.0.4.
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Samples::Counter(_) => "counter",
             Samples::Gauge(_) => "gauge",
@@ -135,9 +135,7 @@ pub(crate) fn drop_clashes(families: &mut Vec<Family>, taken: &mut HashSet<Strin
 /// Writes the families in name order, their series in label order, in `format`.
 pub(crate) fn write(mut families: Vec<Family>, format: Format) -> String {
     families.sort_by(|a, b| a.name.cmp(&b.name));
-    // About 40 bytes of name and value per line, plus the labels.
-    let size: usize = families.iter().map(estimated_size).sum();
-    let mut out = String::with_capacity(size + 16);
+    let mut out = String::with_capacity(estimated_size(&families));
     for family in &mut families {
         family.samples.sort();
         write_family(&mut out, family, format);
@@ -148,17 +146,22 @@ pub(crate) fn write(mut families: Vec<Family>, format: Format) -> String {
     out
 }
 
-fn estimated_size(family: &Family) -> usize {
-    let lines = |labels: &str, lines: usize| lines * (family.name.len() + labels.len() + 40);
-    let header = 2 * family.name.len() + family.help.as_deref().map_or(0, str::len) + 24;
-    let samples: usize = match &family.samples {
-        Samples::Counter(series) => series.iter().map(|(l, _)| lines(l, 1)).sum(),
-        Samples::Gauge(series) => series.iter().map(|(l, _)| lines(l, 1)).sum(),
-        Samples::Histogram { le, series } => {
-            series.iter().map(|(l, _)| lines(l, le.len() + 2)).sum()
-        }
-    };
-    header + samples
+/// The body's length, about: the capacity to reserve, so that the body is not copied
+/// as it grows. Per line, the name and value take about 40 bytes, plus the labels.
+fn estimated_size(families: &[Family]) -> usize {
+    let mut size = "# EOF\n".len();
+    for family in families {
+        let lines = |labels: &str, lines: usize| lines * (family.name.len() + labels.len() + 40);
+        size += 2 * family.name.len() + family.help.as_deref().map_or(0, str::len) + 24;
+        size += match &family.samples {
+            Samples::Counter(series) => series.iter().map(|(l, _)| lines(l, 1)).sum::<usize>(),
+            Samples::Gauge(series) => series.iter().map(|(l, _)| lines(l, 1)).sum(),
+            Samples::Histogram { le, series } => {
+                series.iter().map(|(l, _)| lines(l, le.len() + 2)).sum()
+            }
+        };
+    }
+    size
 }
 
 fn write_family(out: &mut String, family: &Family, format: Format) {

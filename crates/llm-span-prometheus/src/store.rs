@@ -292,6 +292,16 @@ mod tests {
                 "{name}"
             );
         }
+        // A catalog family with no series has the catalog's type.
+        let fresh = self::store().families();
+        for def in catalog::METRICS {
+            let (name, _) = series::served_as(def);
+            let family = fresh
+                .iter()
+                .find(|f| &*f.name == name)
+                .expect("catalog family");
+            assert_eq!(family.samples.kind(), def.kind.as_str(), "{name}");
+        }
         assert_eq!(
             of(catalog::E2E_LATENCY_SECONDS),
             [&"llm_e2e_latency_seconds help=true []".to_owned()]
