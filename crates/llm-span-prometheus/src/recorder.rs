@@ -38,8 +38,8 @@ impl fmt::Debug for MetricsHandle {
 impl MetricsHandle {
     /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
     ///
-    /// It takes time proportional to the number of series (about a quarter of a
-    /// microsecond per line): call it off async worker threads, e.g. in `spawn_blocking`.
+    /// It takes time proportional to the number of series (about 0.07 µs per line, 2 ms
+    /// for 25,800 series): call it off async worker threads, e.g. in `spawn_blocking`.
     pub fn render(&self) -> String {
         self.render_as(Format::Text)
     }
