@@ -1,5 +1,4 @@
 //! HTTPS (feature `tls`): a self-signed certificate made with `openssl`, a rustls client.
-#![cfg(feature = "tls")]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

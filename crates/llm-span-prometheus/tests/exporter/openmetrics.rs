@@ -21,6 +21,8 @@ const TRACES: [&str; 3] = [
 
 #[test]
 fn prometheus_gets_openmetrics_with_exemplars_and_curl_the_text_format() {
+    // Two scrapes, compared sample for sample below.
+    let _level = crate::support::hold_max_level();
     let (recorder, server) = ExporterBuilder::new()
         .with_listen_addr(([127, 0, 0, 1], 0))
         .with_global_label("service", "chat")
