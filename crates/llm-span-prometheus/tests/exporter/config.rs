@@ -1,48 +1,17 @@
 //! Builder and environment configuration, every error variant, and secrets.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_prometheus::{
     buckets, ExporterBuilder, ExporterError, Secret, MAX_CONNECTIONS_LIMIT, MAX_HTTP_TIMEOUT,
 };
 use llm_span_testkit::http::{basic_auth, get, get_with};
+use llm_span_testkit::process::TempDir;
 use llm_span_testkit::prom::{self, Scrape};
-use metrics::{Key, Label, Metadata, Recorder};
+use metrics::{Key, Label, Recorder};
 
-const META: Metadata<'static> = Metadata::new("test", metrics::Level::INFO, None);
-
-fn env(vars: &[(&str, &str)]) -> Result<ExporterBuilder, ExporterError> {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    ExporterBuilder::from_env_map(move |name| map.get(name).cloned())
-}
-
-/// A file in the temp dir, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, content: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("llm-span-prometheus-{}-{name}", std::process::id()));
-        std::fs::write(&path, content).expect("write temp file");
-        Self(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use crate::support::{env, loopback, META};
 
 #[test]
 fn every_catalog_histogram_has_a_bucket_preset() {
@@ -220,8 +189,7 @@ fn invalid_global_labels_are_refused() {
 
 #[test]
 fn invalid_cidr_names_the_text() {
-    let error = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let error = loopback()
         .with_allowed_network("10.0.0.0/33")
         .spawn()
         .expect_err("bad network");
@@ -313,12 +281,7 @@ fn zero_limits_are_refused() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused() {
-    let spawn = |max| {
-        ExporterBuilder::new()
-            .with_listen_addr(([127, 0, 0, 1], 0))
-            .with_max_connections(max)
-            .spawn()
-    };
+    let spawn = |max| loopback().with_max_connections(max).spawn();
     match spawn(MAX_CONNECTIONS_LIMIT + 1) {
         Err(ExporterError::InvalidSetting { setting, reason }) => {
             assert_eq!(
@@ -364,8 +327,7 @@ fn timeouts_beyond_a_day_are_refused() {
 
 #[test]
 fn the_longest_timeouts_serve_and_shut_down() {
-    let (_recorder, server) = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let (_recorder, server) = loopback()
         .with_header_read_timeout(MAX_HTTP_TIMEOUT)
         .with_connection_timeout(MAX_HTTP_TIMEOUT)
         .with_shutdown_timeout(MAX_HTTP_TIMEOUT)
@@ -418,10 +380,12 @@ fn credential_file_missing_names_the_path() {
 
 #[test]
 fn credential_files_lose_one_trailing_newline_and_never_leak() {
-    let file = TempFile::new("token", "file-t0ken\n");
+    let dir = TempDir::new("credential-files");
+    let file = dir.write("token", "file-t0ken\n");
+    let file = file.to_str().expect("utf-8 temp path");
     let (_recorder, server) = env(&[
         ("LLM_METRICS_LISTEN", "127.0.0.1:0"),
-        ("LLM_METRICS_BEARER_TOKEN_FILE", file.path()),
+        ("LLM_METRICS_BEARER_TOKEN_FILE", file),
     ])
     .expect("env config")
     .spawn()
@@ -433,8 +397,9 @@ fn credential_files_lose_one_trailing_newline_and_never_leak() {
         200
     );
 
-    let empty = TempFile::new("empty", "\n");
-    let error = env(&[("LLM_METRICS_BEARER_TOKEN_FILE", empty.path())]).expect_err("empty file");
+    let empty = dir.write("empty", "\n");
+    let empty = empty.to_str().expect("utf-8 temp path");
+    let error = env(&[("LLM_METRICS_BEARER_TOKEN_FILE", empty)]).expect_err("empty file");
     assert!(
         matches!(
             error,
@@ -448,7 +413,7 @@ fn credential_files_lose_one_trailing_newline_and_never_leak() {
     // Both forms at once: refused, and the message does not quote the token.
     let error = env(&[
         ("LLM_METRICS_BEARER_TOKEN", "inline-s3cret"),
-        ("LLM_METRICS_BEARER_TOKEN_FILE", file.path()),
+        ("LLM_METRICS_BEARER_TOKEN_FILE", file),
     ])
     .expect_err("both");
     assert!(!error.to_string().contains("inline-s3cret"));
@@ -457,11 +422,15 @@ fn credential_files_lose_one_trailing_newline_and_never_leak() {
 
 #[test]
 fn env_configures_listener_auth_allowlist_and_labels() {
-    let password = TempFile::new("password", "pw-from-file\r\n");
+    let dir = TempDir::new("env-config");
+    let password = dir.write("password", "pw-from-file\r\n");
     let builder = env(&[
         ("LLM_METRICS_LISTEN", "127.0.0.1:0"),
         ("LLM_METRICS_BASIC_AUTH_USER", "prom"),
-        ("LLM_METRICS_BASIC_AUTH_PASSWORD_FILE", password.path()),
+        (
+            "LLM_METRICS_BASIC_AUTH_PASSWORD_FILE",
+            password.to_str().expect("utf-8 temp path"),
+        ),
         ("LLM_METRICS_BEARER_TOKEN", "env-tok"),
         ("LLM_METRICS_ALLOW", " 127.0.0.0/8 , ::1 ,"),
         ("LLM_METRICS_GLOBAL_LABELS", "service=chat, instance = a-1"),

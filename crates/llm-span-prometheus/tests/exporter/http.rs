@@ -10,32 +10,12 @@ use std::time::{Duration, Instant};
 use llm_span_prometheus::{ExporterBuilder, ExporterError, ExporterHandle, MetricsRecorder};
 use llm_span_testkit::http::{self, basic_auth, get, get_with, request};
 use llm_span_testkit::prom::{self, CONTENT_TYPE};
-use metrics::{Key, Label, Metadata, Recorder};
+use metrics::{Key, Label, Recorder};
 
-fn loopback() -> ExporterBuilder {
-    ExporterBuilder::new().with_listen_addr(([127, 0, 0, 1], 0))
-}
+use crate::support::{closed_by_server, hold_max_level, loopback, own_process_metrics, META};
 
 fn start(builder: ExporterBuilder) -> (MetricsRecorder, ExporterHandle) {
     builder.spawn().expect("exporter starts")
-}
-
-const META: Metadata<'static> = Metadata::new("test", metrics::Level::INFO, None);
-
-/// True if the server closed the connection (EOF or reset) within `within`.
-fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    stream
-        .set_read_timeout(Some(within))
-        .expect("set read timeout");
-    let mut buf = [0u8; 64];
-    match stream.read(&mut buf) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => matches!(
-            e.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-        ),
-    }
 }
 
 #[test]
@@ -60,28 +40,10 @@ fn get_metrics_serves_the_exposition_with_the_exact_content_type() {
     assert_eq!(get(server.local_addr(), "/metrics?x=1").status, 200);
 }
 
-/// Registers the four `process_*` metrics as the application's own (as the metrics-process
-/// crate does), with fixed values: with the `process` feature, the exporter's readings,
-/// which move between scrapes, are left out, so two scrapes of unchanged metrics match.
-fn own_process_metrics(recorder: &MetricsRecorder) {
-    recorder
-        .register_counter(&Key::from_name("process_cpu_seconds_total"), &META)
-        .absolute(7);
-    for name in [
-        "process_start_time_seconds",
-        "process_resident_memory_bytes",
-        "process_open_fds",
-    ] {
-        recorder
-            .register_gauge(&Key::from_name(name), &META)
-            .set(5.0);
-    }
-}
-
 #[test]
 fn head_metrics_sends_headers_without_body() {
     // GET and HEAD render twice: the same bytes, whatever the other tests do meanwhile.
-    let _level = crate::support::hold_max_level();
+    let _level = hold_max_level();
     let (recorder, server) = start(loopback());
     own_process_metrics(&recorder);
     fill(&recorder, 200);
@@ -866,7 +828,7 @@ fn repeated_accept_lines_count_together_and_application_wildcards_get_openmetric
 #[test]
 fn scrapes_are_gzip_compressed_when_the_scraper_asks() {
     // Gzip and plain scrapes compared below: the same series in both.
-    let _level = crate::support::hold_max_level();
+    let _level = hold_max_level();
     let (recorder, server) = start(loopback());
     fill(&recorder, 200);
     let addr = server.local_addr();

@@ -16,6 +16,8 @@ use tracing::field::Empty;
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
+use crate::support::loopback;
+
 fn dispatch(recorder: MetricsRecorder) -> Dispatch {
     let layer = LlmSpanLayer::builder()
         .with_recorder(recorder)
@@ -25,8 +27,7 @@ fn dispatch(recorder: MetricsRecorder) -> Dispatch {
 }
 
 fn start() -> (Dispatch, ExporterHandle) {
-    let (recorder, server) = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let (recorder, server) = loopback()
         .with_global_label("service", "chat")
         .spawn()
         .expect("exporter starts");

@@ -10,6 +10,8 @@ use metrics::{Key, Label, Recorder};
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
 
+use crate::support::{hold_max_level, loopback, own_process_metrics, META};
+
 /// What Prometheus 2.42 sends by default.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -22,9 +24,8 @@ const TRACES: [&str; 3] = [
 #[test]
 fn prometheus_gets_openmetrics_with_exemplars_and_curl_the_text_format() {
     // Two scrapes, compared sample for sample below.
-    let _level = crate::support::hold_max_level();
-    let (recorder, server) = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let _level = hold_max_level();
+    let (recorder, server) = loopback()
         .with_global_label("service", "chat")
         .spawn()
         .expect("exporter");
@@ -32,7 +33,7 @@ fn prometheus_gets_openmetrics_with_exemplars_and_curl_the_text_format() {
     let events = metrics::Recorder::register_counter(
         &recorder,
         &metrics::Key::from_name("my_events"),
-        &metrics::Metadata::new("test", metrics::Level::INFO, None),
+        &META,
     );
     events.increment(3);
     let layer = LlmSpanLayer::builder()
@@ -153,8 +154,6 @@ fn prometheus_gets_openmetrics_with_exemplars_and_curl_the_text_format() {
     );
     server.shutdown();
 }
-
-const META: metrics::Metadata<'static> = metrics::Metadata::new("test", metrics::Level::INFO, None);
 
 /// The families a render left out because their names clash, as it counts them.
 fn clashes(text: &str) -> Option<f64> {
@@ -279,18 +278,7 @@ fn application_names_that_clash_are_left_out_by_rule_and_counted() {
 fn consecutive_renders_of_unchanged_metrics_are_byte_identical() {
     let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     // The application's own process metrics, which stay put (the exporter's move).
-    recorder
-        .register_counter(&Key::from_name("process_cpu_seconds_total"), &META)
-        .absolute(7);
-    for name in [
-        "process_start_time_seconds",
-        "process_resident_memory_bytes",
-        "process_open_fds",
-    ] {
-        recorder
-            .register_gauge(&Key::from_name(name), &META)
-            .set(5.0);
-    }
+    own_process_metrics(&recorder);
     let labelled = |name: &str, value: &str| {
         Key::from_parts(name.to_owned(), vec![Label::new("k", value.to_owned())])
     };

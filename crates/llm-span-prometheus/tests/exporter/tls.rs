@@ -7,20 +7,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_span_prometheus::{ExporterBuilder, ExporterError};
+use llm_span_prometheus::ExporterError;
 use llm_span_testkit::http;
+use llm_span_testkit::process::TempDir;
 use llm_span_testkit::prom::CONTENT_TYPE;
 use llm_span_testkit::tools;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::{closed_by_server, env, loopback};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, or `None` when openssl is
 /// not installed and the test is to skip (`llm_span_testkit::tools`).
@@ -28,13 +23,8 @@ fn certificate(name: &str) -> Option<(TempDir, PathBuf, PathBuf)> {
     if !tools::require("openssl") {
         return None;
     }
-    let dir = std::env::temp_dir().join(format!(
-        "llm-span-prometheus-tls-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let dir = TempDir(dir);
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let dir = TempDir::new(&format!("tls-{name}"));
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let output = Command::new("openssl")
         .args([
             "req",
@@ -89,8 +79,7 @@ fn https_scrape_with_bearer_token() {
     let Some((_dir, cert, key)) = certificate("scrape") else {
         return;
     };
-    let (_recorder, server) = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let (_recorder, server) = loopback()
         .with_tls(&cert, &key)
         .with_bearer_token("tls-tok")
         .spawn()
@@ -134,23 +123,14 @@ fn silent_clients_cannot_hold_the_handshake_open() {
     let Some((_dir, cert, key)) = certificate("silent") else {
         return;
     };
-    let (_recorder, server) = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let (_recorder, server) = loopback()
         .with_tls(&cert, &key)
         .with_header_read_timeout(Duration::from_millis(500))
         .spawn()
         .expect("TLS server starts");
     let mut silent = TcpStream::connect(server.local_addr()).expect("connect");
-    silent
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
     let started = std::time::Instant::now();
-    let mut buf = [0u8; 16];
-    let closed = match silent.read(&mut buf) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-    };
+    let closed = closed_by_server(&mut silent, Duration::from_secs(5));
     assert!(closed, "the server kept a silent TLS client");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -161,8 +141,7 @@ fn tls_file_errors_name_the_path_not_the_content() {
         return;
     };
     let missing = cert.with_file_name("missing.pem");
-    let error = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let error = loopback()
         .with_tls(&missing, &key)
         .spawn()
         .expect_err("missing cert");
@@ -175,8 +154,7 @@ fn tls_file_errors_name_the_path_not_the_content() {
     // A key file with a secret-looking malformed line: the error must not quote it.
     let bad_key = key.with_file_name("bad-key.pem");
     std::fs::write(&bad_key, "-----BEGIN PRIVATE KEY-----\nS3CR3TLINE\n").expect("write");
-    let error = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let error = loopback()
         .with_tls(&cert, &bad_key)
         .spawn()
         .expect_err("bad key");
@@ -187,8 +165,7 @@ fn tls_file_errors_name_the_path_not_the_content() {
     assert!(!error.to_string().contains("S3CR3T") && !format!("{error:?}").contains("S3CR3T"));
 
     // The certificate where the key should be: no private key in it.
-    let error = ExporterBuilder::new()
-        .with_listen_addr(([127, 0, 0, 1], 0))
+    let error = loopback()
         .with_tls(&cert, &cert)
         .spawn()
         .expect_err("no key");
@@ -203,16 +180,17 @@ fn env_sets_tls_files() {
     let Some((_dir, cert, key)) = certificate("env") else {
         return;
     };
-    let vars = [
-        ("LLM_METRICS_LISTEN", "127.0.0.1:0".to_owned()),
-        ("LLM_METRICS_TLS_CERT", cert.display().to_string()),
-        ("LLM_METRICS_TLS_KEY", key.display().to_string()),
-    ];
-    let builder = ExporterBuilder::from_env_map(|name| {
-        vars.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    })
+    let builder = env(&[
+        ("LLM_METRICS_LISTEN", "127.0.0.1:0"),
+        (
+            "LLM_METRICS_TLS_CERT",
+            cert.to_str().expect("utf-8 temp path"),
+        ),
+        (
+            "LLM_METRICS_TLS_KEY",
+            key.to_str().expect("utf-8 temp path"),
+        ),
+    ])
     .expect("env");
     let (_recorder, server) = builder.spawn().expect("TLS server from env");
     let plain = http::try_request(server.local_addr(), "GET", "/health", &[], None);
