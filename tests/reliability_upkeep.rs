@@ -1,6 +1,6 @@
-//! Nobody scrapes, and upkeep is as good as off (once an hour): the layer's histograms
-//! are fixed buckets of atomic counters, so memory stays flat however long the server
-//! runs, and every sample is counted. (Its own binary: RSS is per process.)
+//! Nobody scrapes: the layer's histograms are fixed buckets of atomic counters that need
+//! no upkeep, so memory stays flat however long the server runs, and every sample is
+//! counted. (Its own binary: RSS is per process.)
 
 use std::time::Instant;
 

@@ -278,9 +278,8 @@ fn workload_scrape_is_exact_and_passes_promtool() {
 
 #[test]
 fn background_upkeep_loses_no_samples() {
-    // Upkeep drains samples into buckets between scrapes; a render after several upkeep
-    // rounds must still count every sample. (A push racing a drain can lose a sample
-    // upstream, see the concurrency test; at a 20 ms interval that is vanishingly rare.)
+    // Histograms are fixed buckets that need no upkeep (there is none): a render after
+    // requests spread over time counts every sample.
     let (recorder, handle) = ExporterBuilder::new().build().expect("recorder");
     let dispatch = dispatch(recorder);
     tracing::dispatcher::with_default(&dispatch, || {
