@@ -7,7 +7,7 @@ use std::process::Command;
 
 use llm_span_testkit::demo::{count_tokens, embedding, fake_token, natural_length, stable_hash};
 use llm_span_testkit::http;
-use llm_span_testkit::process::{binary, load_generator, DemoServer};
+use llm_span_testkit::process::{self, binary, DemoServer, Load};
 use llm_span_testkit::prom::{scrape, Scrape};
 use serde_json::{json, Value};
 
@@ -41,25 +41,21 @@ fn start() -> DemoServer {
     ])
 }
 
+/// The seeded load of these tests: `requests` from 8 clients, 30 % of the streaming ones
+/// walking away mid-stream.
 fn load(server: &DemoServer, requests: u64) -> Value {
     load_with(server, requests, &[])
 }
 
 /// The seeded load of [`load`] with `extra` flags (`--api completions`, `--embeddings-share P`).
 fn load_with(server: &DemoServer, requests: u64, extra: &[&str]) -> Value {
-    let requests = requests.to_string();
-    let mut args = vec![
-        "--requests",
-        &requests,
-        "--concurrency",
-        "8",
-        "--seed",
-        "11",
-        "--abort-share",
-        "0.3",
-    ];
-    args.extend_from_slice(extra);
-    serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
+    let spec = Load {
+        requests,
+        concurrency: 8,
+        seed: 11,
+        abort_share: 0.3,
+    };
+    process::load(server, spec, extra)
 }
 
 /// A model's count `field` in the load generator's summary; `embeddings` for the

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use llm_span_testkit::process::{load_generator, wait_for, DemoServer};
+use llm_span_testkit::process::{self, wait_for, DemoServer, Load};
 use llm_span_testkit::prometheus::Prometheus;
 use llm_span_testkit::{promtool, tools};
 use serde_json::Value;
@@ -181,21 +181,6 @@ fn prometheus(targets: &[SocketAddr]) -> Prometheus {
     Prometheus::start(&config, &[])
 }
 
-fn load(server: &DemoServer, seed: u64, requests: u64) -> Value {
-    let (seed, requests) = (seed.to_string(), requests.to_string());
-    let args = [
-        "--requests",
-        &requests,
-        "--concurrency",
-        "10",
-        "--seed",
-        &seed,
-        "--abort-share",
-        "0.1",
-    ];
-    serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
-}
-
 #[test]
 fn prometheus_sees_the_load_and_the_slow_model_alerts() {
     if !tools::require("prometheus") {
@@ -225,9 +210,18 @@ fn prometheus_sees_the_load_and_the_slow_model_alerts() {
     });
     assert!(up.is_some(), "both replicas are scraped");
 
+    let load = |server: &DemoServer, seed| {
+        let spec = Load {
+            requests: 80,
+            concurrency: 10,
+            seed,
+            abort_share: 0.1,
+        };
+        process::load(server, spec, &[])
+    };
     let summaries = std::thread::scope(|s| {
-        let a = s.spawn(|| load(&replicas[0], 21, 80));
-        let b = s.spawn(|| load(&replicas[1], 22, 80));
+        let a = s.spawn(|| load(&replicas[0], 21));
+        let b = s.spawn(|| load(&replicas[1], 22));
         [a.join().expect("load a"), b.join().expect("load b")]
     });
     let client = |model: &str, field: &str| -> f64 {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use llm_span_testkit::process::{load_generator, wait_for, DemoServer, Service, TempDir};
+use llm_span_testkit::process::{self, wait_for, DemoServer, Load, Service, TempDir};
 use llm_span_testkit::prometheus::{encode, free_port, Api, Prometheus};
 use llm_span_testkit::{http, prom, promtool, tools};
 use serde_json::Value;
@@ -116,23 +116,18 @@ fn replica(seed: u64, prices: &Path, password_file: &Path) -> DemoServer {
     )
 }
 
-/// Runs the load generator against `server`; returns its summary.
+/// The load of this test: `requests` from 8 clients, seeded with `seed`.
 ///
-/// A tenth of the streaming clients walk away mid-stream (`--abort-share 0.1`): the demo
+/// A tenth of the streaming clients walk away mid-stream (`abort_share: 0.1`): the demo
 /// counts a streamed token once the response body took it, so its counters equal what
 /// those clients received, and the store's must too.
-fn load(server: &DemoServer, seed: u64, args: &[&str]) -> Value {
-    let seed = seed.to_string();
-    let mut all = vec![
-        "--seed",
-        &seed,
-        "--concurrency",
-        "8",
-        "--abort-share",
-        "0.1",
-    ];
-    all.extend_from_slice(args);
-    serde_json::from_str(&load_generator(server, &all)).expect("summary JSON")
+fn load(seed: u64, requests: u64) -> Load {
+    Load {
+        requests,
+        concurrency: 8,
+        seed,
+        abort_share: 0.1,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -827,14 +822,21 @@ impl Topology {
         self.prometheus.api().clone()
     }
 
-    /// The load generator against every replica at once; `seed` differs per replica.
-    fn load_all(&self, totals: &mut Totals, seed: u64, args: &[&str]) {
+    /// The load generator against every replica at once: `spec` and `extra` flags, with
+    /// the seed made distinct per replica (`seed * 10 + i`).
+    fn load_all(&self, totals: &mut Totals, spec: Load, extra: &[&str]) {
         let summaries: Vec<Value> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .replicas
                 .iter()
                 .enumerate()
-                .map(|(i, server)| s.spawn(move || load(server, seed * 10 + i as u64, args)))
+                .map(|(i, server)| {
+                    let spec = Load {
+                        seed: spec.seed * 10 + i as u64,
+                        ..spec
+                    };
+                    s.spawn(move || process::load(server, spec, extra))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -1055,8 +1057,11 @@ fn three_replicas_two_agents_one_store_one_pager() {
     //    the totals but in no rate or increase (HighTTFT's traffic guard among them).
     let mut totals = Totals::default();
     for model in ["fast", "slow"] {
-        let args = ["--models", model, "--requests", "3", "--concurrency", "1"];
-        t.load_all(&mut totals, 1, &args);
+        let spec = Load {
+            concurrency: 1,
+            ..load(1, 3)
+        };
+        t.load_all(&mut totals, spec, &["--models", model]);
     }
     for api in [&central, &local] {
         let born = wait_for(Duration::from_secs(30), || {
@@ -1068,7 +1073,7 @@ fn three_replicas_two_agents_one_store_one_pager() {
             api.name
         );
     }
-    t.load_all(&mut totals, 2, &["--requests", "60"]);
+    t.load_all(&mut totals, load(2, 60), &[]);
     phase("warm-up load done");
 
     // 2. The slow model slows down: prefill at 30 ms a token puts many first tokens
@@ -1076,8 +1081,11 @@ fn three_replicas_two_agents_one_store_one_pager() {
     t.set_speed("slow", 30.0, 1.0);
     let slow_ttfts = (0..3)
         .find_map(|round| {
-            let args = ["--models", "slow", "--requests", "5", "--concurrency", "5"];
-            t.load_all(&mut totals, 3 + round, &args);
+            let spec = Load {
+                concurrency: 5,
+                ..load(3 + round, 5)
+            };
+            t.load_all(&mut totals, spec, &["--models", "slow"]);
             totals.wait_until_equal(&central, Duration::from_secs(30), &t.replicas);
             let over = central.scalar(concat!(
                 r#"sum(llm_ttft_seconds_count{model="slow"})"#,
@@ -1137,11 +1145,10 @@ fn three_replicas_two_agents_one_store_one_pager() {
     // 4. The slow model recovers; enough fast first tokens push it back under 1 %.
     t.set_speed("slow", 0.05, 1.0);
     let needed = (100.0 * slow_ttfts) as u64 + 30;
-    let per_replica = needed.div_ceil(3).to_string();
     t.load_all(
         &mut totals,
-        6,
-        &["--models", "slow", "--requests", &per_replica],
+        load(6, needed.div_ceil(3)),
+        &["--models", "slow"],
     );
     phase(&format!("recovery load done ({needed} requests)"));
     let resolved = t
@@ -1208,7 +1215,7 @@ fn three_replicas_two_agents_one_store_one_pager() {
     let outage_start = now_unix();
     t.agents[1].kill();
     t.victoria.stop();
-    t.load_all(&mut totals, 7, &["--requests", "40"]);
+    t.load_all(&mut totals, load(7, 40), &[]);
     std::thread::sleep(Duration::from_secs_f64(
         (outage_start + 10.0 - now_unix()).max(0.0),
     ));

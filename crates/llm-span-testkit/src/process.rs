@@ -2,7 +2,8 @@
 //! tests need around them.
 //!
 //! [`DemoServer`] starts the `inference_server` example on free ports; [`load_generator`]
-//! runs the load generator against it. [`Service`] runs any other server (Prometheus,
+//! runs the load generator against it, and [`load`] runs a seeded [`Load`] and reads its
+//! summary. [`Service`] runs any other server (Prometheus,
 //! Alertmanager, ...) with its output in a log file, and stops and starts it again as a
 //! crash or a service manager would. Every child is killed when its [`ChildGuard`]
 //! drops, so a failing test leaves nothing behind; a [`TempDir`] holds the children's
@@ -309,6 +310,42 @@ pub fn load_generator(server: &DemoServer, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("UTF-8 summary")
+}
+
+/// What [`load`] asks of the load generator.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// How many requests it sends (`--requests`).
+    pub requests: u64,
+    /// How many clients send at once (`--concurrency`).
+    pub concurrency: usize,
+    /// The seed of its prompts, models and walk-aways (`--seed`): the same seed, the same
+    /// requests.
+    pub seed: u64,
+    /// The share of streaming clients that walk away mid-stream (`--abort-share`).
+    pub abort_share: f64,
+}
+
+/// Drives `server` with the load generator: the flags of `spec`, then `extra` (such as
+/// `--models`, `--api` or `--embeddings-share`; a flag of `spec` given again in `extra`
+/// takes its value from `extra`). Returns the summary it printed.
+pub fn load(server: &DemoServer, spec: Load, extra: &[&str]) -> serde_json::Value {
+    let requests = spec.requests.to_string();
+    let concurrency = spec.concurrency.to_string();
+    let seed = spec.seed.to_string();
+    let abort_share = spec.abort_share.to_string();
+    let mut args = vec![
+        "--requests",
+        &requests,
+        "--concurrency",
+        &concurrency,
+        "--seed",
+        &seed,
+        "--abort-share",
+        &abort_share,
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.
