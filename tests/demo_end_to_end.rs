@@ -7,7 +7,7 @@ use std::process::Command;
 
 use llm_span_testkit::demo::{count_tokens, embedding, fake_token, natural_length, stable_hash};
 use llm_span_testkit::http;
-use llm_span_testkit::process::{self, binary, DemoServer, Load};
+use llm_span_testkit::process::{self, binary, unix_time, DemoServer, Load};
 use llm_span_testkit::prom::{scrape, Scrape};
 use serde_json::{json, Value};
 
@@ -448,10 +448,7 @@ fn expected_answer(prompt: &str, max_tokens: u64) -> (Vec<String>, &'static str)
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+    unix_time().as_secs()
 }
 
 /// `id` and `created` of an answer: an id with `prefix`, a time during the test.

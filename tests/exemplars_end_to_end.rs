@@ -6,19 +6,16 @@
 //! Needs Debian's `prometheus` package (see `llm_span_testkit::tools`).
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use llm_span_testkit::http;
-use llm_span_testkit::process::{wait_for, DemoServer};
-use llm_span_testkit::prometheus::{encode, Prometheus};
+use llm_span_testkit::process::{unix_time, wait_for, DemoServer};
+use llm_span_testkit::prometheus::{encode, scrape_config, Prometheus};
 use llm_span_testkit::tools;
 use serde_json::Value;
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
+    unix_time().as_secs_f64()
 }
 
 /// A trace id of the client's own, distinct per request.
@@ -53,10 +50,7 @@ fn exemplars_lead_from_slow_buckets_to_the_clients_traces() {
         "--error-rate",
         "0",
     ]);
-    let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [\"{}\"]\n",
-        server.metrics
-    );
+    let config = scrape_config(&[server.metrics], &[]);
     let prometheus = Prometheus::start(&config, &["--enable-feature=exemplar-storage"]);
 
     let requests: Vec<(String, &str)> = (0..12)

@@ -3,14 +3,11 @@
 //! what the layer emits and every anomaly reason, the span contract every field and alias.
 
 use llm_span_layer::catalog::METRICS;
+use llm_span_testkit::shipped;
 
 /// A chapter of the manual, as `include_str!` puts it into the rendered docs.
 fn chapter(name: &str) -> String {
-    let path = format!(
-        "{}/crates/llm-span-layer/docs/{name}.md",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    shipped::read(&format!("crates/llm-span-layer/docs/{name}.md"))
 }
 
 /// Rows of the reference table: (name, type, labels).

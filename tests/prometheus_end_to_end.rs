@@ -6,26 +6,19 @@
 //! binary is a failure (`llm_span_testkit::tools`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use llm_span_testkit::process::{self, wait_for, DemoServer, Load};
-use llm_span_testkit::prometheus::Prometheus;
-use llm_span_testkit::{promtool, tools};
+use llm_span_testkit::prometheus::{scrape_config, Prometheus};
+use llm_span_testkit::{promtool, shipped, tools};
 use serde_json::Value;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn deploy(path: &str) -> PathBuf {
-    Path::new(ROOT).join("deploy").join(path)
-}
 
 #[test]
 fn rules_and_config_pass_promtool() {
     if !tools::require("promtool") {
         return;
     }
-    let dir = deploy("prometheus");
+    let dir = shipped::path("deploy/prometheus");
     let runs = [
         promtool::check_rules(&dir, &["rules/llm-recording.yml", "rules/llm-alerts.yml"]),
         promtool::check_config(&dir, "prometheus.yml"),
@@ -40,8 +33,7 @@ fn rules_and_config_pass_promtool() {
 /// of the exporter's preset for that histogram, so the threshold is exact.
 #[test]
 fn latency_thresholds_sit_on_bucket_boundaries() {
-    let alerts =
-        std::fs::read_to_string(deploy("prometheus/rules/llm-alerts.yml")).expect("alerts");
+    let alerts = shipped::read("deploy/prometheus/rules/llm-alerts.yml");
     let mut checked = 0;
     for line in alerts.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -79,7 +71,7 @@ fn latency_thresholds_sit_on_bucket_boundaries() {
 }
 
 fn dashboard() -> Value {
-    let text = std::fs::read_to_string(deploy("grafana/llm-inference.json")).expect("dashboard");
+    let text = shipped::read("deploy/grafana/llm-inference.json");
     serde_json::from_str(&text).expect("dashboard is JSON")
 }
 
@@ -171,14 +163,11 @@ fn dashboard_queries_aggregate_across_replicas() {
 
 /// A Prometheus scraping `targets` every second with the shipped rules.
 fn prometheus(targets: &[SocketAddr]) -> Prometheus {
-    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [{}]\n",
-        deploy("prometheus/rules/llm-recording.yml").display(),
-        deploy("prometheus/rules/llm-alerts.yml").display(),
-        targets.join(", ")
-    );
-    Prometheus::start(&config, &[])
+    let rules = [
+        shipped::path("deploy/prometheus/rules/llm-recording.yml"),
+        shipped::path("deploy/prometheus/rules/llm-alerts.yml"),
+    ];
+    Prometheus::start(&scrape_config(targets, &rules), &[])
 }
 
 #[test]

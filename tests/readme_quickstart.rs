@@ -1,7 +1,7 @@
 //! The README's Quick start program is `examples/quickstart.rs`, word for word, so that
 //! `cargo run --example quickstart` runs what a newcomer pastes.
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use llm_span_testkit::shipped;
 
 /// The first `rust` code block after the Quick start heading.
 fn quick_start_block(readme: &str) -> &str {
@@ -17,9 +17,8 @@ fn quick_start_block(readme: &str) -> &str {
 
 #[test]
 fn quick_start_is_the_quickstart_example() {
-    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).expect("README.md");
-    let example =
-        std::fs::read_to_string(format!("{ROOT}/examples/quickstart.rs")).expect("quickstart.rs");
+    let readme = shipped::read("README.md");
+    let example = shipped::read("examples/quickstart.rs");
     assert_eq!(
         quick_start_block(&readme),
         example,

@@ -25,22 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use llm_span_testkit::process::{self, wait_for, DemoServer, Load, Service, TempDir};
-use llm_span_testkit::prometheus::{encode, free_port, Api, Prometheus};
-use llm_span_testkit::{http, prom, promtool, tools};
+use llm_span_testkit::process::{self, unix_time, wait_for, DemoServer, Load, Service, TempDir};
+use llm_span_testkit::prometheus::{encode, free_port, loopback, Api, Prometheus};
+use llm_span_testkit::{http, prom, promtool, shipped, tools};
 use serde_json::Value;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn shipped(path: &str) -> PathBuf {
-    Path::new(ROOT).join(path)
-}
-
-fn read_shipped(path: &str) -> String {
-    std::fs::read_to_string(shipped(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// `text` with `from` replaced by `to`; `from` must occur exactly once, so that a
 /// change to a shipped file that a test no longer covers fails here.
@@ -58,7 +48,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
 fn shipped_with(path: &str, substitutions: &[(&str, &str)]) -> String {
     substitutions
         .iter()
-        .fold(read_shipped(path), |text, (from, to)| {
+        .fold(shipped::read(path), |text, (from, to)| {
             replace_once(&text, from, to)
         })
 }
@@ -131,18 +121,7 @@ fn load(seed: u64, requests: u64) -> Load {
 }
 
 // ---------------------------------------------------------------------------------------
-// Small pieces: addresses, the clock, the webhook receiver.
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64()
-}
+// Small pieces: the webhook receiver.
 
 /// One notification the webhook received.
 #[derive(Debug, Clone)]
@@ -281,7 +260,7 @@ impl Drop for Webhook {
 /// difference, checked line by line. The other alerts keep their shipped `for:` (two
 /// minutes or more, longer than this test), so none of them can fire here.
 fn alert_rules_for_test(for_: &str) -> String {
-    let rules = read_shipped("deploy/prometheus/rules/llm-alerts.yml");
+    let rules = shipped::read("deploy/prometheus/rules/llm-alerts.yml");
     let start = rules.find("- alert: HighTTFT").expect("HighTTFT rule");
     let end = rules[start + 1..]
         .find("- alert:")
@@ -303,7 +282,7 @@ fn alert_rules_for_test(for_: &str) -> String {
 
 /// The `expr:` of a shipped alert, as written.
 fn alert_expr(alert: &str) -> String {
-    let rules = read_shipped("deploy/prometheus/rules/llm-alerts.yml");
+    let rules = shipped::read("deploy/prometheus/rules/llm-alerts.yml");
     let start = rules
         .find(&format!("- alert: {alert}\n"))
         .unwrap_or_else(|| panic!("no alert {alert}"));
@@ -380,7 +359,7 @@ fn scale_out_configs_pass_their_checkers() {
     if !(tools::require("promtool") && tools::require("amtool") && tools::require("vmalert")) {
         return;
     }
-    let deploy = shipped("deploy");
+    let deploy = shipped::path("deploy");
     promtool::check_agent_config(&deploy.join("prometheus"), "agent.yml")
         .expect("promtool is installed")
         .assert_success();
@@ -454,15 +433,15 @@ fn prometheus_rule_is_generated_from_the_rule_files() {
             "scripts/gen-prometheusrule.sh",
             fresh.to_str().expect("path"),
         ],
-        Path::new(ROOT),
+        shipped::root(),
     );
-    let committed = read_shipped("deploy/kubernetes/prometheusrule.yaml");
+    let committed = shipped::read("deploy/kubernetes/prometheusrule.yaml");
     assert!(
         std::fs::read_to_string(&fresh).expect("generated") == committed,
         "deploy/kubernetes/prometheusrule.yaml is stale: run scripts/gen-prometheusrule.sh"
     );
     for rules in ["llm-recording.yml", "llm-alerts.yml"] {
-        let text = read_shipped(&format!("deploy/prometheus/rules/{rules}"));
+        let text = shipped::read(&format!("deploy/prometheus/rules/{rules}"));
         for line in text
             .lines()
             .filter(|l| l.contains("- record:") || l.contains("- alert:"))
@@ -484,7 +463,7 @@ fn prometheus_rule_is_generated_from_the_rule_files() {
         .collect::<Vec<_>>()
         .join("\n");
     let extracted = dir.write("extracted.yml", &spec);
-    let tests = read_shipped("deploy/prometheus/tests/llm-alerts.test.yml");
+    let tests = shipped::read("deploy/prometheus/tests/llm-alerts.test.yml");
     let tests = replace_once(
         &tests,
         "  - ../rules/llm-recording.yml\n  - ../rules/llm-alerts.yml\n",
@@ -711,7 +690,7 @@ impl Topology {
             vec![
                 format!(
                     "-rule={}",
-                    shipped("deploy/prometheus/rules/llm-recording.yml").display()
+                    shipped::path("deploy/prometheus/rules/llm-recording.yml").display()
                 ),
                 format!("-rule={}", configs.alert_rules.display()),
                 format!("-datasource.url={}", url(vm)),
@@ -781,7 +760,7 @@ impl Topology {
             })
             .collect();
         let alert_rules = dir.write("llm-alerts.yml", &alert_rules_for_test("5s"));
-        let recording_rules = shipped("deploy/prometheus/rules/llm-recording.yml");
+        let recording_rules = shipped::path("deploy/prometheus/rules/llm-recording.yml");
         let prometheus = shipped_with(
             "deploy/prometheus/prometheus.yml",
             &[
@@ -1166,7 +1145,7 @@ fn three_replicas_two_agents_one_store_one_pager() {
     totals.wait_until_equal(&local, Duration::from_secs(30), &t.replicas);
     // Among them streams the clients walked away from, counted to the token received.
     assert!(totals.1 > 0, "no client aborted a stream: {totals:?}");
-    let recording = read_shipped("deploy/prometheus/rules/llm-recording.yml");
+    let recording = shipped::read("deploy/prometheus/rules/llm-recording.yml");
     let records: Vec<&str> = recording
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- record: "))
@@ -1212,14 +1191,14 @@ fn three_replicas_two_agents_one_store_one_pager() {
     // 6. Host B's agent crashes (SIGKILL) and at the same moment the central store stops
     //    (SIGTERM); the load goes on against every replica. Then both come back, the
     //    agent on its old write-ahead log.
-    let outage_start = now_unix();
+    let outage_start = unix_time().as_secs_f64();
     t.agents[1].kill();
     t.victoria.stop();
     t.load_all(&mut totals, load(7, 40), &[]);
     std::thread::sleep(Duration::from_secs_f64(
-        (outage_start + 10.0 - now_unix()).max(0.0),
+        (outage_start + 10.0 - unix_time().as_secs_f64()).max(0.0),
     ));
-    let outage_end = now_unix();
+    let outage_end = unix_time().as_secs_f64();
     t.victoria.start();
     t.agents[1].restart();
     phase(&format!(
@@ -1274,7 +1253,7 @@ fn three_replicas_two_agents_one_store_one_pager() {
         &central,
         r#"up{job="llm",host="host-b"}"#,
         outage_start - 10.0,
-        now_unix(),
+        unix_time().as_secs_f64(),
     );
     assert_eq!(host_b.len(), 1, "{host_b:?}");
     let times = &host_b[0].1;

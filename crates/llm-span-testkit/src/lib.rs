@@ -4,8 +4,9 @@
 //! `llm-span-prometheus`. The demo server and the load generator agree on tokenization
 //! and randomness through [`demo`]; tests run the demo server and the load generator
 //! through [`process`], read scrapes through [`prom`], speak raw HTTP through [`http`] and
-//! check expositions and rule files through [`promtool`]. When a test needs a tool that
-//! is not installed, [`tools`] decides whether it skips or fails.
+//! check expositions and rule files through [`promtool`], and read the workspace's own
+//! files through [`shipped`]. When a test needs a tool that is not installed, [`tools`]
+//! decides whether it skips or fails.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@ pub mod process;
 pub mod prom;
 pub mod prometheus;
 pub mod promtool;
+pub mod shipped;
 pub mod tools;
 
 /// The README, whose Rust code blocks `cargo test --doc` compiles and runs (those marked

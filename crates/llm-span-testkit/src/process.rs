@@ -8,7 +8,8 @@
 //! crash or a service manager would. Every child is killed when its [`ChildGuard`]
 //! drops, so a failing test leaves nothing behind; a [`TempDir`] holds the children's
 //! files and keeps them when the test fails. [`wait_for`] polls a condition;
-//! [`rss_bytes`] reads this process's resident memory.
+//! [`rss_bytes`] reads this process's resident memory; [`unix_time`] reads the clock the
+//! servers stamp their answers and samples with.
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
@@ -346,6 +347,13 @@ pub fn load(server: &DemoServer, spec: Load, extra: &[&str]) -> serde_json::Valu
     ];
     args.extend_from_slice(extra);
     serde_json::from_str(&load_generator(server, &args)).expect("summary JSON")
+}
+
+/// The time since the Unix epoch, by the system clock.
+pub fn unix_time() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

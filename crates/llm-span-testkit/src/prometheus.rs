@@ -12,11 +12,35 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::ops::Deref;
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 use crate::http;
 use crate::process::{Service, TempDir};
+
+/// The address `port` on 127.0.0.1.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A config that scrapes `targets` every second, as job `llm`, and evaluates
+/// `rule_files` (if any) every second.
+pub fn scrape_config(targets: &[SocketAddr], rule_files: &[PathBuf]) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    let mut config = "global:\n  scrape_interval: 1s\n".to_owned();
+    if !rule_files.is_empty() {
+        config.push_str("  evaluation_interval: 1s\nrule_files:\n");
+        for file in rule_files {
+            config.push_str(&format!("  - {}\n", file.display()));
+        }
+    }
+    config.push_str(&format!(
+        "scrape_configs:\n  - job_name: llm\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    ));
+    config
+}
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {
@@ -168,7 +192,7 @@ impl Prometheus {
         ]);
         args.extend(flags.iter().map(|f| (*f).to_owned()));
         let program = crate::tools::locate("prometheus").expect("prometheus is installed");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = loopback(port);
         let mut service = Service::new(
             name,
             &program,
