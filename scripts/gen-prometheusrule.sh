@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Writes deploy/kubernetes/prometheusrule.yaml, the Prometheus Operator's PrometheusRule,
 # from the shipped rule files deploy/prometheus/rules/*.yml: their groups, unchanged, under
-# `spec:`. Never edit the output by hand; tests/scale_out_end_to_end.rs checks that it is
-# what this script writes.
+# `spec:`. Never edit the output by hand; tests/scale_out_end_to_end/checkers.rs checks that
+# it is what this script writes.
 #
 #   scripts/gen-prometheusrule.sh          rewrite deploy/kubernetes/prometheusrule.yaml
 #   scripts/gen-prometheusrule.sh FILE     write FILE instead (- for stdout)
