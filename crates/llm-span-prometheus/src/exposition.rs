@@ -35,7 +35,8 @@ impl Format {
 pub(crate) enum CounterValue {
     /// A `metrics` counter: a whole number.
     Count(u64),
-    /// A counter read from elsewhere in a unit (CPU seconds).
+    /// A counter read from elsewhere in a unit (CPU seconds, feature `process`).
+    #[cfg_attr(not(feature = "process"), allow(dead_code))]
     Float(f64),
     /// Picodollars, written in US dollars as an exact decimal.
     Picodollars(u128),

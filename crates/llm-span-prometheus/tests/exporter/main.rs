@@ -1,10 +1,10 @@
 //! The exporter's integration tests that can share a process: one test binary, a module
 //! per behaviour.
 //!
-//! Three tests keep a binary of their own, because they depend on what is process-wide:
-//! `install.rs` puts the recorder in the global `metrics` slot (once per process),
-//! `secret_zeroing.rs` replaces the global allocator and watches every block freed, and
-//! `threads.rs` counts this process's threads.
+//! Two binaries are apart, because they depend on what is process-wide: `process/` puts
+//! the recorder in the global `metrics` slot (once per process) and counts this process's
+//! threads, and `secret_zeroing.rs` replaces the global allocator and watches every block
+//! freed.
 //!
 //! What is process-wide here: the layer's `llm_layer_request_spans_enabled` reads the
 //! `tracing` maximum level, which every new subscriber (in `layer` and `openmetrics`)
@@ -14,6 +14,7 @@
 mod support;
 
 mod config;
+mod golden;
 mod http;
 mod layer;
 mod openmetrics;

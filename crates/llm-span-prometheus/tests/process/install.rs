@@ -1,11 +1,10 @@
-//! `install()` puts the recorder in the global slot: its own test binary, one test.
+//! `install()` puts the recorder in the global slot, which a process has once.
 
 use llm_span_layer::LlmSpanLayer;
 use llm_span_prometheus::{ExporterBuilder, ExporterError};
 use tracing_subscriber::prelude::*;
 
-#[test]
-fn install_serves_the_global_recorder_and_refuses_a_second() {
+pub(crate) fn install_serves_the_global_recorder_and_refuses_a_second() {
     let server = ExporterBuilder::new()
         .with_listen_addr(([127, 0, 0, 1], 0))
         .with_global_label("service", "global")
