@@ -29,10 +29,8 @@ fn scenario() -> MetricsHandle {
             .register_counter(&key(catalog::REQUESTS_TOTAL, &labels), &meta)
             .increment(n);
     }
-    let trace = TraceContext::from_hex(
-        "4bf92f3577b34da6a3ce929d0e0e4736",
-        Some("00f067aa0ba902b7"),
-    );
+    let trace =
+        TraceContext::from_hex("4bf92f3577b34da6a3ce929d0e0e4736", Some("00f067aa0ba902b7"));
     let ttft = recorder.register_histogram(&key(catalog::TTFT_SECONDS, &[("model", "m-a")]), &meta);
     with_trace(trace, || ttft.record(0.3));
     ttft.record(1.5);
@@ -40,7 +38,10 @@ fn scenario() -> MetricsHandle {
         .register_histogram(&key(catalog::TTFT_SECONDS, &[("model", "m-b")]), &meta)
         .record(0.05);
     recorder
-        .register_counter(&key(catalog::COST_PICO_USD_TOTAL, &[("model", "m-a")]), &meta)
+        .register_counter(
+            &key(catalog::COST_PICO_USD_TOTAL, &[("model", "m-a")]),
+            &meta,
+        )
         .increment(2_500_000_000_000);
     let gauge = |name, model, meta: &Metadata<'_>, value| {
         recorder
