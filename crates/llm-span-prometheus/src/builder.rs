@@ -13,6 +13,7 @@ use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
+use crate::naming::{Naming, Namings};
 use crate::recorder::{MetricsHandle, MetricsRecorder};
 use crate::series::{BucketLayout, Buckets, SeriesMaker};
 use crate::server::{self, ExporterHandle, ServerConfig};
@@ -57,6 +58,7 @@ pub struct ExporterBuilder {
     bucket_overrides: Vec<(String, Vec<f64>)>,
     default_buckets: Vec<f64>,
     global_labels: Vec<(String, String)>,
+    naming: Vec<Naming>,
     allow: Vec<String>,
     basic_auth: Option<(String, Secret)>,
     bearer_token: Option<Secret>,
@@ -84,6 +86,7 @@ impl ExporterBuilder {
             bucket_overrides: Vec::new(),
             default_buckets: buckets::DEFAULT.to_vec(),
             global_labels: Vec::new(),
+            naming: vec![Naming::Llm],
             allow: Vec::new(),
             basic_auth: None,
             bearer_token: None,
@@ -128,6 +131,9 @@ impl ExporterBuilder {
         for (name, value) in env.global_labels {
             builder = builder.with_global_label(name, value);
         }
+        if let Some(naming) = env.naming {
+            builder = builder.with_naming(naming);
+        }
         #[cfg(feature = "tls")]
         if let Some((cert, key)) = env.tls {
             builder = builder.with_tls(cert, key);
@@ -169,6 +175,31 @@ impl ExporterBuilder {
         let name = name.into();
         self.global_labels.retain(|(n, _)| *n != name);
         self.global_labels.push((name, value.into()));
+        self
+    }
+
+    /// The naming profiles to serve the layer's metrics under (default: [`Naming::Llm`]
+    /// alone): several at once for a migration, all from the same series. An empty list is
+    /// refused when the recorder is built. See [`Naming`] and [`manual::naming`](crate::manual::naming).
+    ///
+    /// ```
+    /// use llm_span_prometheus::{ExporterBuilder, Naming};
+    ///
+    /// let (_recorder, handle) = ExporterBuilder::new()
+    ///     .with_naming([Naming::Llm, Naming::Vllm])
+    ///     .build()?;
+    /// let body = handle.render();
+    /// assert!(body.contains("# TYPE llm_queue_depth gauge\n"));
+    /// assert!(body.contains("# TYPE vllm:num_requests_waiting gauge\n"));
+    /// # Ok::<(), llm_span_prometheus::ExporterError>(())
+    /// ```
+    pub fn with_naming(mut self, naming: impl IntoIterator<Item = Naming>) -> Self {
+        self.naming = Vec::new();
+        for profile in naming {
+            if !self.naming.contains(&profile) {
+                self.naming.push(profile);
+            }
+        }
         self
     }
 
@@ -294,16 +325,28 @@ impl ExporterBuilder {
         }
         buckets::validate("(default buckets)", &self.default_buckets)?;
         // The presets of the catalog's histograms, then the overrides (which win).
+        let namings = Namings::new(&self.naming).ok_or(ExporterError::InvalidSetting {
+            setting: "naming",
+            reason: "must name at least one profile",
+        })?;
+        // A catalog histogram that the `vllm` profile serves also stores vLLM's bounds.
+        let layout = |name: &str, bounds: &[f64]| {
+            let vllm = namings
+                .serves(Naming::Vllm)
+                .then(|| crate::vllm::buckets(name))
+                .flatten();
+            BucketLayout::new(bounds, vllm)
+        };
         let mut by_name: HashMap<String, Arc<BucketLayout>> = buckets::PRESETS
             .iter()
-            .map(|(name, bounds)| ((*name).to_owned(), BucketLayout::new(bounds)))
+            .map(|(name, bounds)| ((*name).to_owned(), layout(name, bounds)))
             .collect();
         for (name, bounds) in &self.bucket_overrides {
             buckets::validate(name, bounds)?;
-            by_name.insert(name.clone(), BucketLayout::new(bounds));
+            by_name.insert(name.clone(), layout(name, bounds));
         }
         let buckets = Buckets::new(by_name, &self.default_buckets);
-        let maker = SeriesMaker::new(self.global_labels.clone(), buckets);
+        let maker = SeriesMaker::new(self.global_labels.clone(), namings, buckets);
         Ok(MetricsRecorder::new(
             MetricStore::new(maker),
             &self.global_labels,

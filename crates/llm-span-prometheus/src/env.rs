@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use crate::allow::Cidr;
 use crate::auth::Secret;
 use crate::error::ExporterError;
+use crate::naming::Naming;
 
 /// Listen address, e.g. `0.0.0.0:9000`.
 pub(crate) const LISTEN: &str = "LLM_METRICS_LISTEN";
@@ -19,6 +20,8 @@ pub(crate) const ALLOW_PUBLIC: &str = "LLM_METRICS_ALLOW_PUBLIC";
 pub(crate) const GLOBAL_LABELS: &str = "LLM_METRICS_GLOBAL_LABELS";
 pub(crate) const TLS_CERT: &str = "LLM_METRICS_TLS_CERT";
 pub(crate) const TLS_KEY: &str = "LLM_METRICS_TLS_KEY";
+/// Comma-separated naming profiles, e.g. `llm,vllm`.
+pub(crate) const NAMING: &str = "LLM_METRICS_NAMING";
 
 /// The settings the variables give; what they leave unset is `None` or empty. The
 /// builder applies them with its public methods (`ExporterBuilder::from_env_map`).
@@ -30,6 +33,7 @@ pub(crate) struct EnvSettings {
     pub(crate) bearer_token: Option<Secret>,
     pub(crate) allow_public: bool,
     pub(crate) global_labels: Vec<(String, String)>,
+    pub(crate) naming: Option<Vec<Naming>>,
     /// Certificate and key paths (read only with the `tls` feature).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) tls: Option<(String, String)>,
@@ -106,6 +110,16 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSetting
                 .global_labels
                 .push((name.trim().to_owned(), value.trim().to_owned()));
         }
+    }
+    if let Some(naming) = get(NAMING) {
+        let list = Naming::parse_list(&naming).map_err(|_| ExporterError::InvalidEnv {
+            var: NAMING,
+            reason: format!(
+                "{naming:?} is not a comma-separated list of naming profiles ({})",
+                Naming::all_names()
+            ),
+        })?;
+        settings.naming = Some(list);
     }
     match (get(TLS_CERT), get(TLS_KEY)) {
         (None, None) => {}

@@ -87,6 +87,11 @@ pub enum ExporterError {
     },
     /// The listener's thread or runtime could not be started.
     Runtime(io::Error),
+    /// A naming profile that does not exist (or an empty list of them).
+    UnknownNaming {
+        /// The name given.
+        name: String,
+    },
 }
 
 impl fmt::Display for ExporterError {
@@ -114,6 +119,11 @@ impl fmt::Display for ExporterError {
             Self::InvalidEnv { var, reason } => write!(f, "invalid environment variable {var}: {reason}"),
             Self::Tls { path, reason } => write!(f, "TLS file {}: {reason}", path.display()),
             Self::Runtime(source) => write!(f, "cannot start the metrics listener: {source}"),
+            Self::UnknownNaming { name } => write!(
+                f,
+                "unknown naming profile {name:?}: the profiles are {}",
+                crate::naming::Naming::all_names()
+            ),
         }
     }
 }

@@ -164,6 +164,7 @@
 //! | `LLM_METRICS_GLOBAL_LABELS` | comma-separated `name=value` labels for every series | `service=chat,region=eu` |
 //! | `LLM_METRICS_TLS_CERT` | PEM certificate chain (feature `tls`) | `/etc/metrics/tls.crt` |
 //! | `LLM_METRICS_TLS_KEY` | PEM private key (feature `tls`) | `/etc/metrics/tls.key` |
+//! | `LLM_METRICS_NAMING` | comma-separated naming profiles ([`Naming`]): `llm` (default), `vllm` | `llm,vllm` |
 //!
 //! Empty variables count as unset, except credential variables: a set but empty
 //! credential is an error, so that a secret that failed to mount does not open the
@@ -179,6 +180,7 @@
 //! | [`with_bearer_token(token)`](ExporterBuilder::with_bearer_token) | `LLM_METRICS_BEARER_TOKEN` or `LLM_METRICS_BEARER_TOKEN_FILE` | none |
 //! | [`allow_unauthenticated_public_bind()`](ExporterBuilder::allow_unauthenticated_public_bind) | `LLM_METRICS_ALLOW_PUBLIC=1` | refused |
 //! | [`with_global_label(name, value)`](ExporterBuilder::with_global_label) | `LLM_METRICS_GLOBAL_LABELS=service=chat,region=eu` | none |
+//! | [`with_naming([Naming::Llm, Naming::Vllm])`](ExporterBuilder::with_naming) | `LLM_METRICS_NAMING=llm,vllm` | `llm` |
 //! | `with_tls(cert_path, key_path)` (feature `tls`, [`manual::tls`]) | `LLM_METRICS_TLS_CERT`, `LLM_METRICS_TLS_KEY`: paths of PEM files, not PEM text | plain HTTP |
 //! | [`with_buckets(metric, &[..])`](ExporterBuilder::with_buckets) | | the presets below |
 //! | [`with_default_buckets(&[..])`](ExporterBuilder::with_default_buckets) (histograms outside the catalog) | | [`buckets::DEFAULT`], the Prometheus client defaults |
@@ -213,6 +215,7 @@
 //! | [`manual::formats`] | histograms and their storage, text format and OpenMetrics, exemplars, gzip, cost in dollars, process metrics |
 //! | [`manual::tls`] | HTTPS: certificate files, a self-signed certificate to try it, the scrape job |
 //! | [`manual::scraping`] | configuration in code, your own router, the Prometheus scrape job, global labels |
+//! | [`manual::naming`] | naming profiles: the layer's names or vLLM's (`vllm:`, `model_name`, vLLM's buckets), what maps to what, what is absent |
 //!
 //! What the layer reads and emits (the span contract, the metrics reference, prices,
 //! exemplars): [`llm_span_layer::manual`].
@@ -242,6 +245,7 @@ mod error;
 mod exposition;
 mod histogram;
 pub mod manual;
+mod naming;
 mod negotiate;
 #[cfg(feature = "process")]
 mod process;
@@ -251,6 +255,7 @@ mod server;
 mod store;
 #[cfg(feature = "tls")]
 mod tls;
+mod vllm;
 
 pub use auth::Secret;
 pub use builder::{
@@ -258,6 +263,7 @@ pub use builder::{
     MAX_HTTP_TIMEOUT,
 };
 pub use error::ExporterError;
+pub use naming::Naming;
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;
 

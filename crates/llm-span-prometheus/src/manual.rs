@@ -1,4 +1,4 @@
-//! The manual: formats, TLS and scraping.
+//! The manual: formats, TLS, scraping and naming profiles.
 //!
 //! Documentation only; these modules hold no items. The listener's routes and limits, the
 //! configuration variables and the bucket boundaries are on the
@@ -9,6 +9,7 @@
 //! - [`tls`]: HTTPS with the `tls` feature.
 //! - [`scraping`]: configuration in code, `/metrics` in your own router, the Prometheus
 //!   scrape job.
+//! - [`naming`]: naming profiles: the layer's names, or vLLM's (`vllm:`, `model_name`).
 
 #[doc = include_str!("../docs/formats.md")]
 pub mod formats {}
@@ -18,3 +19,6 @@ pub mod tls {}
 
 #[doc = include_str!("../docs/scraping.md")]
 pub mod scraping {}
+
+#[doc = include_str!("../docs/naming.md")]
+pub mod naming {}

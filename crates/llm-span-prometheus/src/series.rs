@@ -11,7 +11,8 @@ use metrics::Key;
 
 use crate::cost::PicoCost;
 use crate::exposition::{label_name, metric_name, write_label_pairs, CounterValue};
-use crate::histogram::FixedHistogram;
+use crate::histogram::{FixedHistogram, HistogramSnapshot};
+use crate::naming::{Naming, Namings};
 
 /// The name the cost is served under, in US dollars.
 pub(crate) const COST_USD_TOTAL: &str = "llm_cost_usd_total";
@@ -43,11 +44,13 @@ pub(crate) fn in_catalog(name: &str) -> bool {
     catalog::METRICS.iter().any(|def| served_as(def).0 == name)
 }
 
-/// What every series has: the name of its family and its label pairs as written.
+/// What every series has: the name of its family and its label pairs as written, and
+/// the same for each of vLLM's families it appears in (profile `vllm`).
 #[derive(Debug)]
 pub(crate) struct SeriesName {
     pub(crate) family: Arc<str>,
     pub(crate) labels: Arc<str>,
+    pub(crate) vllm: Box<[(&'static str, Arc<str>)]>,
 }
 
 /// A counter: a whole number, or the cost in picodollars (kept past 64 bits, served in
@@ -151,25 +154,89 @@ impl metrics::HistogramFn for HistogramSeries {
     }
 }
 
-/// The buckets of a histogram family: their bounds, and the same written as `le` values.
+/// The buckets of a histogram family: the bounds it stores (those of every profile that
+/// serves it, merged), and the view of each profile.
 #[derive(Debug)]
 pub(crate) struct BucketLayout {
     bounds: Arc<[f64]>,
-    /// The bounds as written, then `+Inf`.
-    pub(crate) le: Arc<[Box<str>]>,
+    pub(crate) llm: BucketView,
+    pub(crate) vllm: Option<BucketView>,
 }
 
 impl BucketLayout {
-    pub(crate) fn new(bounds: &[f64]) -> Arc<Self> {
+    /// Buckets at `bounds`, and also at `vllm`'s when that profile serves the family.
+    pub(crate) fn new(bounds: &[f64], vllm: Option<&[f64]>) -> Arc<Self> {
+        let mut stored = bounds.to_vec();
+        if let Some(vllm) = vllm {
+            stored.extend_from_slice(vllm);
+            stored.sort_by(f64::total_cmp);
+            stored.dedup();
+        }
+        let llm = BucketView::new(&stored, bounds, |bound| bound.to_string());
+        let vllm = vllm.map(|vllm| BucketView::new(&stored, vllm, crate::vllm::le));
+        Arc::new(Self {
+            bounds: stored.into(),
+            llm,
+            vllm,
+        })
+    }
+}
+
+/// A profile's buckets over the stored ones: their `le` values as written, and where each
+/// one's cumulative count is among the stored buckets.
+#[derive(Debug)]
+pub(crate) struct BucketView {
+    /// The bounds as written, then `+Inf`.
+    pub(crate) le: Arc<[Box<str>]>,
+    /// The stored bucket of each of the view's, `+Inf` last; `None` when they are the same.
+    stored: Option<Box<[usize]>>,
+}
+
+impl BucketView {
+    /// `bounds` are among `stored` (both sorted).
+    fn new(stored: &[f64], bounds: &[f64], write: impl Fn(f64) -> String) -> Self {
         let le = bounds
             .iter()
-            .map(|bound| bound.to_string().into_boxed_str())
+            .map(|bound| write(*bound).into_boxed_str())
             .chain(["+Inf".into()])
             .collect();
-        Arc::new(Self {
-            bounds: bounds.into(),
+        let position = |bound: &f64| stored.iter().position(|s| s == bound).unwrap_or(0);
+        let same = stored.len() == bounds.len();
+        Self {
             le,
-        })
+            stored: (!same).then(|| bounds.iter().map(position).chain([stored.len()]).collect()),
+        }
+    }
+
+    /// The snapshot of the stored buckets as the view's: cumulative counts at its bounds,
+    /// and in each bucket the newest exemplar of the stored buckets it covers.
+    pub(crate) fn project(&self, snapshot: HistogramSnapshot) -> HistogramSnapshot {
+        let Some(stored) = &self.stored else {
+            return snapshot;
+        };
+        let cumulative = stored.iter().map(|i| snapshot.cumulative[*i]).collect();
+        let exemplars = if snapshot.exemplars.is_empty() {
+            Vec::new()
+        } else {
+            let mut first = 0;
+            stored
+                .iter()
+                .map(|last| {
+                    let covered = &snapshot.exemplars[first..=*last];
+                    first = last + 1;
+                    covered
+                        .iter()
+                        .flatten()
+                        .copied()
+                        .max_by(|a, b| a.timestamp.total_cmp(&b.timestamp))
+                })
+                .collect()
+        };
+        HistogramSnapshot {
+            cumulative,
+            sum: snapshot.sum,
+            exemplars,
+        }
     }
 }
 
@@ -184,7 +251,7 @@ impl Buckets {
     pub(crate) fn new(by_name: HashMap<String, Arc<BucketLayout>>, default: &[f64]) -> Self {
         Self {
             by_name,
-            default: BucketLayout::new(default),
+            default: BucketLayout::new(default, None),
         }
     }
 
@@ -197,6 +264,7 @@ impl Buckets {
 #[derive(Debug)]
 pub(crate) struct SeriesMaker {
     global_labels: Vec<(String, String)>,
+    namings: Namings,
     buckets: Buckets,
     /// One allocation per family name, shared by its series (a render groups series by
     /// family with a pointer comparison first).
@@ -204,9 +272,14 @@ pub(crate) struct SeriesMaker {
 }
 
 impl SeriesMaker {
-    pub(crate) fn new(global_labels: Vec<(String, String)>, buckets: Buckets) -> Self {
+    pub(crate) fn new(
+        global_labels: Vec<(String, String)>,
+        namings: Namings,
+        buckets: Buckets,
+    ) -> Self {
         Self {
             global_labels,
+            namings,
             buckets,
             family_names: Mutex::default(),
         }
@@ -243,10 +316,32 @@ impl SeriesMaker {
         }
         let mut labels = String::new();
         write_label_pairs(&mut labels, pairs.iter().map(|(k, v)| (k.as_str(), *v)));
+        let vllm = if self.namings.serves(Naming::Vllm) {
+            crate::vllm::targets(key.name(), &pairs)
+                .into_iter()
+                .map(|(family, pairs)| {
+                    let mut labels = String::new();
+                    write_label_pairs(
+                        &mut labels,
+                        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                    );
+                    (family, labels.into())
+                })
+                .collect()
+        } else {
+            Box::default()
+        };
         SeriesName {
             family,
             labels: labels.into(),
+            vllm,
         }
+    }
+}
+
+impl SeriesMaker {
+    pub(crate) fn namings(&self) -> Namings {
+        self.namings
     }
 }
 
@@ -298,12 +393,13 @@ mod tests {
     use metrics_util::registry::Storage;
 
     fn maker() -> SeriesMaker {
-        let by_name = HashMap::from([("h".to_owned(), BucketLayout::new(&[0.5, 1.0]))]);
+        let by_name = HashMap::from([("h".to_owned(), BucketLayout::new(&[0.5, 1.0], None))]);
         SeriesMaker::new(
             vec![
                 ("service".into(), "chat".into()),
                 ("bad-name".into(), "x".into()),
             ],
+            Namings::default(),
             Buckets::new(by_name, &[2.0]),
         )
     }
@@ -392,12 +488,112 @@ mod tests {
     }
 
     #[test]
+    fn a_layout_stores_every_profile_s_bounds_and_each_view_reads_its_own() {
+        let layout = BucketLayout::new(&[0.5, 1.0, 2.0], Some(&[0.3, 1.0, 5.0]));
+        assert_eq!(&*layout.bounds, [0.3, 0.5, 1.0, 2.0, 5.0]);
+        let vllm = layout.vllm.as_ref().expect("vllm view");
+        assert_eq!(
+            &*layout.llm.le,
+            ["0.5".into(), "1".into(), "2".into(), "+Inf".into()]
+        );
+        assert_eq!(
+            &*vllm.le,
+            ["0.3".into(), "1.0".into(), "5.0".into(), "+Inf".into()]
+        );
+        let histogram = FixedHistogram::new(Arc::clone(&layout.bounds), true);
+        let trace = |id: &str| {
+            llm_span_layer::exemplar::TraceContext::from_hex(id, None).expect("trace id")
+        };
+        // Stored buckets: 0.3 0.5 1 2 5 +Inf.
+        for value in [0.1, 0.4, 0.45, 0.9, 1.5, 3.0, 7.0] {
+            histogram.record(value);
+        }
+        llm_span_layer::exemplar::with_trace(
+            Some(trace("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")),
+            || histogram.record(0.45),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        llm_span_layer::exemplar::with_trace(
+            Some(trace("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")),
+            || histogram.record(0.2),
+        );
+        llm_span_layer::exemplar::with_trace(
+            Some(trace("cccccccccccccccccccccccccccccccc")),
+            || histogram.record(9.0),
+        );
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.cumulative, [2, 5, 6, 7, 8, 10]);
+        let llm = layout.llm.project(snapshot.clone());
+        assert_eq!(llm.cumulative, [5, 6, 7, 10]);
+        assert_eq!((llm.sum, llm.count()), (snapshot.sum, 10));
+        let id = |e: &Option<crate::histogram::Exemplar>| e.map(|e| e.trace.trace_id_hex());
+        let ids: Vec<Option<String>> = llm.exemplars.iter().map(id).collect();
+        // le=0.5 covers 0.3 and 0.5: the newer (0.2, recorded last) wins; +Inf covers 5 and +Inf.
+        assert_eq!(
+            ids,
+            [Some("b".repeat(32)), None, None, Some("c".repeat(32))]
+        );
+        let vllm = vllm.project(snapshot.clone());
+        assert_eq!(vllm.cumulative, [2, 6, 8, 10]);
+        let ids: Vec<Option<String>> = vllm.exemplars.iter().map(id).collect();
+        assert_eq!(
+            ids,
+            [
+                Some("b".repeat(32)),
+                Some("a".repeat(32)),
+                None,
+                Some("c".repeat(32))
+            ]
+        );
+        // Without a second profile the view is the stored buckets, untouched.
+        let plain = BucketLayout::new(&[1.0], None);
+        assert!(plain.vllm.is_none());
+        let one = FixedHistogram::new(Arc::clone(&plain.bounds), false);
+        one.record(0.5);
+        assert_eq!(plain.llm.project(one.snapshot()), one.snapshot());
+    }
+
+    #[test]
+    fn with_the_vllm_profile_a_series_knows_its_vllm_families() {
+        let maker = SeriesMaker::new(
+            vec![("service".into(), "chat".into())],
+            Namings::new(&[Naming::Llm, Naming::Vllm]).expect("profiles"),
+            Buckets::new(HashMap::new(), &[1.0]),
+        );
+        let key = Key::from_parts(
+            catalog::TOKENS_TOTAL,
+            vec![Label::new("model", "m"), Label::new("type", "input")],
+        );
+        let series = maker.counter(&key);
+        let targets: Vec<(&str, &str)> = series
+            .name
+            .vllm
+            .iter()
+            .map(|(family, labels)| (*family, &**labels))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (
+                    "vllm:prompt_tokens_total",
+                    "service=\"chat\",model_name=\"m\""
+                ),
+                (
+                    "vllm:prefix_cache_queries_total",
+                    "service=\"chat\",model_name=\"m\""
+                )
+            ]
+        );
+        assert!(self::maker().counter(&key).name.vllm.is_empty(), "llm only");
+    }
+
+    #[test]
     fn histograms_get_their_name_s_buckets_or_the_default_and_exemplar_slots_by_family() {
         let maker = maker();
         let h = maker.histogram(&Key::from_name("h"));
         let other = maker.histogram(&Key::from_name("other"));
-        assert_eq!(&*h.layout.le, ["0.5".into(), "1".into(), "+Inf".into()]);
-        assert_eq!(&*other.layout.le, ["2".into(), "+Inf".into()]);
+        assert_eq!(&*h.layout.llm.le, ["0.5".into(), "1".into(), "+Inf".into()]);
+        assert_eq!(&*other.layout.llm.le, ["2".into(), "+Inf".into()]);
         h.record(0.7);
         assert_eq!(h.histogram.snapshot().cumulative, [0, 1, 1]);
         assert!(h.histogram.snapshot().exemplars.is_empty());

@@ -14,7 +14,9 @@ use metrics::{Key, Metadata};
 use metrics_util::registry::Registry;
 
 use crate::exposition::{metric_name, CounterValue, Family, Samples};
+use crate::naming::Naming;
 use crate::series::{self, CounterSeries, GaugeSeries, HistogramSeries, SeriesMaker};
+use crate::vllm;
 
 /// Every series, and the HELP text of each family by the name it is served under.
 #[derive(Debug)]
@@ -68,9 +70,10 @@ impl MetricStore {
         })
     }
 
-    /// The families as they are now: one per name and type, with HELP where known, and
-    /// every catalog family, with no series if none was registered yet (so that
-    /// dashboards and `absent()` alerts see it from the first scrape).
+    /// The families as they are now, under the names of every profile served: one per
+    /// name and type, with HELP where known. Each profile's families are all there, with no
+    /// series if none was registered yet (so that dashboards and `absent()` alerts see them
+    /// from the first scrape). The application's own families keep their names.
     pub(crate) fn families(&self) -> Vec<Family> {
         let mut counters: Vec<Arc<CounterSeries>> = Vec::new();
         self.registry
@@ -81,56 +84,150 @@ impl MetricStore {
         let mut histograms: Vec<Arc<HistogramSeries>> = Vec::new();
         self.registry
             .visit_histograms(|_, series| histograms.push(Arc::clone(series)));
-
+        let namings = self.registry.storage().namings();
         let mut families = Vec::new();
+        if namings.serves(Naming::Vllm) {
+            families.extend(vllm_families(&counters, &gauges, &histograms));
+        }
+
+        // Under their own names: the application's families always, the layer's with `llm`.
+        let llm = namings.serves(Naming::Llm);
+        let own = |name: &str| llm || !series::in_catalog(name);
+        let mut named = Vec::new();
         let counters = by_family(counters, |s| &s.name.family);
-        families.extend(counters.into_iter().map(|(name, series)| {
-            let samples = series
-                .iter()
-                .map(|s| (Arc::clone(&s.name.labels), s.value()))
-                .collect::<Vec<(Arc<str>, CounterValue)>>();
-            (name, Samples::Counter(samples))
-        }));
+        named.extend(
+            counters
+                .into_iter()
+                .filter(|(name, _)| own(name))
+                .map(|(name, series)| {
+                    let samples = series
+                        .iter()
+                        .map(|s| (Arc::clone(&s.name.labels), s.value()))
+                        .collect::<Vec<(Arc<str>, CounterValue)>>();
+                    (name, Samples::Counter(samples))
+                }),
+        );
         let gauges = by_family(gauges, |s| &s.name.family);
-        families.extend(gauges.into_iter().filter_map(|(name, series)| {
-            let samples: Vec<(Arc<str>, f64)> = series
-                .iter()
-                .filter_map(|s| Some((Arc::clone(&s.name.labels), s.shown_value()?)))
-                .collect();
-            // A family whose every series is hidden is left to the catalog's completion.
-            (!samples.is_empty()).then_some((name, Samples::Gauge(samples)))
-        }));
+        named.extend(gauges.into_iter().filter(|(name, _)| own(name)).filter_map(
+            |(name, series)| {
+                let samples: Vec<(Arc<str>, f64)> = series
+                    .iter()
+                    .filter_map(|s| Some((Arc::clone(&s.name.labels), s.shown_value()?)))
+                    .collect();
+                // A family whose every series is hidden is left to the catalog's completion.
+                (!samples.is_empty()).then_some((name, Samples::Gauge(samples)))
+            },
+        ));
         let histograms = by_family(histograms, |s| &s.name.family);
-        families.extend(histograms.into_iter().map(|(name, series)| {
-            let le = Arc::clone(&series[0].layout.le);
-            let series = series
-                .iter()
-                .map(|s| (Arc::clone(&s.name.labels), s.histogram.snapshot()))
-                .collect();
-            (name, Samples::Histogram { le, series })
-        }));
+        named.extend(
+            histograms
+                .into_iter()
+                .filter(|(name, _)| own(name))
+                .map(|(name, series)| {
+                    let view = &series[0].layout.llm;
+                    let le = Arc::clone(&view.le);
+                    let series = series
+                        .iter()
+                        .map(|s| {
+                            (
+                                Arc::clone(&s.name.labels),
+                                view.project(s.histogram.snapshot()),
+                            )
+                        })
+                        .collect();
+                    (name, Samples::Histogram { le, series })
+                }),
+        );
 
         let help = self.help.read().unwrap_or_else(PoisonError::into_inner);
-        let mut families: Vec<Family> = families
-            .into_iter()
-            .map(|(name, samples)| Family {
-                help: help.get(&*name).cloned(),
-                name,
-                samples,
-            })
-            .collect();
-        for def in catalog::METRICS {
-            let (name, _) = series::served_as(def);
-            if !families.iter().any(|family| &*family.name == name) {
-                families.push(Family {
-                    help: help.get(name).cloned(),
-                    name: name.into(),
-                    samples: empty(def.kind),
-                });
+        families.extend(named.into_iter().map(|(name, samples)| Family {
+            help: help.get(&*name).cloned(),
+            name,
+            samples,
+        }));
+        if llm {
+            for def in catalog::METRICS {
+                let (name, _) = series::served_as(def);
+                if !families.iter().any(|family| &*family.name == name) {
+                    families.push(Family {
+                        help: help.get(name).cloned(),
+                        name: name.into(),
+                        samples: empty(def.kind),
+                    });
+                }
             }
         }
         families
     }
+}
+
+const RUNNING: &str = "vllm:num_requests_running";
+const WAITING: &str = "vllm:num_requests_waiting";
+
+/// The families of the `vllm` profile, every one of them, from the series that appear in
+/// them.
+fn vllm_families(
+    counters: &[Arc<CounterSeries>],
+    gauges: &[Arc<GaugeSeries>],
+    histograms: &[Arc<HistogramSeries>],
+) -> Vec<Family> {
+    let mut samples: Vec<Samples> = vllm::FAMILIES.iter().map(|f| empty(f.kind)).collect();
+    let index = |name: &str| vllm::FAMILIES.iter().position(|f| f.name == name);
+    for series in counters {
+        for (family, labels) in &*series.name.vllm {
+            if let Some(Samples::Counter(list)) = index(family).map(|i| &mut samples[i]) {
+                list.push((Arc::clone(labels), series.value()));
+            }
+        }
+    }
+    for series in gauges {
+        let Some(value) = series.shown_value() else {
+            continue;
+        };
+        for (family, labels) in &*series.name.vllm {
+            if let Some(Samples::Gauge(list)) = index(family).map(|i| &mut samples[i]) {
+                list.push((Arc::clone(labels), value));
+            }
+        }
+    }
+    // Running is open minus waiting, series by series (the same labels in both).
+    let running = index(RUNNING).map(|i| (i, index(WAITING)));
+    if let Some((running, Some(waiting))) = running {
+        let waiting: HashMap<Arc<str>, f64> = match &samples[waiting] {
+            Samples::Gauge(list) => list.iter().cloned().collect(),
+            _ => HashMap::new(),
+        };
+        if let Samples::Gauge(list) = &mut samples[running] {
+            for (labels, value) in list.iter_mut() {
+                *value -= waiting.get(labels).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    for series in histograms {
+        let Some(view) = &series.layout.vllm else {
+            continue;
+        };
+        for (family, labels) in &*series.name.vllm {
+            if let Some(Samples::Histogram { le, series: list }) =
+                index(family).map(|i| &mut samples[i])
+            {
+                *le = Arc::clone(&view.le);
+                list.push((
+                    Arc::clone(labels),
+                    view.project(series.histogram.snapshot()),
+                ));
+            }
+        }
+    }
+    vllm::FAMILIES
+        .iter()
+        .zip(samples)
+        .map(|(family, samples)| Family {
+            name: family.name.into(),
+            help: Some(family.help.into()),
+            samples,
+        })
+        .collect()
 }
 
 /// No series of a catalog family's type.
@@ -173,16 +270,18 @@ fn by_family<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::naming::{Naming, Namings};
     use crate::series::{BucketLayout, Buckets};
     use metrics::Label;
 
     fn store() -> MetricStore {
         let by_name = HashMap::from([(
             catalog::TTFT_SECONDS.to_owned(),
-            BucketLayout::new(&[0.5, 1.0]),
+            BucketLayout::new(&[0.5, 1.0], None),
         )]);
         MetricStore::new(SeriesMaker::new(
             vec![("service".into(), "chat".into())],
+            Namings::default(),
             Buckets::new(by_name, &[1.0]),
         ))
     }
@@ -347,6 +446,149 @@ mod tests {
         store.gauge(&key("p"), &pending).set(0.0);
         let lines = summary(&store.families());
         assert!(lines.contains(&"llm_queue_depth help=true []".to_owned()));
+    }
+
+    #[test]
+    fn the_vllm_profile_serves_vllm_s_families_from_the_same_series() {
+        let both = Namings::new(&[Naming::Llm, Naming::Vllm]).expect("profiles");
+        let layout = |name: &str, bounds: &[f64]| {
+            (
+                name.to_owned(),
+                BucketLayout::new(bounds, vllm::buckets(name)),
+            )
+        };
+        let by_name = HashMap::from([
+            layout(catalog::TTFT_SECONDS, &[0.5, 1.0]),
+            layout(catalog::TOKENS_PER_SECOND, &[10.0]),
+        ]);
+        let store = MetricStore::new(SeriesMaker::new(
+            Vec::new(),
+            both,
+            Buckets::new(by_name, &[1.0]),
+        ));
+        let key = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+            let mut all = vec![Label::new("model", "m")];
+            all.extend(labels.iter().map(|(k, v)| Label::new(*k, *v)));
+            Key::from_parts(name, all)
+        };
+        let meta = meta("llm_span_layer");
+        store
+            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]))
+            .increment(5);
+        store
+            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "output")]))
+            .increment(7);
+        store
+            .counter(&key(catalog::CACHED_INPUT_TOKENS_TOTAL, &[]))
+            .increment(2);
+        store
+            .counter(&key(catalog::FINISH_REASONS_TOTAL, &[("reason", "stop")]))
+            .increment(3);
+        for (status, n) in [("ok", 3), ("cancelled", 1), ("error", 1)] {
+            store
+                .counter(&key(catalog::REQUESTS_TOTAL, &[("status", status)]))
+                .increment(n);
+        }
+        store.gauge(&key(catalog::QUEUE_DEPTH, &[]), &meta).set(2.0);
+        // Three open, two of them waiting: one running.
+        store
+            .gauge(&key(catalog::ACTIVE_REQUESTS, &[]), &meta)
+            .set(3.0);
+        let pending = self::meta(catalog::PENDING_GAUGE_TARGET);
+        // A pending label set at 0: left out under both names.
+        drop(store.gauge(
+            &Key::from_parts(catalog::QUEUE_DEPTH, vec![Label::new("model", "p")]),
+            &pending,
+        ));
+        let ttft = store.histogram(&key(catalog::TTFT_SECONDS, &[]));
+        ttft.record(0.3);
+        ttft.record(3.0);
+        store
+            .histogram(&key(catalog::TOKENS_PER_SECOND, &[]))
+            .record(4.0);
+        let body = crate::exposition::write(store.families(), crate::exposition::Format::Text);
+        let vllm: Vec<&str> = body.lines().filter(|l| l.starts_with("vllm:")).collect();
+        let ttft_buckets = [
+            (0.001, 0),
+            (0.005, 0),
+            (0.01, 0),
+            (0.02, 0),
+            (0.04, 0),
+            (0.06, 0),
+            (0.08, 0),
+            (0.1, 0),
+            (0.25, 0),
+            (0.5, 1),
+            (0.75, 1),
+            (1.0, 1),
+            (2.5, 1),
+            (5.0, 2),
+            (7.5, 2),
+            (10.0, 2),
+            (20.0, 2),
+            (40.0, 2),
+            (80.0, 2),
+            (160.0, 2),
+            (640.0, 2),
+            (2560.0, 2),
+        ];
+        let mut expected = vec![
+            "vllm:generation_tokens_total{model_name=\"m\"} 7".to_owned(),
+            "vllm:num_requests_running{model_name=\"m\"} 1".to_owned(),
+            "vllm:num_requests_waiting{model_name=\"m\"} 2".to_owned(),
+            "vllm:prefix_cache_hits_total{model_name=\"m\"} 2".to_owned(),
+            "vllm:prefix_cache_queries_total{model_name=\"m\"} 5".to_owned(),
+            "vllm:prompt_tokens_total{model_name=\"m\"} 5".to_owned(),
+            "vllm:request_success_total{model_name=\"m\",finished_reason=\"abort\"} 1".to_owned(),
+            "vllm:request_success_total{model_name=\"m\",finished_reason=\"error\"} 1".to_owned(),
+            "vllm:request_success_total{model_name=\"m\",finished_reason=\"stop\"} 3".to_owned(),
+        ];
+        for (bound, count) in ttft_buckets {
+            expected.push(format!(
+                "vllm:time_to_first_token_seconds_bucket{{model_name=\"m\",le=\"{}\"}} {count}",
+                vllm::le(bound)
+            ));
+        }
+        expected.extend([
+            "vllm:time_to_first_token_seconds_bucket{model_name=\"m\",le=\"+Inf\"} 2".to_owned(),
+            "vllm:time_to_first_token_seconds_sum{model_name=\"m\"} 3.3".to_owned(),
+            "vllm:time_to_first_token_seconds_count{model_name=\"m\"} 2".to_owned(),
+        ]);
+        assert_eq!(vllm, expected, "{body}");
+        // Every family of the profile is there, those without series too, with vLLM's HELP.
+        for family in vllm::FAMILIES {
+            assert!(
+                body.contains(&format!(
+                    "# HELP {} {}\n# TYPE {} {}\n",
+                    family.name,
+                    family.help,
+                    family.name,
+                    family.kind.as_str()
+                )),
+                "{}",
+                family.name
+            );
+        }
+        // The llm profile is what it is alone: its own buckets, from the merged ones.
+        assert!(body.contains("llm_ttft_seconds_bucket{model=\"m\",le=\"0.5\"} 1\nllm_ttft_seconds_bucket{model=\"m\",le=\"1\"} 1\nllm_ttft_seconds_bucket{model=\"m\",le=\"+Inf\"} 2\n"), "{body}");
+        assert!(body.contains("llm_tokens_per_second_bucket{model=\"m\",le=\"10\"} 1\n"));
+
+        // vLLM's names alone: the layer's families are gone, the application's stay.
+        let vllm_only = MetricStore::new(SeriesMaker::new(
+            Vec::new(),
+            Namings::new(&[Naming::Vllm]).expect("vllm"),
+            Buckets::new(HashMap::new(), &[1.0]),
+        ));
+        vllm_only
+            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]))
+            .increment(5);
+        vllm_only
+            .counter(&Key::from_name("app_jobs_total"))
+            .increment(1);
+        let body = crate::exposition::write(vllm_only.families(), crate::exposition::Format::Text);
+        assert!(body.contains("vllm:prompt_tokens_total{model_name=\"m\"} 5\n"));
+        assert!(body.contains("app_jobs_total 1\n"));
+        assert!(!body.contains("llm_"), "{body}");
     }
 
     #[test]
