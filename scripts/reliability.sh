@@ -24,7 +24,7 @@ step() {
 # Fuzz: hostile field values and operation orders, config parsing, random span
 # operation sequences.
 step cargo test --test reliability_hostile_fields --test fuzz_config
-step cargo test -p llm-span-layer --test proptest_operations
+step cargo test -p llm-span-layer --test layer operation_sequences::
 
 # Stress: concurrency with scrapes, cardinality attack, memory without scrapes,
 # hostile HTTP, listener faults.

@@ -1,7 +1,7 @@
 //! A listener can be shut down and started again on the same port.
 //! (A taken port, a recorder installed twice and missing credential files are covered
 //! by llm-span-prometheus's http.rs, install.rs and config.rs; a panic inside a request
-//! span by llm-span-layer's errors.rs.)
+//! span by llm-span-layer's tests/layer/errors.rs.)
 
 use llm_span_prometheus::ExporterBuilder;
 use llm_span_testkit::http;

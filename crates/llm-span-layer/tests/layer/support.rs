@@ -1,6 +1,6 @@
-//! Test harness: a layer wired to a `DebuggingRecorder` and a mock clock, behind a
-//! dispatcher that is only ever set thread-locally (tests run in parallel).
-#![allow(dead_code, unreachable_pub)]
+//! The harness of the layer's tests: a layer wired to a `DebuggingRecorder` and a mock
+//! clock, behind a dispatcher that is only ever set thread-locally (tests run in parallel),
+//! and what a test reads back. `process/main.rs` includes this file too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,9 @@ use quanta::{Clock, Mock};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
-pub struct Harness {
-    pub dispatch: Dispatch,
-    pub clock: Arc<Mock>,
+pub(crate) struct Harness {
+    pub(crate) dispatch: Dispatch,
+    pub(crate) clock: Arc<Mock>,
     clock_handle: Clock,
     recorder: Arc<DebuggingRecorder>,
     snapshotter: Snapshotter,
@@ -65,11 +65,11 @@ impl metrics::Recorder for Shared {
 }
 
 impl Harness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(|builder| builder)
     }
 
-    pub fn with(configure: impl FnOnce(LlmSpanLayerBuilder) -> LlmSpanLayerBuilder) -> Self {
+    pub(crate) fn with(configure: impl FnOnce(LlmSpanLayerBuilder) -> LlmSpanLayerBuilder) -> Self {
         let recorder = Arc::new(DebuggingRecorder::new());
         let snapshotter = recorder.snapshotter();
         let (clock, mock) = Clock::mock();
@@ -91,28 +91,28 @@ impl Harness {
     }
 
     /// A builder for another layer writing to this harness's recorder and clock.
-    pub fn layer_builder(&self) -> LlmSpanLayerBuilder {
+    pub(crate) fn layer_builder(&self) -> LlmSpanLayerBuilder {
         LlmSpanLayer::builder()
             .with_recorder(Shared(Arc::clone(&self.recorder)))
             .with_clock(self.clock_handle.clone())
     }
 
     /// Runs `f` with this harness's subscriber as the thread's default.
-    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         tracing::dispatcher::with_default(&self.dispatch, f)
     }
 
-    pub fn advance(&self, seconds: f64) {
+    pub(crate) fn advance(&self, seconds: f64) {
         self.clock.increment(Duration::from_secs_f64(seconds));
     }
 
     /// What changed since the previous snapshot (snapshots are destructive).
-    pub fn snapshot(&self) -> Metrics {
+    pub(crate) fn snapshot(&self) -> Metrics {
         Metrics::of(&self.snapshotter)
     }
 }
 
-pub struct Metrics(HashMap<(String, BTreeMap<String, String>), DebugValue>);
+pub(crate) struct Metrics(HashMap<(String, BTreeMap<String, String>), DebugValue>);
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -123,7 +123,7 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 impl Metrics {
     /// A snapshot of any `DebuggingRecorder` (destructive, as its snapshots are).
-    pub fn of(snapshotter: &Snapshotter) -> Self {
+    pub(crate) fn of(snapshotter: &Snapshotter) -> Self {
         let mut values = HashMap::new();
         for (key, _, _, value) in snapshotter.snapshot().into_vec() {
             let key = key.key();
@@ -136,43 +136,43 @@ impl Metrics {
         Metrics(values)
     }
 
-    pub fn get(&self, name: &str, pairs: &[(&str, &str)]) -> Option<&DebugValue> {
+    pub(crate) fn get(&self, name: &str, pairs: &[(&str, &str)]) -> Option<&DebugValue> {
         self.0.get(&(name.to_owned(), labels(pairs)))
     }
 
     /// A counter's value; panics if the series was never registered.
-    pub fn counter(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
+    pub(crate) fn counter(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
         match self.get(name, pairs) {
             Some(DebugValue::Counter(n)) => *n,
             other => panic!("{name}{pairs:?} is not a registered counter: {other:?}\n{self:#?}"),
         }
     }
 
-    pub fn gauge(&self, name: &str, pairs: &[(&str, &str)]) -> f64 {
+    pub(crate) fn gauge(&self, name: &str, pairs: &[(&str, &str)]) -> f64 {
         match self.get(name, pairs) {
             Some(DebugValue::Gauge(v)) => v.into_inner(),
             other => panic!("{name}{pairs:?} is not a registered gauge: {other:?}\n{self:#?}"),
         }
     }
 
-    pub fn histogram(&self, name: &str, pairs: &[(&str, &str)]) -> Vec<f64> {
+    pub(crate) fn histogram(&self, name: &str, pairs: &[(&str, &str)]) -> Vec<f64> {
         match self.get(name, pairs) {
             Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.into_inner()).collect(),
             other => panic!("{name}{pairs:?} is not a registered histogram: {other:?}\n{self:#?}"),
         }
     }
 
-    pub fn anomalies(&self, reason: &str) -> u64 {
+    pub(crate) fn anomalies(&self, reason: &str) -> u64 {
         self.counter("llm_layer_anomalies_total", &[("reason", reason)])
     }
 
     /// Sum of every anomaly reason.
-    pub fn all_anomalies(&self) -> u64 {
+    pub(crate) fn all_anomalies(&self) -> u64 {
         self.sum("llm_layer_anomalies_total")
     }
 
     /// Sum of a counter family over all its series.
-    pub fn sum(&self, name: &str) -> u64 {
+    pub(crate) fn sum(&self, name: &str) -> u64 {
         self.0
             .iter()
             .filter(|((n, _), _)| n == name)
@@ -184,7 +184,7 @@ impl Metrics {
     }
 
     /// Label sets of a family.
-    pub fn series(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+    pub(crate) fn series(&self, name: &str) -> Vec<BTreeMap<String, String>> {
         let mut series: Vec<_> = self
             .0
             .keys()
@@ -196,7 +196,7 @@ impl Metrics {
     }
 
     /// Distinct values a label takes in a family.
-    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+    pub(crate) fn label_values(&self, name: &str, label: &str) -> Vec<String> {
         let mut values: Vec<String> = self
             .series(name)
             .into_iter()
@@ -222,19 +222,19 @@ impl std::fmt::Debug for Metrics {
 
 /// A histogram sample as [`TraceCapture`] saw it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TracedSample {
-    pub name: String,
+pub(crate) struct TracedSample {
+    pub(crate) name: String,
     /// The trace current while the sample was recorded.
-    pub trace: Option<TraceContext>,
+    pub(crate) trace: Option<TraceContext>,
     /// The time the layer gave a traced sample, in seconds since the Unix epoch.
-    pub time: Option<f64>,
+    pub(crate) time: Option<f64>,
 }
 
-pub type TracedSamples = Arc<Mutex<Vec<TracedSample>>>;
+pub(crate) type TracedSamples = Arc<Mutex<Vec<TracedSample>>>;
 
 /// A recorder that keeps every histogram sample with its trace (counters and gauges are
 /// no-ops): what an exemplar-keeping recorder is given.
-pub struct TraceCapture(pub TracedSamples);
+pub(crate) struct TraceCapture(pub(crate) TracedSamples);
 
 struct TraceCaptureHistogram {
     name: String,
@@ -294,7 +294,7 @@ impl metrics::Recorder for TraceCapture {
 
 /// Asserts two floats are equal to within rounding of a few ulps.
 #[track_caller]
-pub fn assert_close(actual: f64, expected: f64) {
+pub(crate) fn assert_close(actual: f64, expected: f64) {
     let tolerance = 1e-12 * expected.abs().max(1.0);
     assert!(
         (actual - expected).abs() <= tolerance,
@@ -303,7 +303,7 @@ pub fn assert_close(actual: f64, expected: f64) {
 }
 
 #[track_caller]
-pub fn assert_all_close(actual: &[f64], expected: &[f64]) {
+pub(crate) fn assert_all_close(actual: &[f64], expected: &[f64]) {
     assert_eq!(actual.len(), expected.len(), "{actual:?} vs {expected:?}");
     for (a, e) in actual.iter().zip(expected) {
         assert_close(*a, *e);
@@ -312,7 +312,7 @@ pub fn assert_all_close(actual: &[f64], expected: &[f64]) {
 
 /// The loop size of a slow test: `full`, or `under_mutants` when `LLM_SPAN_MUTANTS` is set, as
 /// `scripts/mutants.sh` sets it, where the suite runs once per mutant.
-pub fn loop_size(full: u32, under_mutants: u32) -> u32 {
+pub(crate) fn loop_size(full: u32, under_mutants: u32) -> u32 {
     if std::env::var_os("LLM_SPAN_MUTANTS").is_some() {
         under_mutants
     } else {
@@ -321,7 +321,7 @@ pub fn loop_size(full: u32, under_mutants: u32) -> u32 {
 }
 
 /// Forty finished requests, each under its own model, spread over 13 tenants.
-pub fn requests_across_models_and_tenants() {
+pub(crate) fn requests_across_models_and_tenants() {
     for i in 0..40 {
         let model = format!("model-{i}");
         let tenant = format!("tenant-{}", i % 13);

@@ -1,8 +1,6 @@
 //! OpenTelemetry GenAI names produce the same metrics as the short names.
 
-mod common;
-
-use common::{assert_all_close, Harness};
+use crate::support::{assert_all_close, Harness};
 use tracing::field::Empty;
 
 fn short_names(h: &Harness) {

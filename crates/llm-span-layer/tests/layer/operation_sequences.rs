@@ -1,10 +1,8 @@
 //! Random sequences of span operations: counters equal what was sent, gauges end at 0.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::Harness;
+use crate::support::Harness;
 use proptest::prelude::*;
 use tracing::field::Empty;
 
@@ -109,7 +107,7 @@ impl Totals {
     }
 }
 
-fn run(ops: &[Op]) -> (Totals, common::Metrics) {
+fn run(ops: &[Op]) -> (Totals, crate::support::Metrics) {
     let h = Harness::new();
     let mut totals = Totals::default();
     h.run(|| {

@@ -5,13 +5,10 @@
 //! request span whose parent is a remote context (as a propagator extracts it from a
 //! `traceparent` header) has that trace. `cargo test -p llm-span-layer --all-features`
 //! runs it; the root package's `opentelemetry_exemplars` test does the same with the SDK.
-#![cfg(feature = "opentelemetry")]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::{TraceCapture, TracedSample, TracedSamples};
+use crate::support::{TraceCapture, TracedSample, TracedSamples};
 use llm_span_layer::exemplar::TraceContext;
 use llm_span_layer::LlmSpanLayer;
 use opentelemetry::trace::noop::NoopTracer;

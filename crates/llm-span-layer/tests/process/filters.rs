@@ -1,14 +1,13 @@
 //! Applications that quiet their logs: a per-layer filter keeps every request counted,
 //! a global one hides request spans from every layer, and `request_spans_enabled` says so.
 //!
-//! One test function: the maximum level is process-wide state.
-
-mod common;
+//! In the process binary: the maximum level that `request_spans_enabled` reads is
+//! process-wide, the highest of every live subscriber's.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::Metrics;
+use crate::support::Metrics;
 use llm_span_layer::LlmSpanLayer;
 use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tracing_subscriber::prelude::*;
@@ -54,8 +53,7 @@ fn serve_requests() {
     tracing::warn!("the only line the logs keep");
 }
 
-#[test]
-fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
+pub(crate) fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
     // The per-layer form: logs at warn, every request counted.
     let (metrics_layer, metrics) = layer();
     let logs = Logs::default();

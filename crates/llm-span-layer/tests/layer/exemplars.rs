@@ -1,11 +1,9 @@
 //! A request's trace id reaches the recorder with its time to first token, latency and
 //! queue wait samples, and only with those; invalid ids are counted and never used.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Harness, TraceCapture, TracedSamples};
+use crate::support::{Harness, TraceCapture, TracedSamples};
 use llm_span_layer::exemplar::{self, TraceContext};
 use llm_span_layer::LlmSpanLayer;
 use tracing::field::Empty;

@@ -1,5 +1,5 @@
 //! The global recorder may be installed after the layer and after the first spans.
-//! (Its own test binary: a process has one global recorder.)
+//! (In the process binary, last: a process has one global recorder, installed once.)
 
 use std::collections::HashMap;
 
@@ -15,8 +15,7 @@ fn request() {
     ));
 }
 
-#[test]
-fn handles_follow_the_recorder_installed_later() {
+pub(crate) fn handles_follow_the_recorder_installed_later() {
     let dispatch = tracing::Dispatch::new(
         tracing_subscriber::registry().with(llm_span_layer::LlmSpanLayer::new()),
     );

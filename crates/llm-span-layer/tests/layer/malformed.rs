@@ -1,8 +1,6 @@
 //! Every malformed value is dropped and counted by reason; nothing panics.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use tracing::field::Empty;
 
 /// Records `value` as `tokens_in` of a fresh request and returns the anomaly count.

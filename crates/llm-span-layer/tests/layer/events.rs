@@ -1,8 +1,6 @@
 //! Where events may come from and what repeated or missing events mean.
 
-mod common;
-
-use common::{assert_all_close, Harness};
+use crate::support::{assert_all_close, Harness};
 use tracing::field::Empty;
 
 #[test]

@@ -1,8 +1,6 @@
 //! Each metric's exact value for requests driven through the span contract.
 
-mod common;
-
-use common::{assert_all_close, assert_close, Harness};
+use crate::support::{assert_all_close, assert_close, Harness};
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
 

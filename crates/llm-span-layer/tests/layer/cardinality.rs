@@ -1,8 +1,6 @@
 //! Label caps: a flood of distinct values cannot create unbounded series.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use tracing_subscriber::prelude::*;
 
 fn request(model: &str, tenant: &str) {
@@ -118,7 +116,7 @@ fn the_series_cap_bounds_label_combinations() {
 #[test]
 fn a_million_model_names_make_a_bounded_number_of_series() {
     // Ten thousand under mutation testing: past the cap all the same, a hundredth of the time.
-    let names = common::loop_size(1_000_000, 10_000);
+    let names = crate::support::loop_size(1_000_000, 10_000);
     let h = Harness::with(|b| b.with_max_models(100));
     h.run(|| {
         for i in 0..names {

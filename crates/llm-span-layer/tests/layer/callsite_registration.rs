@@ -5,11 +5,9 @@
 //! about. Each `request!` below expands to new callsites, first hit by 8 threads at
 //! the same moment.
 
-mod common;
-
 use std::sync::Barrier;
 
-use common::Harness;
+use crate::support::Harness;
 
 macro_rules! request {
     () => {{

@@ -2,11 +2,9 @@
 //! an entry again rather than add it twice, gauges after sequences that take each branch,
 //! the builder's and the layer's `Debug` output, and what `catalog::describe` registers.
 
-mod common;
-
 use std::sync::Mutex;
 
-use common::Harness;
+use crate::support::Harness;
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder, ModelPrice, PriceTable};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};

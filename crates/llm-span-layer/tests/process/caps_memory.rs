@@ -1,10 +1,9 @@
-//! Caps at their maxima cost what the layer holds, not what it could hold. (Its own
-//! binary: it reads this process's peak resident memory.)
+//! Caps at their maxima cost what the layer holds, not what it could hold. (It reads
+//! this process's peak resident memory: the first step of the process binary, before any
+//! other test of it has allocated.)
 //!
 //! The first release allocated its tables for the whole cap up front: 1.69 GB of
 //! resident memory for these 40 requests.
-
-mod common;
 
 use llm_span_layer::{LlmSpanLayer, LlmSpanLayerBuilder};
 use metrics_util::debugging::DebuggingRecorder;
@@ -21,8 +20,7 @@ fn status_bytes(field: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-#[test]
-fn memory_follows_the_values_seen_not_the_caps() {
+pub(crate) fn memory_follows_the_values_seen_not_the_caps() {
     let before = status_bytes("VmHWM:");
     let layer = LlmSpanLayer::builder()
         .with_recorder(DebuggingRecorder::new())
@@ -33,7 +31,10 @@ fn memory_follows_the_values_seen_not_the_caps() {
         .build()
         .expect("caps at their maxima are valid");
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, common::requests_across_models_and_tenants);
+    tracing::dispatcher::with_default(
+        &dispatch,
+        crate::support::requests_across_models_and_tenants,
+    );
     let peak = status_bytes("VmHWM:").saturating_sub(before);
     eprintln!("peak resident memory grew by {} KiB", peak >> 10);
     assert!(

@@ -1,14 +1,53 @@
-//! A recorder that itself logs through `tracing` while the layer calls it must not
-//! hang the application: events it emits from inside the layer are ignored.
-
-mod common;
+//! Which recorder the layer writes to, and a recorder that calls back into `tracing`: a
+//! layer without a recorder of its own uses `metrics::with_local_recorder`; a recorder
+//! that itself logs through `tracing` while the layer calls it must not hang the
+//! application (events it emits from inside the layer are ignored).
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::debugging::DebuggingRecorder;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tracing::field::Empty;
+use tracing_subscriber::prelude::*;
+
+#[test]
+fn local_recorders_receive_the_metrics() {
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(llm_span_layer::LlmSpanLayer::new()),
+    );
+    let first = DebuggingRecorder::new();
+    let second = DebuggingRecorder::new();
+    let run = |n: usize| {
+        tracing::dispatcher::with_default(&dispatch, || {
+            for _ in 0..n {
+                drop(tracing::info_span!(
+                    "generate",
+                    model = "m",
+                    tokens_in = 1u64,
+                    tokens_out = 1u64
+                ));
+            }
+        })
+    };
+    metrics::with_local_recorder(&first, || run(2));
+    metrics::with_local_recorder(&second, || run(3));
+    let requests = |recorder: &DebuggingRecorder| {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "llm_requests_total")
+            .map(|(.., value)| match value {
+                DebugValue::Counter(n) => n,
+                _ => 0,
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(requests(&first), 2);
+    assert_eq!(requests(&second), 3);
+}
 
 /// Logs a contract event and an error on every registration, then delegates.
 struct ChattyRecorder(DebuggingRecorder);
@@ -49,7 +88,6 @@ fn a_recorder_that_logs_does_not_deadlock_the_layer() {
             .with_recorder(ChattyRecorder(recorder))
             .build()
             .expect("layer");
-        use tracing_subscriber::prelude::*;
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         tracing::dispatcher::with_default(&dispatch, || {
             // The series is bound (and the recorder called) while this span is entered

@@ -1,12 +1,10 @@
 //! `#[instrument]` on async fns, polled many times on a multi-thread runtime,
 //! with spans closed on other threads and futures dropped mid-stream.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_all_close, Harness};
+use crate::support::{assert_all_close, Harness};
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
 use tracing::Instrument;

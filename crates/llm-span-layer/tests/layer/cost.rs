@@ -1,8 +1,6 @@
 //! Cost is an integer counter of picodollars: exact for any number of tokens.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use llm_span_layer::{ModelPrice, PriceTable};
 
 #[test]

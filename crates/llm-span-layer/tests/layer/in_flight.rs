@@ -1,9 +1,7 @@
 //! More requests open at once than the in-flight table's first level holds: it grows,
 //! and every request is still counted exactly.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use tracing::field::Empty;
 
 #[test]

@@ -1,8 +1,6 @@
 //! How a request's status is decided: errors, explicit status, cancellation.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use tracing::field::Empty;
 
 #[derive(Debug)]

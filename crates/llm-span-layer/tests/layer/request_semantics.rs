@@ -1,11 +1,9 @@
 //! Realistic ways of instrumenting a server that lost or mislabelled metrics in the
 //! first release: one test per finding.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{assert_all_close, Harness};
+use crate::support::{assert_all_close, Harness};
 use llm_span_layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder, ModelPrice, PriceTable};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -58,7 +56,7 @@ fn caps_are_checked_against_their_maximum_and_cost_what_they_hold() {
                 .with_max_label_values(LlmSpanLayerBuilder::MAX_LABEL_VALUES)
                 .with_max_series(LlmSpanLayerBuilder::MAX_SERIES)
         });
-        h.run(common::requests_across_models_and_tenants);
+        h.run(crate::support::requests_across_models_and_tenants);
         h.snapshot().sum("llm_requests_total")
     });
     assert_eq!(counted, 40);

@@ -3,9 +3,7 @@
 //! several threads; the request's own totals (its time per output token, its final
 //! `tokens_out`, its cost) see every one of them.
 
-mod common;
-
-use common::Harness;
+use crate::support::Harness;
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
 
