@@ -1,7 +1,6 @@
 //! Label caps: a flood of distinct values cannot create unbounded series.
 
-use crate::support::Harness;
-use tracing_subscriber::prelude::*;
+use crate::support::{dispatch, Harness};
 
 fn request(model: &str, tenant: &str) {
     drop(tracing::info_span!(
@@ -325,8 +324,7 @@ fn gauges_of_label_sets_only_pending_requests_passed_through_carry_the_pending_t
         .with_recorder(registrations.clone())
         .build()
         .expect("valid layer");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
+    tracing::dispatcher::with_default(&dispatch(layer), || {
         late_tenant_request("m", "a");
         late_tenant_request("m", "a");
     });

@@ -7,15 +7,14 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
 use tracing::field::Empty;
-use tracing_subscriber::prelude::*;
+
+use crate::support::{dispatch, Metrics};
 
 #[test]
 fn local_recorders_receive_the_metrics() {
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry().with(llm_span_layer::LlmSpanLayer::new()),
-    );
+    let dispatch = dispatch(llm_span_layer::LlmSpanLayer::new());
     let first = DebuggingRecorder::new();
     let second = DebuggingRecorder::new();
     let run = |n: usize| {
@@ -33,17 +32,7 @@ fn local_recorders_receive_the_metrics() {
     metrics::with_local_recorder(&first, || run(2));
     metrics::with_local_recorder(&second, || run(3));
     let requests = |recorder: &DebuggingRecorder| {
-        recorder
-            .snapshotter()
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(key, ..)| key.key().name() == "llm_requests_total")
-            .map(|(.., value)| match value {
-                DebugValue::Counter(n) => n,
-                _ => 0,
-            })
-            .sum::<u64>()
+        Metrics::of(&recorder.snapshotter()).sum("llm_requests_total")
     };
     assert_eq!(requests(&first), 2);
     assert_eq!(requests(&second), 3);
@@ -88,8 +77,7 @@ fn a_recorder_that_logs_does_not_deadlock_the_layer() {
             .with_recorder(ChattyRecorder(recorder))
             .build()
             .expect("layer");
-        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        tracing::dispatcher::with_default(&dispatch, || {
+        tracing::dispatcher::with_default(&dispatch(layer), || {
             // The series is bound (and the recorder called) while this span is entered
             // and its state locked.
             let span = tracing::info_span!(
@@ -108,17 +96,7 @@ fn a_recorder_that_logs_does_not_deadlock_the_layer() {
     finished
         .recv_timeout(Duration::from_secs(10))
         .expect("the instrumented code finished instead of hanging");
-    let requests: u64 = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == "llm_requests_total")
-        .filter(|(key, ..)| key.key().labels().any(|l| l.value() == "m"))
-        .map(|(.., value)| match value {
-            metrics_util::debugging::DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum();
+    let requests = Metrics::of(&snapshotter).sum_of("llm_requests_total", &[("model", "m")]);
     assert_eq!(
         requests, 1,
         "the user's request is counted; the recorder's own events are not"

@@ -1,6 +1,6 @@
 //! Each metric's exact value for requests driven through the span contract.
 
-use crate::support::{assert_all_close, assert_close, Harness};
+use crate::support::{assert_all_close, assert_close, dispatch, recording_layer, Harness};
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
 
@@ -417,15 +417,8 @@ fn hit_rate_gauge_is_the_ratio_of_the_counters() {
 
 #[test]
 fn help_text_is_registered_for_every_family() {
-    let recorder = metrics_util::debugging::DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let layer = llm_span_layer::LlmSpanLayer::builder()
-        .with_recorder(recorder)
-        .build()
-        .expect("valid");
-    use tracing_subscriber::prelude::*;
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
+    let (layer, snapshotter) = recording_layer();
+    tracing::dispatcher::with_default(&dispatch(layer), || {
         drop(tracing::info_span!(
             "generate",
             model = "m",

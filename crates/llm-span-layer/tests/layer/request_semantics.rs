@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{assert_all_close, Harness};
+use crate::support::{assert_all_close, recording_layer, Harness, Metrics};
 use llm_span_layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder, ModelPrice, PriceTable};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -335,15 +335,7 @@ fn cost_is_counted_with_its_tokens_exactly_across_series_and_past_the_cap() {
 fn replacing_the_layer_finishes_its_open_requests_once() {
     use tracing_subscriber::prelude::*;
     let h = Harness::new();
-    let (old, snapshotter) = {
-        let recorder = metrics_util::debugging::DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let layer = LlmSpanLayer::builder()
-            .with_recorder(recorder)
-            .build()
-            .expect("valid");
-        (layer, snapshotter)
-    };
+    let (old, snapshotter) = recording_layer();
     let (reloadable, handle) = tracing_subscriber::reload::Layer::new(old);
     let subscriber = tracing_subscriber::registry().with(reloadable);
     tracing::subscriber::with_default(subscriber, || {
@@ -363,32 +355,23 @@ fn replacing_the_layer_finishes_its_open_requests_once() {
             tracing::info_span!("generate", model = "m", tokens_in = 1u64, tokens_out = 1u64);
         drop(after);
     });
-    let old_values: std::collections::HashMap<String, f64> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| {
-            let name = key.key().name().to_owned();
-            let labels: Vec<String> = key
-                .key()
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let value = match value {
-                metrics_util::debugging::DebugValue::Counter(n) => n as f64,
-                metrics_util::debugging::DebugValue::Gauge(g) => g.into_inner(),
-                metrics_util::debugging::DebugValue::Histogram(_) => return None,
-            };
-            Some((format!("{name}{{{}}}", labels.join(",")), value))
-        })
-        .collect();
-    assert_eq!(old_values["llm_active_requests{model=m}"], 0.0);
+    let old = Metrics::of(&snapshotter);
+    assert_eq!(old.gauge("llm_active_requests", &[("model", "m")]), 0.0);
     assert_eq!(
-        old_values["llm_requests_total{model=m,status=cancelled}"],
-        1.0
+        old.counter(
+            "llm_requests_total",
+            &[("model", "m"), ("status", "cancelled")]
+        ),
+        1
     );
-    assert_eq!(old_values["llm_requests_total{model=m,status=ok}"], 0.0);
-    assert_eq!(old_values["llm_tokens_total{model=m,type=output}"], 3.0);
+    assert_eq!(
+        old.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
+        0
+    );
+    assert_eq!(
+        old.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
+        3
+    );
     // The new layer counts only what started after it: the old span is not its own.
     let m = h.snapshot();
     assert_eq!(

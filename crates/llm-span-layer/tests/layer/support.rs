@@ -21,49 +21,6 @@ pub(crate) struct Harness {
     snapshotter: Snapshotter,
 }
 
-/// The harness's recorder, shareable between layers.
-struct Shared(Arc<DebuggingRecorder>);
-
-impl metrics::Recorder for Shared {
-    fn describe_counter(
-        &self,
-        k: metrics::KeyName,
-        u: Option<metrics::Unit>,
-        d: metrics::SharedString,
-    ) {
-        self.0.describe_counter(k, u, d)
-    }
-    fn describe_gauge(
-        &self,
-        k: metrics::KeyName,
-        u: Option<metrics::Unit>,
-        d: metrics::SharedString,
-    ) {
-        self.0.describe_gauge(k, u, d)
-    }
-    fn describe_histogram(
-        &self,
-        k: metrics::KeyName,
-        u: Option<metrics::Unit>,
-        d: metrics::SharedString,
-    ) {
-        self.0.describe_histogram(k, u, d)
-    }
-    fn register_counter(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
-        self.0.register_counter(k, m)
-    }
-    fn register_gauge(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
-        self.0.register_gauge(k, m)
-    }
-    fn register_histogram(
-        &self,
-        k: &metrics::Key,
-        m: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        self.0.register_histogram(k, m)
-    }
-}
-
 impl Harness {
     pub(crate) fn new() -> Self {
         Self::with(|builder| builder)
@@ -75,12 +32,12 @@ impl Harness {
         let (clock, mock) = Clock::mock();
         let layer = configure(
             LlmSpanLayer::builder()
-                .with_recorder(Shared(Arc::clone(&recorder)))
+                .with_recorder(Arc::clone(&recorder))
                 .with_clock(clock.clone()),
         )
         .build()
         .expect("valid layer configuration");
-        let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+        let dispatch = dispatch(layer);
         Self {
             dispatch,
             clock: mock,
@@ -93,7 +50,7 @@ impl Harness {
     /// A builder for another layer writing to this harness's recorder and clock.
     pub(crate) fn layer_builder(&self) -> LlmSpanLayerBuilder {
         LlmSpanLayer::builder()
-            .with_recorder(Shared(Arc::clone(&self.recorder)))
+            .with_recorder(Arc::clone(&self.recorder))
             .with_clock(self.clock_handle.clone())
     }
 
@@ -110,6 +67,23 @@ impl Harness {
     pub(crate) fn snapshot(&self) -> Metrics {
         Metrics::of(&self.snapshotter)
     }
+}
+
+/// A dispatcher of `layer` alone over a registry, to set as a thread's default.
+pub(crate) fn dispatch(layer: LlmSpanLayer) -> Dispatch {
+    Dispatch::new(tracing_subscriber::registry().with(layer))
+}
+
+/// A layer writing to a `DebuggingRecorder` of its own, on the real clock, and what reads
+/// that recorder back (`Metrics::of`): for a test that builds its own subscriber.
+pub(crate) fn recording_layer() -> (LlmSpanLayer, Snapshotter) {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let layer = LlmSpanLayer::builder()
+        .with_recorder(recorder)
+        .build()
+        .expect("valid layer");
+    (layer, snapshotter)
 }
 
 pub(crate) struct Metrics(HashMap<(String, BTreeMap<String, String>), DebugValue>);
@@ -173,9 +147,19 @@ impl Metrics {
 
     /// Sum of a counter family over all its series.
     pub(crate) fn sum(&self, name: &str) -> u64 {
+        self.sum_of(name, &[])
+    }
+
+    /// Sum of a counter family over the series that have all of `pairs` among their labels.
+    pub(crate) fn sum_of(&self, name: &str, pairs: &[(&str, &str)]) -> u64 {
         self.0
             .iter()
-            .filter(|((n, _), _)| n == name)
+            .filter(|((n, l), _)| {
+                n == name
+                    && pairs
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|(_, v)| match v {
                 DebugValue::Counter(n) => *n,
                 _ => 0,

@@ -7,7 +7,8 @@
 
 use llm_span_layer::{LlmSpanLayer, LlmSpanLayerBuilder};
 use metrics_util::debugging::DebuggingRecorder;
-use tracing_subscriber::prelude::*;
+
+use crate::support::{dispatch, requests_across_models_and_tenants};
 
 /// A field of `/proc/self/status` in bytes (Linux); 0 elsewhere.
 fn status_bytes(field: &str) -> u64 {
@@ -30,11 +31,7 @@ pub(crate) fn memory_follows_the_values_seen_not_the_caps() {
         .with_max_series(LlmSpanLayerBuilder::MAX_SERIES)
         .build()
         .expect("caps at their maxima are valid");
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(
-        &dispatch,
-        crate::support::requests_across_models_and_tenants,
-    );
+    tracing::dispatcher::with_default(&dispatch(layer), requests_across_models_and_tenants);
     let peak = status_bytes("VmHWM:").saturating_sub(before);
     eprintln!("peak resident memory grew by {} KiB", peak >> 10);
     assert!(

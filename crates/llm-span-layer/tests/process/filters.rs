@@ -7,21 +7,10 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::support::Metrics;
-use llm_span_layer::LlmSpanLayer;
-use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-fn layer() -> (LlmSpanLayer, Snapshotter) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let layer = LlmSpanLayer::builder()
-        .with_recorder(recorder)
-        .build()
-        .expect("valid layer");
-    (layer, snapshotter)
-}
+use crate::support::{recording_layer, Metrics};
 
 /// A log sink the test can read back.
 #[derive(Clone, Default)]
@@ -55,7 +44,7 @@ fn serve_requests() {
 
 pub(crate) fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
     // The per-layer form: logs at warn, every request counted.
-    let (metrics_layer, metrics) = layer();
+    let (metrics_layer, metrics) = recording_layer();
     let logs = Logs::default();
     let writer = logs.clone();
     let layered = tracing_subscriber::registry()
@@ -90,7 +79,7 @@ pub(crate) fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
 
     // The same filter given globally: the logs are the same, the metrics are gone, and
     // the check says why.
-    let (metrics_layer, metrics) = layer();
+    let (metrics_layer, metrics) = recording_layer();
     let logs = Logs::default();
     let writer = logs.clone();
     let global = tracing_subscriber::registry()

@@ -1,10 +1,12 @@
 //! The global recorder may be installed after the layer and after the first spans.
 //! (In the process binary, last: a process has one global recorder, installed once.)
 
-use std::collections::HashMap;
+use metrics_util::debugging::DebuggingRecorder;
 
-use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
-use tracing_subscriber::prelude::*;
+use crate::support::{dispatch, Metrics};
+
+const MODEL: &[(&str, &str)] = &[("model", "m")];
+const OK: &[(&str, &str)] = &[("model", "m"), ("status", "ok")];
 
 fn request() {
     drop(tracing::info_span!(
@@ -16,9 +18,7 @@ fn request() {
 }
 
 pub(crate) fn handles_follow_the_recorder_installed_later() {
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry().with(llm_span_layer::LlmSpanLayer::new()),
-    );
+    let dispatch = dispatch(llm_span_layer::LlmSpanLayer::new());
     // Before any recorder: metrics go to the no-op recorder, nothing breaks.
     tracing::dispatcher::with_default(&dispatch, request);
     // A request open while the recorder is installed moves to it at its first token.
@@ -34,33 +34,20 @@ pub(crate) fn handles_follow_the_recorder_installed_later() {
         request();
         open.in_scope(|| tracing::info!(first_token = true));
     });
-    let values = snapshot(&snapshotter);
-    assert_eq!(values["llm_requests_total"], "Counter(2)");
+    let m = Metrics::of(&snapshotter);
+    assert_eq!(m.counter("llm_requests_total", OK), 2);
     assert_eq!(
-        values["llm_active_requests"], "Gauge(1.0)",
+        m.gauge("llm_active_requests", MODEL),
+        1.0,
         "the open request"
     );
 
     tracing::dispatcher::with_default(&dispatch, || drop(open));
-    let values = snapshot(&snapshotter);
+    let m = Metrics::of(&snapshotter);
     assert_eq!(
-        values["llm_requests_total"], "Counter(1)",
+        m.counter("llm_requests_total", OK),
+        1,
         "the one open at install"
     );
-    assert_eq!(values["llm_active_requests"], "Gauge(-1.0)");
-}
-
-/// What changed since the last snapshot, by name, of model `m`'s series (`ok` requests).
-fn snapshot(snapshotter: &Snapshotter) -> HashMap<String, String> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| {
-            key.key().labels().all(|l| {
-                (l.key(), l.value()) == ("model", "m") || (l.key(), l.value()) == ("status", "ok")
-            })
-        })
-        .map(|(key, _, _, value)| (key.key().name().to_owned(), format!("{value:?}")))
-        .collect()
+    assert_eq!(m.gauge("llm_active_requests", MODEL), -1.0);
 }
