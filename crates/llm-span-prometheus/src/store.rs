@@ -173,10 +173,13 @@ fn vllm_families(
 ) -> Vec<Family> {
     let mut samples: Vec<Samples> = vllm::FAMILIES.iter().map(|f| empty(f.kind)).collect();
     let index = |name: &str| vllm::FAMILIES.iter().position(|f| f.name == name);
-    for series in counters {
+    for series in counters.iter().filter(|s| !s.name.vllm.is_empty()) {
+        // Read once: a series in two families (input tokens are also prefix-cache
+        // queries) shows the same value in both, even while it is being counted.
+        let value = series.value();
         for (family, labels) in &*series.name.vllm {
             if let Some(Samples::Counter(list)) = index(family).map(|i| &mut samples[i]) {
-                list.push((Arc::clone(labels), series.value()));
+                list.push((Arc::clone(labels), value));
             }
         }
     }
