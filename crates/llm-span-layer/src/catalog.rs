@@ -86,6 +86,27 @@ pub const LAYER_ANOMALIES_TOTAL: &str = "llm_layer_anomalies_total";
 /// `llm_layer_request_spans_enabled`: whether request spans can reach the layer.
 pub const REQUEST_SPANS_ENABLED: &str = "llm_layer_request_spans_enabled";
 
+/// `llm_operation_duration_seconds{model,gen_ai_operation_name,gen_ai_provider_name,status}`:
+/// an [operation family](OPERATION_METRICS).
+pub const OPERATION_DURATION_SECONDS: &str = "llm_operation_duration_seconds";
+/// `llm_operation_ttft_seconds{model,gen_ai_operation_name,gen_ai_provider_name}`: an
+/// [operation family](OPERATION_METRICS).
+pub const OPERATION_TTFT_SECONDS: &str = "llm_operation_ttft_seconds";
+/// `llm_operation_time_per_output_token_seconds{model,gen_ai_operation_name,gen_ai_provider_name}`:
+/// an [operation family](OPERATION_METRICS).
+pub const OPERATION_TIME_PER_OUTPUT_TOKEN_SECONDS: &str =
+    "llm_operation_time_per_output_token_seconds";
+/// `llm_operation_tokens{model,gen_ai_operation_name,gen_ai_provider_name,type}`: an
+/// [operation family](OPERATION_METRICS).
+pub const OPERATION_TOKENS: &str = "llm_operation_tokens";
+
+/// The label of the operation families that holds the request's GenAI operation
+/// (`gen_ai.operation.name`), `unknown` when its span names none.
+pub const OPERATION_LABEL: &str = "gen_ai_operation_name";
+/// The label of the operation families that holds the request's GenAI provider
+/// (`gen_ai.provider.name`, formerly `gen_ai.system`), `unknown` when its span names none.
+pub const PROVIDER_LABEL: &str = "gen_ai_provider_name";
+
 /// The metadata target of the gauges (`llm_active_requests`, `llm_queue_depth`) of a
 /// label set that only requests not bound yet passed through, such as
 /// `tenant="unknown"` before authentication. A recorder may leave such a series out of
@@ -353,6 +374,67 @@ pub const METRICS: &[MetricDef] = &[
         help: "1 when INFO request spans can reach the layer; 0 when a global filter (a global EnvFilter at warn, say) disables them for every layer. Filter logs with fmt::layer().with_filter(..) instead.",
     },
 ];
+
+/// The operation families: per-request measurements by GenAI operation and provider, for
+/// recorders that serve the OpenTelemetry GenAI metric conventions (llm-span-prometheus's
+/// `otel` naming profile), which need what [`METRICS`] aggregates away: the duration of
+/// every request with its outcome, time to first token and decode time of successful
+/// requests only, and each request's token counts as a distribution.
+///
+/// The layer emits them only once [`enable_operation_metrics`] was called in the process
+/// (llm-span-prometheus does when it serves `otel`), so that no other recorder gets them
+/// unasked. Their labels are `model`, the allowlisted extra labels, [`OPERATION_LABEL`],
+/// [`PROVIDER_LABEL`], then `status` or `type` where listed.
+pub const OPERATION_METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: OPERATION_DURATION_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[OPERATION_LABEL, PROVIDER_LABEL, "status"],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Duration of every finished request, by operation, provider and status: creation to completion event (or span close).",
+    },
+    MetricDef {
+        name: OPERATION_TTFT_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[OPERATION_LABEL, PROVIDER_LABEL],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Time to first token of successful requests, by operation and provider.",
+    },
+    MetricDef {
+        name: OPERATION_TIME_PER_OUTPUT_TOKEN_SECONDS,
+        kind: MetricKind::Histogram,
+        labels: &[OPERATION_LABEL, PROVIDER_LABEL],
+        per_request_series: true,
+        unit: "seconds",
+        help: "Decode time per output token after the first, of successful requests, by operation and provider.",
+    },
+    MetricDef {
+        name: OPERATION_TOKENS,
+        kind: MetricKind::Histogram,
+        labels: &[OPERATION_LABEL, PROVIDER_LABEL, "type"],
+        per_request_series: true,
+        unit: "tokens",
+        help: "Tokens per request, by operation, provider and type, for requests that reported them.",
+    },
+];
+
+static OPERATION_METRICS_ENABLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every layer in the process emit the [operation families](OPERATION_METRICS)
+/// from now on, for requests that finish after the call. There is no way back: a recorder
+/// that served them once keeps getting them.
+pub fn enable_operation_metrics() {
+    OPERATION_METRICS_ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`enable_operation_metrics`] was called.
+#[inline]
+pub fn operation_metrics_enabled() -> bool {
+    OPERATION_METRICS_ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Looks up a metric family by name.
 pub fn metric(name: &str) -> Option<&'static MetricDef> {
