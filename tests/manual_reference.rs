@@ -2,7 +2,7 @@
 //! `crates/llm-span-layer/docs/*.md`) matches the code: the metrics reference lists exactly
 //! what the layer emits and every anomaly reason, the span contract every field and alias.
 
-use llm_span_layer::catalog::METRICS;
+use llm_span_layer::catalog::{MetricDef, METRICS, OPERATION_METRICS};
 use llm_span_testkit::shipped;
 
 /// A chapter of the manual, as `include_str!` puts it into the rendered docs.
@@ -30,9 +30,17 @@ fn rows(reference: &str) -> Vec<(String, String, Vec<String>)> {
 
 #[test]
 fn every_metric_has_a_matching_row_and_no_row_is_stale() {
-    let rows = rows(&chapter("metrics_reference"));
-    assert_eq!(rows.len(), METRICS.len(), "one row per metric family");
-    for def in METRICS {
+    let reference = chapter("metrics_reference");
+    let (families, operations) = reference
+        .split_once("# Operation families")
+        .expect("the chapter has a section on the operation families");
+    check_rows(&rows(families), METRICS);
+    check_rows(&rows(operations), OPERATION_METRICS);
+}
+
+fn check_rows(rows: &[(String, String, Vec<String>)], defs: &[MetricDef]) {
+    assert_eq!(rows.len(), defs.len(), "one row per metric family");
+    for def in defs {
         let (_, kind, labels) = rows
             .iter()
             .find(|(name, ..)| name == def.name)

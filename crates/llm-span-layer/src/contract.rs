@@ -31,6 +31,8 @@ pub(crate) enum Role {
     FirstChunkTime,
     /// The GenAI operation (`chat`, `embeddings`, ...): whether a token stream is expected.
     Operation,
+    /// The GenAI provider (`openai`, ...), for the operation families.
+    Provider,
 }
 
 /// Field names the layer reads, and the one table of their aliases.
@@ -82,6 +84,12 @@ pub mod fields {
     /// ...) answers once: such a request completes when it reports usage, and never
     /// feeds time to first token or decode speed.
     pub const OPERATION_NAME: &str = "gen_ai.operation.name";
+    /// The GenAI provider (request span). Alias: `gen_ai.system`, its former name. It is
+    /// the `gen_ai_provider_name` label of the
+    /// [operation families](crate::catalog::OPERATION_METRICS) only; to have it on every
+    /// family, allowlist it as an extra label (`with_label_as(PROVIDER_NAME, "provider")`),
+    /// which the operation families then read it from.
+    pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
 
     /// One field of the contract: its name, its aliases and where it is read.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +165,13 @@ pub mod fields {
         field(SPAN_ID, &[], true, false, Role::SpanId),
         field(TIME_TO_FIRST_CHUNK, &[], true, false, Role::FirstChunkTime),
         field(OPERATION_NAME, &[], true, false, Role::Operation),
+        field(
+            PROVIDER_NAME,
+            &["gen_ai.system"],
+            true,
+            false,
+            Role::Provider,
+        ),
         field(FIRST_TOKEN, &[], false, true, Role::FirstToken),
         field(TOKENS_OUT_DELTA, &[], false, true, Role::OutputDelta),
         field(GPU, &[], false, true, Role::GpuId),
@@ -289,9 +304,18 @@ impl Contract {
         fields::span_role_of(name, span)
     }
 
-    /// Whether a span field name already has a meaning in the contract.
+    /// Whether a span field name already has a meaning in the contract that an extra
+    /// label would take away. The provider may be allowlisted: the operation families
+    /// then read it from its extra label.
     pub(crate) fn is_contract_field(name: &str) -> bool {
-        fields::role_of(name, false) != Role::Ignored
+        !matches!(fields::role_of(name, false), Role::Ignored | Role::Provider)
+    }
+
+    /// The position of the extra label that holds the GenAI provider, if it is one.
+    pub(crate) fn provider_label(&self) -> Option<usize> {
+        self.extra_labels
+            .iter()
+            .position(|(field, _)| fields::role_of(field, false) == Role::Provider)
     }
 
     /// Decides once per callsite whether and how it matters.

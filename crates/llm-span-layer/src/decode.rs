@@ -125,6 +125,10 @@ pub(crate) struct Update {
     pub(crate) trace_id: Option<TraceContext>,
     pub(crate) span_id: Option<[u8; 8]>,
     pub(crate) operation: Option<Operation>,
+    /// The operation's name, interned only while the operation families are emitted.
+    pub(crate) operation_name: Option<LabelId>,
+    /// The provider, interned only while the operation families are emitted.
+    pub(crate) provider: Option<LabelId>,
     pub(crate) anomalies: Anomalies,
 }
 
@@ -213,9 +217,20 @@ impl<'a> FieldVisitor<'a> {
                 update.first_token = seconds.is_some();
             }
             Role::Operation => match value {
-                Value::Text(name) => update.operation = Some(Operation::parse(name)),
+                Value::Text(name) => {
+                    update.operation = Some(Operation::parse(name));
+                    if crate::catalog::operation_metrics_enabled() {
+                        update.operation_name =
+                            intern(&self.labels.operation, value, &mut update.anomalies);
+                    }
+                }
                 _ => update.anomalies.add(Anomaly::MalformedValue),
             },
+            Role::Provider => {
+                if crate::catalog::operation_metrics_enabled() {
+                    update.provider = intern(&self.labels.provider, value, &mut update.anomalies);
+                }
+            }
             Role::SpanId => {
                 update.span_id = match value {
                     Value::Text(text) => crate::exemplar::span_id_from_hex(text.trim()),

@@ -89,13 +89,19 @@ impl LlmSpanLayer {
 
     pub(crate) fn from_builder(builder: LlmSpanLayerBuilder) -> Self {
         let clock = builder.clock.unwrap_or_default();
-        let extra = builder
+        let contract = Contract {
+            extra_labels: builder.extra_labels,
+            request_span_names: builder.request_span_names,
+            target_prefixes: builder.target_prefixes,
+            queue_span_name: builder.queue_span_name,
+        };
+        let extra = contract
             .extra_labels
             .iter()
             .map(|_| LabelValues::with_cap(builder.max_label_values))
             .collect();
         let series_config = SeriesConfig {
-            extra_label_names: builder
+            extra_label_names: contract
                 .extra_labels
                 .iter()
                 .map(|(_, label)| *label)
@@ -103,14 +109,10 @@ impl LlmSpanLayer {
             max_series: builder.max_series,
             max_models: builder.max_models,
             max_gpus: MAX_GPUS,
+            provider_label: contract.provider_label(),
         };
         Self {
-            contract: Contract {
-                extra_labels: builder.extra_labels,
-                request_span_names: builder.request_span_names,
-                target_prefixes: builder.target_prefixes,
-                queue_span_name: builder.queue_span_name,
-            },
+            contract,
             callsites: CallsiteMap::new(),
             uninteresting: (0..HINT_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
             hints: (0..HINT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -120,6 +122,8 @@ impl LlmSpanLayer {
                 prices: PriceIndex::new(&builder.prices),
                 revision: LabelValues::with_cap(builder.max_models),
                 gpu: LabelValues::with_cap(MAX_GPUS),
+                operation: LabelValues::with_cap(builder.max_label_values),
+                provider: LabelValues::with_cap(builder.max_label_values),
                 extra,
             },
             series_config,

@@ -13,7 +13,7 @@ use tracing_core::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::catalog::{Anomaly, TokenType};
+use crate::catalog::{self, Anomaly, Status, TokenType};
 use crate::containers::labels::LabelId;
 use crate::containers::lane::LaneTarget;
 use crate::contract::CallsiteClass;
@@ -21,7 +21,7 @@ use crate::decode::{Anomalies, FieldVisitor, Update, MAX_EXTRA_LABELS};
 use crate::exemplar::with_trace_at as recording;
 use crate::layer::LlmSpanLayer;
 use crate::pricing::ModelPrice;
-use crate::series::{LabelSetHandles, SeriesKey, SeriesRef};
+use crate::series::{LabelSetHandles, OperationKey, SeriesKey, SeriesRef};
 use crate::state::{decode_rates, seconds, QueueState, RequestState, Tracked};
 
 impl LlmSpanLayer {
@@ -280,19 +280,85 @@ impl LlmSpanLayer {
         if let Some(reason) = state.finish_reason {
             series.count_finish_reason(reason);
         }
-        if status == crate::catalog::Status::Ok {
-            let trace = state.trace();
-            let at = trace.map(|_| self.wall_clock.unix_seconds(end));
+        let ok = status == Status::Ok;
+        let decode = state
+            .first_token
+            .filter(|_| ok)
+            .and_then(|first| decode_rates(seconds(end, first), state.output.emitted));
+        let trace = state.trace();
+        let at = trace.map(|_| self.wall_clock.unix_seconds(end));
+        if ok {
             recording(trace, at, || series.e2e.record(seconds(end, state.start)));
-            if let Some(first) = state.first_token {
-                let decode = decode_rates(seconds(end, first), state.output.emitted);
-                if let Some((per_token, per_second)) = decode {
-                    series.time_per_output_token.record(per_token);
-                    series.tokens_per_second.record(per_second);
-                }
+            if let Some((per_token, per_second)) = decode {
+                series.time_per_output_token.record(per_token);
+                series.tokens_per_second.record(per_second);
             }
         }
         series.add_cache_totals(state.input.emitted, state.cached.emitted);
+        if catalog::operation_metrics_enabled() {
+            let per_token = decode.map(|(per_token, _)| per_token);
+            self.emit_operation(state, status, end, per_token, anomalies);
+        }
+    }
+
+    /// The request in the operation families: its duration whatever its status, its time
+    /// to first token and decode time when it succeeded, and the tokens it reported.
+    fn emit_operation(
+        &self,
+        state: &RequestState,
+        status: Status,
+        end: Instant,
+        per_token: Option<f64>,
+        anomalies: &mut Anomalies,
+    ) {
+        let Some(bound) = state.gauges_at else {
+            return;
+        };
+        let key = OperationKey {
+            slot: bound.slot,
+            operation: state.operation_name.unwrap_or(LabelId::UNKNOWN),
+            // An allowlisted provider is in the label set already.
+            provider: match self.series_config.provider_label {
+                Some(_) => LabelId::UNKNOWN,
+                None => state.provider.unwrap_or(LabelId::UNKNOWN),
+            },
+        };
+        let trace = state.trace();
+        let at = trace.map(|_| self.wall_clock.unix_seconds(end));
+        let overflowed = self.with_handles(|index, handles, recorder| {
+            // The request's series belong to the recorder it bound with.
+            if index != bound.recorder {
+                return false;
+            }
+            let found = handles.operation(key, recorder, &self.labels, &self.series_config);
+            let Some(Ok(operation) | Err(operation)) = found else {
+                return false;
+            };
+            recording(trace, at, || {
+                operation.duration(status).record(seconds(end, state.start))
+            });
+            if status == Status::Ok {
+                if let Some(first) = state.first_token {
+                    let at = trace.map(|_| self.wall_clock.unix_seconds(first));
+                    recording(trace, at, || {
+                        operation.ttft.record(seconds(first, state.start))
+                    });
+                }
+                if let Some(per_token) = per_token {
+                    operation.time_per_output_token.record(per_token);
+                }
+            }
+            if state.input.reported {
+                operation.record_tokens(TokenType::Input, state.input.emitted);
+            }
+            if state.output.reported || state.output_declared || state.output.known > 0 {
+                operation.record_tokens(TokenType::Output, state.output.emitted);
+            }
+            matches!(found, Some(Err(_)))
+        });
+        if overflowed == Some(true) {
+            anomalies.add(Anomaly::SeriesOverflow);
+        }
     }
 
     /// Runs `f` on the tracked state of span `id`.

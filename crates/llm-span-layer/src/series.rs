@@ -226,6 +226,74 @@ impl LabelSetHandles {
     }
 }
 
+/// Which operation series a request lands in: its label set's slot, its GenAI operation
+/// and its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct OperationKey {
+    pub(crate) slot: u32,
+    pub(crate) operation: LabelId,
+    pub(crate) provider: LabelId,
+}
+
+/// The [operation families](catalog::OPERATION_METRICS) of one label set, operation and
+/// provider.
+#[derive(Debug)]
+pub(crate) struct OperationHandles {
+    duration: [Histogram; Status::COUNT],
+    pub(crate) ttft: Histogram,
+    pub(crate) time_per_output_token: Histogram,
+    tokens: [Histogram; TokenType::COUNT],
+}
+
+impl OperationHandles {
+    fn register(
+        recorder: &dyn Recorder,
+        labels: &[Label],
+        operation: &str,
+        provider: &str,
+    ) -> Self {
+        let mut base = labels.to_vec();
+        base.push(Label::new(catalog::OPERATION_LABEL, operation.to_owned()));
+        base.push(Label::new(catalog::PROVIDER_LABEL, provider.to_owned()));
+        let histogram = |name: &'static str, extra: Option<(&'static str, &'static str)>| {
+            let mut all = base.clone();
+            if let Some((k, v)) = extra {
+                all.push(Label::from_static_parts(k, v));
+            }
+            recorder.register_histogram(&Key::from_parts(name, all), &METADATA)
+        };
+        Self {
+            duration: std::array::from_fn(|i| {
+                histogram(
+                    catalog::OPERATION_DURATION_SECONDS,
+                    Some(("status", Status::ALL[i].as_str())),
+                )
+            }),
+            ttft: histogram(catalog::OPERATION_TTFT_SECONDS, None),
+            time_per_output_token: histogram(
+                catalog::OPERATION_TIME_PER_OUTPUT_TOKEN_SECONDS,
+                None,
+            ),
+            tokens: std::array::from_fn(|i| {
+                histogram(
+                    catalog::OPERATION_TOKENS,
+                    Some(("type", TokenType::ALL[i].as_str())),
+                )
+            }),
+        }
+    }
+
+    /// The duration of a request that finished with `status`.
+    pub(crate) fn duration(&self, status: Status) -> &Histogram {
+        &self.duration[status.index()]
+    }
+
+    /// The tokens of one type of a request.
+    pub(crate) fn record_tokens(&self, token_type: TokenType, count: u64) {
+        self.tokens[token_type.index()].record(count as f64);
+    }
+}
+
 /// Which of the cost and unpriced-token counters a series needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SeriesPricing {
@@ -255,6 +323,8 @@ pub(crate) struct SeriesConfig {
     pub(crate) max_series: usize,
     pub(crate) max_models: usize,
     pub(crate) max_gpus: usize,
+    /// The extra label that holds the GenAI provider, if one does.
+    pub(crate) provider_label: Option<usize>,
 }
 
 /// Every handle registered with one recorder.
@@ -273,6 +343,11 @@ pub(crate) struct RecorderHandles {
     anomalies: [Counter; Anomaly::COUNT],
     models: BoundedTable<LabelId, ModelGauges>,
     gpus: BoundedTable<LabelId, Gauge>,
+    /// The operation families by label set, operation and provider, registered as the
+    /// first request of each finishes; capped at `max_series`.
+    operations: BoundedTable<OperationKey, Box<OperationHandles>>,
+    /// Where requests go once `operations` is full: every label `__overflow__`.
+    operations_overflow: OnceLock<Box<OperationHandles>>,
 }
 
 fn mix_hash(value: impl Hash) -> u64 {
@@ -298,6 +373,8 @@ impl RecorderHandles {
             anomalies,
             models: BoundedTable::with_max_len(config.max_models + 2),
             gpus: BoundedTable::with_max_len(config.max_gpus + 2),
+            operations: BoundedTable::with_max_len(config.max_series),
+            operations_overflow: OnceLock::new(),
         }
     }
 
@@ -413,6 +490,52 @@ impl RecorderHandles {
             return pending.map(|(_, series)| &**series);
         }
         self.series.get(slot).map(|(_, series)| &**series)
+    }
+
+    /// The operation families of a bound label set (`key.slot`), an operation and a
+    /// provider, registered on first use. `Err` carries the overflow ones when the
+    /// operation series are at the series cap; `None` when the slot holds no series.
+    pub(crate) fn operation(
+        &self,
+        mut key: OperationKey,
+        recorder: &dyn Recorder,
+        labels: &LabelSets,
+        config: &SeriesConfig,
+    ) -> Option<Result<&OperationHandles, &OperationHandles>> {
+        let series = self.series(key.slot)?;
+        if key.slot == SeriesRef::OVERFLOW_SLOT {
+            // Past the series cap, everything about the request is overflow.
+            key.operation = LabelId::OVERFLOW;
+            key.provider = LabelId::OVERFLOW;
+        }
+        let make = || {
+            let provider = match config.provider_label {
+                // The label set already shows it: the same text, capped the same way.
+                Some(index) => series
+                    .labels
+                    .get(index + 1)
+                    .map_or(catalog::UNKNOWN_LABEL_VALUE, |label| label.value()),
+                None => labels.provider.text(key.provider),
+            };
+            let operation = labels.operation.text(key.operation);
+            let handles = OperationHandles::register(recorder, &series.labels, operation, provider);
+            (key, Box::new(handles))
+        };
+        let found = self
+            .operations
+            .find_or_insert(mix_hash(key), |k| *k == key, make);
+        Some(match found {
+            Ok((_, handles)) => Ok(&**handles),
+            Err(_) => Err(&**self.operations_overflow.get_or_init(|| {
+                let key = SeriesKey([LabelId::OVERFLOW; 1 + MAX_EXTRA_LABELS]);
+                Box::new(OperationHandles::register(
+                    recorder,
+                    &label_pairs(&key, labels, config),
+                    catalog::OVERFLOW_LABEL_VALUE,
+                    catalog::OVERFLOW_LABEL_VALUE,
+                ))
+            })),
+        })
     }
 
     fn model_gauges(

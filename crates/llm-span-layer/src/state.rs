@@ -81,6 +81,9 @@ pub(crate) struct RequestState {
     pub(crate) start: Instant,
     /// What the request does: only a generation has a first token.
     pub(crate) operation: Operation,
+    /// The operation's name and the provider, for the operation families.
+    pub(crate) operation_name: Option<LabelId>,
+    pub(crate) provider: Option<LabelId>,
     pub(crate) first_token: Option<Instant>,
     pub(crate) completed: Option<Instant>,
     pub(crate) model: Option<ModelRef>,
@@ -130,6 +133,8 @@ impl RequestState {
             callsite,
             start,
             operation: Operation::Generation,
+            operation_name: None,
+            provider: None,
             first_token: None,
             completed: None,
             model: None,
@@ -242,6 +247,12 @@ impl RequestState {
         self.apply_labels(update, false, anomalies);
         if let Some(operation) = update.operation {
             self.operation = operation;
+        }
+        if update.operation_name.is_some() {
+            self.operation_name = update.operation_name;
+        }
+        if update.provider.is_some() {
+            self.provider = update.provider;
         }
         if update.first_token {
             self.mark_first_token(now, anomalies);

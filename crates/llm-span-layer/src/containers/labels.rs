@@ -58,6 +58,9 @@ pub(crate) struct LabelSets {
     pub(crate) prices: PriceIndex,
     pub(crate) revision: LabelValues,
     pub(crate) gpu: LabelValues,
+    /// GenAI operation names and providers, for the operation families.
+    pub(crate) operation: LabelValues,
+    pub(crate) provider: LabelValues,
     /// One per allowlisted extra label, in configuration order.
     pub(crate) extra: Vec<LabelValues>,
 }
