@@ -60,6 +60,25 @@ fn embeddings(h: &Harness, operation: &str) {
     span.record("gen_ai.usage.input_tokens", 3u64);
 }
 
+/// A stream that reports no output total: 3 deltas, then a finish reason after 1.5 s.
+fn stream(h: &Harness) {
+    let span = tracing::info_span!(
+        "chat m",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = "vllm",
+        gen_ai.request.model = "m",
+        gen_ai.usage.input_tokens = 2u64
+    );
+    let _g = span.enter();
+    h.advance(0.5);
+    for _ in 0..3 {
+        tracing::info!(tokens_out_delta = 1u64);
+        h.advance(0.25);
+    }
+    h.advance(0.25);
+    tracing::info!(finish_reason = "stop");
+}
+
 /// A request that names neither operation nor provider, dropped after 0.75 s.
 fn cancelled(h: &Harness) {
     let span = tracing::info_span!("generate", model = "m", tokens_in = 4u64);
@@ -97,6 +116,7 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
         failed_chat(&h);
         embeddings(&h, "embeddings");
         cancelled(&h);
+        stream(&h);
     });
     let m = h.snapshot();
     let chat = [
@@ -117,7 +137,7 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
     assert_all_close(&m.histogram(TTFT, &chat), &[0.5]);
     assert_all_close(
         &m.histogram("llm_ttft_seconds", &[("model", "m")]),
-        &[0.5, 0.2],
+        &[0.5, 0.2, 0.5],
     );
     assert_all_close(&m.histogram(PER_TOKEN, &chat), &[0.5]);
     assert_all_close(&m.histogram(TOKENS, &with(("type", "input"))), &[10.0, 7.0]);
@@ -137,6 +157,18 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
     input.push(("type", "input"));
     assert_all_close(&m.histogram(TOKENS, &input), &[3.0]);
 
+    // Streamed tokens count as reported output: 3 tokens, 1 s from the first to the end.
+    let streamed = [
+        ("model", "m"),
+        (catalog::OPERATION_LABEL, "chat"),
+        (catalog::PROVIDER_LABEL, "vllm"),
+    ];
+    let mut output = streamed.to_vec();
+    output.push(("type", "output"));
+    assert_all_close(&m.histogram(TOKENS, &output), &[3.0]);
+    assert_all_close(&m.histogram(TTFT, &streamed), &[0.5]);
+    assert_all_close(&m.histogram(PER_TOKEN, &streamed), &[0.5]);
+
     let unnamed = [
         ("model", "m"),
         (catalog::OPERATION_LABEL, "unknown"),
@@ -151,6 +183,10 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
     assert_eq!(
         m.label_values(DURATION, catalog::OPERATION_LABEL),
         ["chat", "embeddings", "unknown"]
+    );
+    assert_eq!(
+        m.label_values(DURATION, catalog::PROVIDER_LABEL),
+        ["openai", "unknown", "vllm"]
     );
     assert_eq!(m.all_anomalies(), 0);
 }
