@@ -353,6 +353,7 @@ fn reject(operation: Operation, model: Option<&str>, reason: &'static str) {
         Operation::Embeddings => tracing::info_span!(
             "embeddings",
             gen_ai.operation.name = operation.as_str(),
+            gen_ai.provider.name = crate::engine::PROVIDER,
             model = Empty,
             tokens_in = Empty,
             status = "error",
@@ -361,6 +362,7 @@ fn reject(operation: Operation, model: Option<&str>, reason: &'static str) {
         Operation::Chat | Operation::TextCompletion => tracing::info_span!(
             "completion",
             gen_ai.operation.name = operation.as_str(),
+            gen_ai.provider.name = crate::engine::PROVIDER,
             model = Empty,
             tokens_in = Empty,
             status = "error",

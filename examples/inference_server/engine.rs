@@ -68,6 +68,10 @@ pub(crate) struct Engine {
     seed: u64,
 }
 
+/// The `gen_ai.provider.name` of the demo's request spans: the OpenTelemetry GenAI
+/// conventions name the provider of every operation, and a self-hosted server is its own.
+pub(crate) const PROVIDER: &str = "llm-span-demo";
+
 /// What a request asks for, as OpenTelemetry's `gen_ai.operation.name` says it: the
 /// request span carries it from its creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +245,7 @@ impl Engine {
         err(Display),
         fields(
             gen_ai.operation.name = job.operation.as_str(),
+            gen_ai.provider.name = crate::engine::PROVIDER,
             model = %job.ticket.0.spec.name,
             model_revision = %job.ticket.0.spec.revision,
             tokens_in = job.prompt_tokens,
@@ -310,6 +315,7 @@ impl Engine {
         err(Display),
         fields(
             gen_ai.operation.name = job.operation.as_str(),
+            gen_ai.provider.name = crate::engine::PROVIDER,
             model = %job.ticket.0.spec.name,
             model_revision = %job.ticket.0.spec.revision,
             tokens_in = job.prompt_tokens,
