@@ -79,6 +79,27 @@ fn stream(h: &Harness) {
     tracing::info!(finish_reason = "stop");
 }
 
+/// Two completions that generate nothing: one records a total of 0, the other declared
+/// 0 at creation and streams nothing. Both are requests that reported 0 output tokens.
+fn empty_completions() {
+    let span = tracing::info_span!(
+        "completion",
+        gen_ai.operation.name = "text_completion",
+        model = "m",
+        tokens_in = 1u64,
+        tokens_out = Empty
+    );
+    span.record("tokens_out", 0u64);
+    drop(span);
+    let _declared = tracing::info_span!(
+        "completion",
+        gen_ai.operation.name = "text_completion",
+        model = "m",
+        tokens_in = 1u64,
+        tokens_out = 0u64
+    );
+}
+
 /// A request that names neither operation nor provider, dropped after 0.75 s.
 fn cancelled(h: &Harness) {
     let span = tracing::info_span!("generate", model = "m", tokens_in = 4u64);
@@ -117,6 +138,7 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
         embeddings(&h, "embeddings");
         cancelled(&h);
         stream(&h);
+        empty_completions();
     });
     let m = h.snapshot();
     let chat = [
@@ -180,9 +202,19 @@ pub(crate) fn nothing_until_asked_then_every_request_by_operation_and_provider()
     let mut input = unnamed.to_vec();
     input.push(("type", "input"));
     assert_all_close(&m.histogram(TOKENS, &input), &[4.0]);
+    let completion = [
+        ("model", "m"),
+        (catalog::OPERATION_LABEL, "text_completion"),
+        (catalog::PROVIDER_LABEL, "unknown"),
+    ];
+    for (token_type, expected) in [("input", [1.0, 1.0]), ("output", [0.0, 0.0])] {
+        let mut pairs = completion.to_vec();
+        pairs.push(("type", token_type));
+        assert_all_close(&m.histogram(TOKENS, &pairs), &expected);
+    }
     assert_eq!(
         m.label_values(DURATION, catalog::OPERATION_LABEL),
-        ["chat", "embeddings", "unknown"]
+        ["chat", "embeddings", "text_completion", "unknown"]
     );
     assert_eq!(
         m.label_values(DURATION, catalog::PROVIDER_LABEL),
