@@ -247,7 +247,8 @@ pub(crate) fn an_allowlisted_provider_is_read_from_its_label() {
 pub(crate) fn operation_series_are_capped_with_the_label_sets() {
     let h = Harness::with(|b| b.with_max_series(2));
     h.run(|| {
-        for operation in ["embeddings", "rerank", "moderation"] {
+        // A series seen before takes no more room.
+        for operation in ["embeddings", "embeddings", "rerank", "moderation"] {
             embeddings(&h, operation);
         }
     });
@@ -263,6 +264,13 @@ pub(crate) fn operation_series_are_capped_with_the_label_sets() {
         ("status", "ok"),
     ];
     assert_all_close(&m.histogram(DURATION, &overflow), &[0.25]);
+    let embeddings = [
+        ("model", "m"),
+        (catalog::OPERATION_LABEL, "embeddings"),
+        (catalog::PROVIDER_LABEL, "openai"),
+        ("status", "ok"),
+    ];
+    assert_all_close(&m.histogram(DURATION, &embeddings), &[0.25, 0.25]);
     assert_eq!(m.anomalies("series_overflow"), 1);
     assert_eq!(m.all_anomalies(), 1);
 }
