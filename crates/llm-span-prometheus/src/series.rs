@@ -44,6 +44,15 @@ pub(crate) fn in_catalog(name: &str) -> bool {
     catalog::METRICS.iter().any(|def| served_as(def).0 == name)
 }
 
+/// Whether `name` is one of the layer's operation families
+/// ([`catalog::OPERATION_METRICS`]): never served under its own name, under any profile,
+/// only through the `otel` profile's families.
+pub(crate) fn is_operation(name: &str) -> bool {
+    catalog::OPERATION_METRICS
+        .iter()
+        .any(|def| def.name == name)
+}
+
 /// What every series has: the name of its family and its label pairs as written, and
 /// the same for each of vLLM's families it appears in (profile `vllm`).
 #[derive(Debug)]

@@ -90,9 +90,10 @@ impl MetricStore {
             families.extend(vllm_families(&counters, &gauges, &histograms));
         }
 
-        // Under their own names: the application's families always, the layer's with `llm`.
+        // Under their own names: the application's families always, the layer's with `llm`,
+        // its operation families never (they only feed the `otel` profile's).
         let llm = namings.serves(Naming::Llm);
-        let own = |name: &str| llm || !series::in_catalog(name);
+        let own = |name: &str| !series::is_operation(name) && (llm || !series::in_catalog(name));
         let mut named = Vec::new();
         let counters = by_family(counters, |s| &s.name.family);
         named.extend(
@@ -592,6 +593,49 @@ mod tests {
         assert!(body.contains("vllm:prompt_tokens_total{model_name=\"m\"} 5\n"));
         assert!(body.contains("app_jobs_total 1\n"));
         assert!(!body.contains("llm_"), "{body}");
+    }
+
+    #[test]
+    fn operation_families_are_never_served_under_their_own_names() {
+        for list in [
+            &[Naming::Llm][..],
+            &[Naming::Vllm],
+            &[Naming::Llm, Naming::Vllm],
+        ] {
+            let make = || {
+                MetricStore::new(SeriesMaker::new(
+                    vec![("service".into(), "chat".into())],
+                    Namings::new(list).expect("profiles"),
+                    Buckets::new(HashMap::new(), &[1.0]),
+                ))
+            };
+            let (with, without) = (make(), make());
+            for store in [&with, &without] {
+                store
+                    .counter(&Key::from_parts(
+                        catalog::REQUESTS_TOTAL,
+                        vec![Label::new("model", "m"), Label::new("status", "ok")],
+                    ))
+                    .increment(1);
+            }
+            for def in catalog::OPERATION_METRICS {
+                let key = Key::from_parts(
+                    def.name,
+                    vec![
+                        Label::new("model", "m"),
+                        Label::new(catalog::OPERATION_LABEL, "chat"),
+                        Label::new(catalog::PROVIDER_LABEL, "openai"),
+                    ],
+                );
+                with.histogram(&key).record(2.0);
+            }
+            let body = |store: &MetricStore| {
+                crate::exposition::write(store.families(), crate::exposition::Format::Text)
+            };
+            let (with, without) = (body(&with), body(&without));
+            assert!(!with.contains("llm_operation"), "{list:?}: {with}");
+            assert_eq!(with, without, "{list:?}");
+        }
     }
 
     #[test]
