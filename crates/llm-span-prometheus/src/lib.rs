@@ -247,6 +247,7 @@ mod histogram;
 pub mod manual;
 mod naming;
 mod negotiate;
+mod otel;
 #[cfg(feature = "process")]
 mod process;
 mod recorder;
@@ -263,7 +264,7 @@ pub use builder::{
     MAX_HTTP_TIMEOUT,
 };
 pub use error::ExporterError;
-pub use naming::Naming;
+pub use naming::{Naming, OtelRole};
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;
 
