@@ -307,6 +307,48 @@ mod tests {
     }
 
     #[test]
+    fn the_manual_lists_every_family_of_the_profile() {
+        let manual = include_str!("../docs/naming.md");
+        // The table of families: a family, its type, unit, source, labels and buckets.
+        let rows: Vec<&str> = manual
+            .lines()
+            .filter(|line| line.starts_with("| `gen_ai_") && line.contains(" | histogram | "))
+            .collect();
+        let listed: Vec<&str> = rows
+            .iter()
+            .filter_map(|row| row.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let served: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        assert_eq!(listed, served);
+        for (row, family) in rows.iter().zip(FAMILIES) {
+            let bounds: Vec<String> = family
+                .buckets
+                .iter()
+                .map(|b| Float(*b).to_string())
+                .collect();
+            assert!(
+                row.ends_with(&format!(" | {} |", bounds.join(" "))),
+                "{row}"
+            );
+            assert!(row.contains(&format!("`{}`", family.source)), "{row}");
+            let unit = if family.name.ends_with("_seconds") {
+                " | seconds | "
+            } else {
+                " | none ("
+            };
+            assert!(row.contains(unit), "{row}");
+        }
+        assert!(manual.contains("**v1.41.0**"));
+        for status in [
+            "| `ok` | absent",
+            "| `error` | `_OTHER`",
+            "| `cancelled` | `cancelled`",
+        ] {
+            assert!(manual.contains(status), "{status}");
+        }
+    }
+
+    #[test]
     fn histograms_of_the_profile_have_the_advisory_boundaries() {
         assert_eq!(
             buckets(catalog::OPERATION_TOKENS),
