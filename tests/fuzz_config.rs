@@ -9,7 +9,7 @@ use llm_span_layer::PriceTable;
 use llm_span_prometheus::ExporterBuilder;
 use proptest::prelude::*;
 
-const VARIABLES: [&str; 11] = [
+const VARIABLES: [&str; 13] = [
     "LLM_METRICS_LISTEN",
     "LLM_METRICS_ALLOW",
     "LLM_METRICS_BASIC_AUTH_USER",
@@ -21,6 +21,8 @@ const VARIABLES: [&str; 11] = [
     "LLM_METRICS_GLOBAL_LABELS",
     "LLM_METRICS_TLS_CERT",
     "LLM_METRICS_TLS_KEY",
+    "LLM_METRICS_NAMING",
+    "LLM_METRICS_OTEL_ROLES",
 ];
 
 fn price_line() -> impl Strategy<Value = String> {
@@ -50,6 +52,8 @@ fn env_value() -> impl Strategy<Value = String> {
         Just("10.0.0.0/8,::1".to_owned()),
         Just("1".to_owned()),
         Just("service=chat,instance=a".to_owned()),
+        Just("llm,vllm,otel".to_owned()),
+        Just(" server,client".to_owned()),
         Just("/nonexistent/secret".to_owned()),
         "\\PC{0,30}",
         any::<String>(),

@@ -238,7 +238,7 @@ fn the_demo_exits_on_an_unknown_naming_profile() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
-            r#"invalid environment variable LLM_METRICS_NAMING: "llm,vlm" is not a comma-separated list of naming profiles (llm, vllm)"#
+            r#"invalid environment variable LLM_METRICS_NAMING: "llm,vlm" is not a comma-separated list of naming profiles (llm, vllm, otel)"#
         ),
         "{stderr}"
     );

@@ -13,7 +13,7 @@ use crate::allow::Allowlist;
 use crate::auth::{Credentials, Secret};
 use crate::buckets;
 use crate::error::ExporterError;
-use crate::naming::{Naming, Namings};
+use crate::naming::{Naming, Namings, OtelRole};
 use crate::recorder::{MetricsHandle, MetricsRecorder};
 use crate::series::{BucketLayout, Buckets, SeriesMaker};
 use crate::server::{self, ExporterHandle, ServerConfig};
@@ -59,6 +59,7 @@ pub struct ExporterBuilder {
     default_buckets: Vec<f64>,
     global_labels: Vec<(String, String)>,
     naming: Vec<Naming>,
+    otel_roles: Vec<OtelRole>,
     allow: Vec<String>,
     basic_auth: Option<(String, Secret)>,
     bearer_token: Option<Secret>,
@@ -87,6 +88,7 @@ impl ExporterBuilder {
             default_buckets: buckets::DEFAULT.to_vec(),
             global_labels: Vec::new(),
             naming: vec![Naming::Llm],
+            otel_roles: OtelRole::ALL.to_vec(),
             allow: Vec::new(),
             basic_auth: None,
             bearer_token: None,
@@ -133,6 +135,9 @@ impl ExporterBuilder {
         }
         if let Some(naming) = env.naming {
             builder = builder.with_naming(naming);
+        }
+        if let Some(roles) = env.otel_roles {
+            builder = builder.with_otel_roles(roles);
         }
         #[cfg(feature = "tls")]
         if let Some((cert, key)) = env.tls {
@@ -198,6 +203,34 @@ impl ExporterBuilder {
         for profile in naming {
             if !self.naming.contains(&profile) {
                 self.naming.push(profile);
+            }
+        }
+        self
+    }
+
+    /// The roles whose families the [`Naming::Otel`] profile serves (default: both): the
+    /// client families (`gen_ai_client_*`) for an application that calls a model, the
+    /// server families (`gen_ai_server_*`) for a server that runs one. Without that
+    /// profile they change nothing. An empty list is refused when the recorder is built.
+    /// See [`OtelRole`] and [`manual::naming`](crate::manual::naming).
+    ///
+    /// ```
+    /// use llm_span_prometheus::{ExporterBuilder, Naming, OtelRole};
+    ///
+    /// let (_recorder, handle) = ExporterBuilder::new()
+    ///     .with_naming([Naming::Otel])
+    ///     .with_otel_roles([OtelRole::Server])
+    ///     .build()?;
+    /// let body = handle.render();
+    /// assert!(body.contains("# TYPE gen_ai_server_request_duration_seconds histogram\n"));
+    /// assert!(!body.contains("gen_ai_client_"));
+    /// # Ok::<(), llm_span_prometheus::ExporterError>(())
+    /// ```
+    pub fn with_otel_roles(mut self, roles: impl IntoIterator<Item = OtelRole>) -> Self {
+        self.otel_roles = Vec::new();
+        for role in roles {
+            if !self.otel_roles.contains(&role) {
+                self.otel_roles.push(role);
             }
         }
         self
@@ -320,33 +353,52 @@ impl ExporterBuilder {
     }
 
     fn build_recorder(&self) -> Result<MetricsRecorder, ExporterError> {
-        for (name, _) in &self.global_labels {
-            check_label_name(name)?;
-        }
-        buckets::validate("(default buckets)", &self.default_buckets)?;
-        // The presets of the catalog's histograms, then the overrides (which win).
         let namings = Namings::new(&self.naming).ok_or(ExporterError::InvalidSetting {
             setting: "naming",
             reason: "must name at least one profile",
         })?;
-        // A catalog histogram that the `vllm` profile serves also stores vLLM's bounds.
+        let namings =
+            namings
+                .with_otel_roles(&self.otel_roles)
+                .ok_or(ExporterError::InvalidSetting {
+                    setting: "otel_roles",
+                    reason: "must name at least one role",
+                })?;
+        let otel = namings.serves(Naming::Otel);
+        for (name, _) in &self.global_labels {
+            check_label_name(name, otel)?;
+        }
+        buckets::validate("(default buckets)", &self.default_buckets)?;
+        // A histogram that the `vllm` or `otel` profile serves also stores its bounds.
         let layout = |name: &str, bounds: &[f64]| {
             let vllm = namings
                 .serves(Naming::Vllm)
                 .then(|| crate::vllm::buckets(name))
                 .flatten();
-            BucketLayout::new(bounds, vllm)
+            let otel = otel.then(|| crate::otel::buckets(name)).flatten();
+            BucketLayout::new(bounds, vllm, otel)
         };
+        // The presets of the catalog's histograms, the conventions' boundaries for the
+        // operation families (served only through `otel`), then the overrides (which win).
         let mut by_name: HashMap<String, Arc<BucketLayout>> = buckets::PRESETS
             .iter()
             .map(|(name, bounds)| ((*name).to_owned(), layout(name, bounds)))
             .collect();
+        for def in catalog::OPERATION_METRICS {
+            if let Some(bounds) = crate::otel::buckets(def.name) {
+                by_name.insert(def.name.to_owned(), layout(def.name, bounds));
+            }
+        }
         for (name, bounds) in &self.bucket_overrides {
             buckets::validate(name, bounds)?;
             by_name.insert(name.clone(), layout(name, bounds));
         }
         let buckets = Buckets::new(by_name, &self.default_buckets);
         let maker = SeriesMaker::new(self.global_labels.clone(), namings, buckets);
+        if otel {
+            // The layer emits the operation families only once asked (process-wide).
+            catalog::enable_operation_metrics();
+        }
         Ok(MetricsRecorder::new(
             MetricStore::new(maker),
             &self.global_labels,
@@ -408,7 +460,18 @@ impl ExporterBuilder {
     }
 }
 
-fn check_label_name(name: &str) -> Result<(), ExporterError> {
+/// The label names the `otel` profile writes besides the layer's: global labels may not
+/// take them while it is served.
+const OTEL_LABELS: [&str; 5] = [
+    "gen_ai_request_model",
+    "gen_ai_token_type",
+    "error_type",
+    catalog::OPERATION_LABEL,
+    catalog::PROVIDER_LABEL,
+];
+
+/// Checks a global label's name; `otel`: whether the `otel` profile is served.
+fn check_label_name(name: &str, otel: bool) -> Result<(), ExporterError> {
     let fail = |reason| {
         Err(ExporterError::InvalidLabel {
             name: name.to_owned(),
@@ -431,6 +494,9 @@ fn check_label_name(name: &str) -> Result<(), ExporterError> {
     if RESERVED_LABELS.contains(&name) || catalog_label {
         return fail("reserved: the exposition format or llm-span-layer uses this label");
     }
+    if otel && OTEL_LABELS.contains(&name) {
+        return fail("reserved: the otel naming profile uses this label");
+    }
     Ok(())
 }
 
@@ -450,16 +516,89 @@ mod tests {
     }
 
     #[test]
+    fn only_a_recorder_built_with_the_otel_profile_asks_the_layer_for_operation_families() {
+        // The only test of this binary that builds a recorder serving `otel`: the switch
+        // is process-wide and never goes back.
+        let built =
+            |builder: ExporterBuilder| builder.build().map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            built(ExporterBuilder::new().with_naming([Naming::Llm, Naming::Vllm])),
+            Ok(())
+        );
+        assert!(!catalog::operation_metrics_enabled());
+        // Refused builds ask nothing either.
+        assert_eq!(
+            built(
+                ExporterBuilder::new()
+                    .with_naming([Naming::Otel])
+                    .with_otel_roles([])
+            ),
+            Err("invalid exporter setting otel_roles: must name at least one role".to_owned())
+        );
+        assert_eq!(
+            built(
+                ExporterBuilder::new()
+                    .with_naming([Naming::Otel])
+                    .with_global_label("error_type", "x")
+            ),
+            Err(r#"invalid global label "error_type": reserved: the otel naming profile uses this label"#.to_owned())
+        );
+        assert!(!catalog::operation_metrics_enabled());
+        assert_eq!(
+            built(ExporterBuilder::new().with_otel_roles([OtelRole::Server])),
+            Ok(())
+        );
+        assert!(!catalog::operation_metrics_enabled());
+        assert_eq!(
+            built(ExporterBuilder::new().with_naming([Naming::Otel])),
+            Ok(())
+        );
+        assert!(catalog::operation_metrics_enabled());
+    }
+
+    #[test]
+    fn roles_are_kept_once_each_in_order_and_both_by_default() {
+        assert_eq!(ExporterBuilder::new().otel_roles, OtelRole::ALL);
+        let builder = ExporterBuilder::new().with_otel_roles([
+            OtelRole::Server,
+            OtelRole::Client,
+            OtelRole::Server,
+        ]);
+        assert_eq!(builder.otel_roles, [OtelRole::Server, OtelRole::Client]);
+        let builder = builder.with_otel_roles([OtelRole::Client]);
+        assert_eq!(builder.otel_roles, [OtelRole::Client]);
+        // An empty list is refused even without the profile: it names no role to serve.
+        assert!(matches!(
+            ExporterBuilder::new().with_otel_roles([]).build(),
+            Err(ExporterError::InvalidSetting {
+                setting: "otel_roles",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn label_names() {
         for ok in ["service", "instance", "_x", "env2"] {
-            check_label_name(ok).expect(ok);
+            check_label_name(ok, false).expect(ok);
+            check_label_name(ok, true).expect(ok);
+        }
+        // Free unless the otel profile is served.
+        for otel in OTEL_LABELS {
+            check_label_name(otel, false).expect(otel);
+            assert_eq!(
+                check_label_name(otel, true).map_err(|e| e.to_string()),
+                Err(format!(
+                    "invalid global label {otel:?}: reserved: the otel naming profile uses this label"
+                ))
+            );
         }
         for bad in [
             "", "1x", "a-b", "__name", "le", "quantile", "model", "status", "type", "gpu",
         ] {
             assert!(
                 matches!(
-                    check_label_name(bad),
+                    check_label_name(bad, false),
                     Err(ExporterError::InvalidLabel { .. })
                 ),
                 "{bad}"

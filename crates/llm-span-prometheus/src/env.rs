@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use crate::allow::Cidr;
 use crate::auth::Secret;
 use crate::error::ExporterError;
-use crate::naming::Naming;
+use crate::naming::{Naming, OtelRole};
 
 /// Listen address, e.g. `0.0.0.0:9000`.
 pub(crate) const LISTEN: &str = "LLM_METRICS_LISTEN";
@@ -22,6 +22,8 @@ pub(crate) const TLS_CERT: &str = "LLM_METRICS_TLS_CERT";
 pub(crate) const TLS_KEY: &str = "LLM_METRICS_TLS_KEY";
 /// Comma-separated naming profiles, e.g. `llm,vllm`.
 pub(crate) const NAMING: &str = "LLM_METRICS_NAMING";
+/// Comma-separated roles of the `otel` profile, e.g. `server`.
+pub(crate) const OTEL_ROLES: &str = "LLM_METRICS_OTEL_ROLES";
 
 /// The settings the variables give; what they leave unset is `None` or empty. The
 /// builder applies them with its public methods (`ExporterBuilder::from_env_map`).
@@ -34,6 +36,7 @@ pub(crate) struct EnvSettings {
     pub(crate) allow_public: bool,
     pub(crate) global_labels: Vec<(String, String)>,
     pub(crate) naming: Option<Vec<Naming>>,
+    pub(crate) otel_roles: Option<Vec<OtelRole>>,
     /// Certificate and key paths (read only with the `tls` feature).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) tls: Option<(String, String)>,
@@ -120,6 +123,16 @@ pub(crate) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<EnvSetting
             ),
         })?;
         settings.naming = Some(list);
+    }
+    if let Some(roles) = get(OTEL_ROLES) {
+        let list = OtelRole::parse_list(&roles).map_err(|_| ExporterError::InvalidEnv {
+            var: OTEL_ROLES,
+            reason: format!(
+                "{roles:?} is not a comma-separated list of OpenTelemetry roles ({})",
+                OtelRole::all_names()
+            ),
+        })?;
+        settings.otel_roles = Some(list);
     }
     match (get(TLS_CERT), get(TLS_KEY)) {
         (None, None) => {}

@@ -92,6 +92,12 @@ pub enum ExporterError {
         /// The name given.
         name: String,
     },
+    /// An OpenTelemetry role ([`OtelRole`](crate::OtelRole)) that does not exist (or an
+    /// empty list of them).
+    UnknownOtelRole {
+        /// The name given.
+        name: String,
+    },
 }
 
 impl fmt::Display for ExporterError {
@@ -123,6 +129,11 @@ impl fmt::Display for ExporterError {
                 f,
                 "unknown naming profile {name:?}: the profiles are {}",
                 crate::naming::Naming::all_names()
+            ),
+            Self::UnknownOtelRole { name } => write!(
+                f,
+                "unknown OpenTelemetry role {name:?}: the roles are {}",
+                crate::naming::OtelRole::all_names()
             ),
         }
     }

@@ -164,7 +164,8 @@
 //! | `LLM_METRICS_GLOBAL_LABELS` | comma-separated `name=value` labels for every series | `service=chat,region=eu` |
 //! | `LLM_METRICS_TLS_CERT` | PEM certificate chain (feature `tls`) | `/etc/metrics/tls.crt` |
 //! | `LLM_METRICS_TLS_KEY` | PEM private key (feature `tls`) | `/etc/metrics/tls.key` |
-//! | `LLM_METRICS_NAMING` | comma-separated naming profiles ([`Naming`]): `llm` (default), `vllm` | `llm,vllm` |
+//! | `LLM_METRICS_NAMING` | comma-separated naming profiles ([`Naming`]): `llm` (default), `vllm`, `otel` | `llm,vllm` |
+//! | `LLM_METRICS_OTEL_ROLES` | comma-separated roles of the `otel` profile ([`OtelRole`]): `client`, `server` (default: both) | `server` |
 //!
 //! Empty variables count as unset, except credential variables: a set but empty
 //! credential is an error, so that a secret that failed to mount does not open the
@@ -181,6 +182,7 @@
 //! | [`allow_unauthenticated_public_bind()`](ExporterBuilder::allow_unauthenticated_public_bind) | `LLM_METRICS_ALLOW_PUBLIC=1` | refused |
 //! | [`with_global_label(name, value)`](ExporterBuilder::with_global_label) | `LLM_METRICS_GLOBAL_LABELS=service=chat,region=eu` | none |
 //! | [`with_naming([Naming::Llm, Naming::Vllm])`](ExporterBuilder::with_naming) | `LLM_METRICS_NAMING=llm,vllm` | `llm` |
+//! | [`with_otel_roles([OtelRole::Server])`](ExporterBuilder::with_otel_roles) | `LLM_METRICS_OTEL_ROLES=server` | `client,server` |
 //! | `with_tls(cert_path, key_path)` (feature `tls`, [`manual::tls`]) | `LLM_METRICS_TLS_CERT`, `LLM_METRICS_TLS_KEY`: paths of PEM files, not PEM text | plain HTTP |
 //! | [`with_buckets(metric, &[..])`](ExporterBuilder::with_buckets) | | the presets below |
 //! | [`with_default_buckets(&[..])`](ExporterBuilder::with_default_buckets) (histograms outside the catalog) | | [`buckets::DEFAULT`], the Prometheus client defaults |
@@ -215,7 +217,7 @@
 //! | [`manual::formats`] | histograms and their storage, text format and OpenMetrics, exemplars, gzip, cost in dollars, process metrics |
 //! | [`manual::tls`] | HTTPS: certificate files, a self-signed certificate to try it, the scrape job |
 //! | [`manual::scraping`] | configuration in code, your own router, the Prometheus scrape job, global labels |
-//! | [`manual::naming`] | naming profiles: the layer's names or vLLM's (`vllm:`, `model_name`, vLLM's buckets), what maps to what, what is absent |
+//! | [`manual::naming`] | naming profiles: the layer's names, vLLM's (`vllm:`, `model_name`, vLLM's buckets) or the OpenTelemetry GenAI conventions' (`gen_ai_*`, client and server roles, advisory buckets), what maps to what, what is absent |
 //!
 //! What the layer reads and emits (the span contract, the metrics reference, prices,
 //! exemplars): [`llm_span_layer::manual`].
@@ -247,6 +249,7 @@ mod histogram;
 pub mod manual;
 mod naming;
 mod negotiate;
+mod otel;
 #[cfg(feature = "process")]
 mod process;
 mod recorder;
@@ -263,7 +266,7 @@ pub use builder::{
     MAX_HTTP_TIMEOUT,
 };
 pub use error::ExporterError;
-pub use naming::Naming;
+pub use naming::{Naming, OtelRole};
 pub use recorder::{MetricsHandle, MetricsRecorder};
 pub use server::ExporterHandle;
 

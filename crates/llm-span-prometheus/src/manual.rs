@@ -9,7 +9,8 @@
 //! - [`tls`]: HTTPS with the `tls` feature.
 //! - [`scraping`]: configuration in code, `/metrics` in your own router, the Prometheus
 //!   scrape job.
-//! - [`naming`]: naming profiles: the layer's names, or vLLM's (`vllm:`, `model_name`).
+//! - [`naming`]: naming profiles: the layer's names, vLLM's (`vllm:`, `model_name`), or the
+//!   OpenTelemetry GenAI conventions' (`gen_ai_*`).
 
 #[doc = include_str!("../docs/formats.md")]
 pub mod formats {}

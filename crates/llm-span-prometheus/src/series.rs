@@ -10,7 +10,7 @@ use llm_span_layer::catalog;
 use metrics::Key;
 
 use crate::cost::PicoCost;
-use crate::exposition::{label_name, metric_name, write_label_pairs, CounterValue};
+use crate::exposition::{label_name, metric_name, write_label_pairs, CounterValue, Float};
 use crate::histogram::{FixedHistogram, HistogramSnapshot};
 use crate::naming::{Naming, Namings};
 
@@ -44,13 +44,24 @@ pub(crate) fn in_catalog(name: &str) -> bool {
     catalog::METRICS.iter().any(|def| served_as(def).0 == name)
 }
 
+/// Whether `name` is one of the layer's operation families
+/// ([`catalog::OPERATION_METRICS`]): never served under its own name, under any profile,
+/// only through the `otel` profile's families.
+pub(crate) fn is_operation(name: &str) -> bool {
+    catalog::OPERATION_METRICS
+        .iter()
+        .any(|def| def.name == name)
+}
+
 /// What every series has: the name of its family and its label pairs as written, and
-/// the same for each of vLLM's families it appears in (profile `vllm`).
+/// the same for each of vLLM's families it appears in (profile `vllm`) and each of the
+/// OpenTelemetry GenAI families (profile `otel`).
 #[derive(Debug)]
 pub(crate) struct SeriesName {
     pub(crate) family: Arc<str>,
     pub(crate) labels: Arc<str>,
     pub(crate) vllm: Box<[(&'static str, Arc<str>)]>,
+    pub(crate) otel: Box<[(&'static str, Arc<str>)]>,
 }
 
 /// A counter: a whole number, or the cost in picodollars (kept past 64 bits, served in
@@ -161,23 +172,27 @@ pub(crate) struct BucketLayout {
     bounds: Arc<[f64]>,
     pub(crate) llm: BucketView,
     pub(crate) vllm: Option<BucketView>,
+    pub(crate) otel: Option<BucketView>,
 }
 
 impl BucketLayout {
-    /// Buckets at `bounds`, and also at `vllm`'s when that profile serves the family.
-    pub(crate) fn new(bounds: &[f64], vllm: Option<&[f64]>) -> Arc<Self> {
+    /// Buckets at `bounds`, and also at `vllm`'s and `otel`'s when those profiles serve
+    /// the family.
+    pub(crate) fn new(bounds: &[f64], vllm: Option<&[f64]>, otel: Option<&[f64]>) -> Arc<Self> {
         let mut stored = bounds.to_vec();
-        if let Some(vllm) = vllm {
-            stored.extend_from_slice(vllm);
-            stored.sort_by(f64::total_cmp);
-            stored.dedup();
+        for other in [vllm, otel].into_iter().flatten() {
+            stored.extend_from_slice(other);
         }
+        stored.sort_by(f64::total_cmp);
+        stored.dedup();
         let llm = BucketView::new(&stored, bounds, |bound| bound.to_string());
         let vllm = vllm.map(|vllm| BucketView::new(&stored, vllm, crate::vllm::le));
+        let otel = otel.map(|otel| BucketView::new(&stored, otel, |b| Float(b).to_string()));
         Arc::new(Self {
             bounds: stored.into(),
             llm,
             vllm,
+            otel,
         })
     }
 }
@@ -251,7 +266,7 @@ impl Buckets {
     pub(crate) fn new(by_name: HashMap<String, Arc<BucketLayout>>, default: &[f64]) -> Self {
         Self {
             by_name,
-            default: BucketLayout::new(default, None),
+            default: BucketLayout::new(default, None, None),
         }
     }
 
@@ -317,17 +332,12 @@ impl SeriesMaker {
         let mut labels = String::new();
         write_label_pairs(&mut labels, pairs.iter().map(|(k, v)| (k.as_str(), *v)));
         let vllm = if self.namings.serves(Naming::Vllm) {
-            crate::vllm::targets(key.name(), &pairs)
-                .into_iter()
-                .map(|(family, pairs)| {
-                    let mut labels = String::new();
-                    write_label_pairs(
-                        &mut labels,
-                        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    );
-                    (family, labels.into())
-                })
-                .collect()
+            written(crate::vllm::targets(key.name(), &pairs))
+        } else {
+            Box::default()
+        };
+        let otel = if self.namings.serves(Naming::Otel) {
+            written(crate::otel::targets(key.name(), &pairs, self.namings))
         } else {
             Box::default()
         };
@@ -335,8 +345,24 @@ impl SeriesMaker {
             family,
             labels: labels.into(),
             vllm,
+            otel,
         }
     }
+}
+
+/// A profile's families of a series, each with its label pairs as written.
+fn written(targets: Vec<(&'static str, Vec<(String, String)>)>) -> Box<[(&'static str, Arc<str>)]> {
+    targets
+        .into_iter()
+        .map(|(family, pairs)| {
+            let mut labels = String::new();
+            write_label_pairs(
+                &mut labels,
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            (family, labels.into())
+        })
+        .collect()
 }
 
 impl SeriesMaker {
@@ -393,7 +419,7 @@ mod tests {
     use metrics_util::registry::Storage;
 
     fn maker() -> SeriesMaker {
-        let by_name = HashMap::from([("h".to_owned(), BucketLayout::new(&[0.5, 1.0], None))]);
+        let by_name = HashMap::from([("h".to_owned(), BucketLayout::new(&[0.5, 1.0], None, None))]);
         SeriesMaker::new(
             vec![
                 ("service".into(), "chat".into()),
@@ -489,7 +515,7 @@ mod tests {
 
     #[test]
     fn a_layout_stores_every_profile_s_bounds_and_each_view_reads_its_own() {
-        let layout = BucketLayout::new(&[0.5, 1.0, 2.0], Some(&[0.3, 1.0, 5.0]));
+        let layout = BucketLayout::new(&[0.5, 1.0, 2.0], Some(&[0.3, 1.0, 5.0]), None);
         assert_eq!(&*layout.bounds, [0.3, 0.5, 1.0, 2.0, 5.0]);
         let vllm = layout.vllm.as_ref().expect("vllm view");
         assert_eq!(
@@ -546,7 +572,7 @@ mod tests {
             ]
         );
         // Without a second profile the view is the stored buckets, untouched.
-        let plain = BucketLayout::new(&[1.0], None);
+        let plain = BucketLayout::new(&[1.0], None, None);
         assert!(plain.vllm.is_none());
         let one = FixedHistogram::new(Arc::clone(&plain.bounds), false);
         one.record(0.5);
@@ -585,6 +611,70 @@ mod tests {
             ]
         );
         assert!(self::maker().counter(&key).name.vllm.is_empty(), "llm only");
+    }
+
+    #[test]
+    fn with_the_otel_profile_a_series_knows_its_families_and_its_buckets() {
+        let layout = BucketLayout::new(&[0.5, 1.0], None, Some(&[0.25, 1.0, 4.0]));
+        assert_eq!(&*layout.bounds, [0.25, 0.5, 1.0, 4.0]);
+        assert!(layout.vllm.is_none());
+        let otel = layout.otel.as_ref().expect("otel view");
+        assert_eq!(
+            &*otel.le,
+            ["0.25".into(), "1".into(), "4".into(), "+Inf".into()]
+        );
+        let histogram = FixedHistogram::new(Arc::clone(&layout.bounds), false);
+        for value in [0.2, 0.7, 3.0, 9.0] {
+            histogram.record(value);
+        }
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.cumulative, [1, 1, 2, 3, 4]);
+        let projected = otel.project(snapshot.clone());
+        assert_eq!(projected.cumulative, [1, 2, 3, 4]);
+        assert_eq!((projected.sum, projected.count()), (snapshot.sum, 4));
+        assert_eq!(layout.llm.project(snapshot).cumulative, [1, 2, 4]);
+        // All three profiles: the union, each view its own.
+        let all = BucketLayout::new(&[1.0], Some(&[2.0]), Some(&[3.0]));
+        assert_eq!(&*all.bounds, [1.0, 2.0, 3.0]);
+        let le = |view: &Option<BucketView>| view.as_ref().map(|v| v.le.to_vec());
+        assert_eq!(le(&all.vllm), Some(vec!["2.0".into(), "+Inf".into()]));
+        assert_eq!(le(&all.otel), Some(vec!["3".into(), "+Inf".into()]));
+        assert_eq!(&*all.llm.le, ["1".into(), "+Inf".into()]);
+
+        let maker = SeriesMaker::new(
+            vec![("service".into(), "chat".into())],
+            Namings::new(&[Naming::Otel]).expect("profiles"),
+            Buckets::new(HashMap::new(), &[1.0]),
+        );
+        let key = Key::from_parts(
+            catalog::OPERATION_DURATION_SECONDS,
+            vec![
+                Label::new("model", "m"),
+                Label::new(catalog::OPERATION_LABEL, "chat"),
+                Label::new(catalog::PROVIDER_LABEL, "openai"),
+                Label::new("status", "error"),
+            ],
+        );
+        let series = maker.histogram(&key);
+        let targets: Vec<(&str, &str)> = series
+            .name
+            .otel
+            .iter()
+            .map(|(family, labels)| (*family, &**labels))
+            .collect();
+        let labels = "service=\"chat\",gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",error_type=\"_OTHER\"";
+        assert_eq!(
+            targets,
+            [
+                ("gen_ai_client_operation_duration_seconds", labels),
+                ("gen_ai_server_request_duration_seconds", labels)
+            ]
+        );
+        assert!(series.name.vllm.is_empty());
+        assert!(
+            self::maker().histogram(&key).name.otel.is_empty(),
+            "llm only"
+        );
     }
 
     #[test]

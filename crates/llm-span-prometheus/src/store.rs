@@ -14,9 +14,9 @@ use metrics::{Key, Metadata};
 use metrics_util::registry::Registry;
 
 use crate::exposition::{metric_name, CounterValue, Family, Samples};
-use crate::naming::Naming;
+use crate::naming::{Naming, Namings};
 use crate::series::{self, CounterSeries, GaugeSeries, HistogramSeries, SeriesMaker};
-use crate::vllm;
+use crate::{otel, vllm};
 
 /// Every series, and the HELP text of each family by the name it is served under.
 #[derive(Debug)]
@@ -89,10 +89,14 @@ impl MetricStore {
         if namings.serves(Naming::Vllm) {
             families.extend(vllm_families(&counters, &gauges, &histograms));
         }
+        if namings.serves(Naming::Otel) {
+            families.extend(otel_families(&histograms, namings));
+        }
 
-        // Under their own names: the application's families always, the layer's with `llm`.
+        // Under their own names: the application's families always, the layer's with `llm`,
+        // its operation families never (they only feed the `otel` profile's).
         let llm = namings.serves(Naming::Llm);
-        let own = |name: &str| llm || !series::in_catalog(name);
+        let own = |name: &str| !series::is_operation(name) && (llm || !series::in_catalog(name));
         let mut named = Vec::new();
         let counters = by_family(counters, |s| &s.name.family);
         named.extend(
@@ -233,6 +237,43 @@ fn vllm_families(
         .collect()
 }
 
+/// The families of the `otel` profile, every one of its roles served, from the operation
+/// histograms that appear in them.
+fn otel_families(histograms: &[Arc<HistogramSeries>], namings: Namings) -> Vec<Family> {
+    let served: Vec<&otel::OtelFamily> = otel::FAMILIES
+        .iter()
+        .filter(|family| namings.serves_otel(family.role))
+        .collect();
+    let mut samples: Vec<Samples> = served
+        .iter()
+        .map(|_| empty(catalog::MetricKind::Histogram))
+        .collect();
+    for series in histograms.iter().filter(|s| !s.name.otel.is_empty()) {
+        let Some(view) = &series.layout.otel else {
+            continue;
+        };
+        // Read once: a duration in two families (client and server) shows the same
+        // buckets in both, even while it is being recorded.
+        let snapshot = view.project(series.histogram.snapshot());
+        for (family, labels) in &*series.name.otel {
+            let index = served.iter().position(|f| f.name == *family);
+            if let Some(Samples::Histogram { le, series: list }) = index.map(|i| &mut samples[i]) {
+                *le = Arc::clone(&view.le);
+                list.push((Arc::clone(labels), snapshot.clone()));
+            }
+        }
+    }
+    served
+        .iter()
+        .zip(samples)
+        .map(|(family, samples)| Family {
+            name: family.name.into(),
+            help: Some(family.help.into()),
+            samples,
+        })
+        .collect()
+}
+
 /// No series of a catalog family's type.
 fn empty(kind: catalog::MetricKind) -> Samples {
     match kind {
@@ -273,14 +314,14 @@ fn by_family<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::naming::{Naming, Namings};
+    use crate::naming::OtelRole;
     use crate::series::{BucketLayout, Buckets};
     use metrics::Label;
 
     fn store() -> MetricStore {
         let by_name = HashMap::from([(
             catalog::TTFT_SECONDS.to_owned(),
-            BucketLayout::new(&[0.5, 1.0], None),
+            BucketLayout::new(&[0.5, 1.0], None, None),
         )]);
         MetricStore::new(SeriesMaker::new(
             vec![("service".into(), "chat".into())],
@@ -457,7 +498,7 @@ mod tests {
         let layout = |name: &str, bounds: &[f64]| {
             (
                 name.to_owned(),
-                BucketLayout::new(bounds, vllm::buckets(name)),
+                BucketLayout::new(bounds, vllm::buckets(name), None),
             )
         };
         let by_name = HashMap::from([
@@ -592,6 +633,284 @@ mod tests {
         assert!(body.contains("vllm:prompt_tokens_total{model_name=\"m\"} 5\n"));
         assert!(body.contains("app_jobs_total 1\n"));
         assert!(!body.contains("llm_"), "{body}");
+    }
+
+    /// A store serving `list` (the `otel` profile with `roles`), with the builder's
+    /// layouts: the presets, and the conventions' boundaries for the operation families.
+    fn store_serving(list: &[Naming], roles: &[OtelRole]) -> MetricStore {
+        let namings = Namings::new(list)
+            .and_then(|n| n.with_otel_roles(roles))
+            .expect("profiles");
+        let layout = |name: &str, bounds: &[f64]| {
+            let vllm = namings.serves(Naming::Vllm).then(|| vllm::buckets(name));
+            let otel = namings.serves(Naming::Otel).then(|| otel::buckets(name));
+            BucketLayout::new(bounds, vllm.flatten(), otel.flatten())
+        };
+        let mut by_name: HashMap<String, Arc<series::BucketLayout>> = crate::buckets::PRESETS
+            .iter()
+            .map(|(name, bounds)| ((*name).to_owned(), layout(name, bounds)))
+            .collect();
+        for def in catalog::OPERATION_METRICS {
+            let bounds = otel::buckets(def.name).expect("boundaries");
+            by_name.insert(def.name.to_owned(), layout(def.name, bounds));
+        }
+        MetricStore::new(SeriesMaker::new(
+            Vec::new(),
+            namings,
+            Buckets::new(by_name, &[1.0]),
+        ))
+    }
+
+    fn operation_key(name: &'static str, last: Option<(&'static str, &'static str)>) -> Key {
+        let mut labels = vec![
+            Label::new("model", "m"),
+            Label::new(catalog::OPERATION_LABEL, "chat"),
+            Label::new(catalog::PROVIDER_LABEL, "openai"),
+        ];
+        labels.extend(last.map(|(k, v)| Label::new(k, v)));
+        Key::from_parts(name, labels)
+    }
+
+    /// The lines of a histogram series: a bucket per bound (cumulative), `+Inf`, `_sum`,
+    /// `_count`.
+    fn histogram_lines(family: &str, labels: &str, bounds: &[f64], values: &[f64]) -> Vec<String> {
+        let mut lines: Vec<String> = bounds
+            .iter()
+            .map(|b| crate::exposition::Float(*b).to_string())
+            .chain(["+Inf".to_owned()])
+            .zip(bounds.iter().copied().chain([f64::INFINITY]))
+            .map(|(le, bound)| {
+                let count = values.iter().filter(|v| **v <= bound).count();
+                format!("{family}_bucket{{{labels},le=\"{le}\"}} {count}")
+            })
+            .collect();
+        let sum: f64 = values.iter().sum();
+        lines.push(format!(
+            "{family}_sum{{{labels}}} {}",
+            crate::exposition::Float(sum)
+        ));
+        lines.push(format!("{family}_count{{{labels}}} {}", values.len()));
+        lines
+    }
+
+    /// Records the same requests in `store`: durations of every status, a first token, a
+    /// decode time, tokens of both types; and the layer's own TTFT.
+    fn record_operations(store: &MetricStore) {
+        let duration = |status| {
+            store.histogram(&operation_key(
+                catalog::OPERATION_DURATION_SECONDS,
+                Some(("status", status)),
+            ))
+        };
+        duration("ok").record(0.05);
+        duration("ok").record(3.0);
+        duration("error").record(0.5);
+        duration("cancelled").record(100.0);
+        store
+            .histogram(&operation_key(catalog::OPERATION_TTFT_SECONDS, None))
+            .record(0.3);
+        store
+            .histogram(&operation_key(
+                catalog::OPERATION_TIME_PER_OUTPUT_TOKEN_SECONDS,
+                None,
+            ))
+            .record(0.02);
+        let tokens = |kind| {
+            store.histogram(&operation_key(
+                catalog::OPERATION_TOKENS,
+                Some(("type", kind)),
+            ))
+        };
+        tokens("input").record(10.0);
+        tokens("input").record(300.0);
+        tokens("output").record(50.0);
+        store
+            .histogram(&Key::from_parts(
+                catalog::TTFT_SECONDS,
+                vec![Label::new("model", "m")],
+            ))
+            .record(0.3);
+    }
+
+    #[test]
+    fn the_otel_profile_serves_the_conventions_families_from_the_same_series() {
+        let store = store_serving(&[Naming::Llm, Naming::Vllm, Naming::Otel], OtelRole::ALL);
+        record_operations(&store);
+        let body = crate::exposition::write(store.families(), crate::exposition::Format::Text);
+        let otel: Vec<&str> = body.lines().filter(|l| l.starts_with("gen_ai_")).collect();
+
+        let base = "gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\"";
+        let mut expected = Vec::new();
+        for family in [
+            "gen_ai_client_operation_duration_seconds",
+            "gen_ai_client_token_usage",
+            "gen_ai_server_request_duration_seconds",
+            "gen_ai_server_time_per_output_token_seconds",
+            "gen_ai_server_time_to_first_token_seconds",
+        ] {
+            let series: Vec<(String, &[f64], Vec<f64>)> = match family {
+                "gen_ai_client_token_usage" => vec![
+                    (
+                        format!("{base},gen_ai_token_type=\"input\""),
+                        otel::TOKEN_USAGE_BUCKETS,
+                        vec![10.0, 300.0],
+                    ),
+                    (
+                        format!("{base},gen_ai_token_type=\"output\""),
+                        otel::TOKEN_USAGE_BUCKETS,
+                        vec![50.0],
+                    ),
+                ],
+                "gen_ai_server_time_to_first_token_seconds" => {
+                    vec![(base.to_owned(), otel::TTFT_BUCKETS, vec![0.3])]
+                }
+                "gen_ai_server_time_per_output_token_seconds" => vec![(
+                    base.to_owned(),
+                    otel::TIME_PER_OUTPUT_TOKEN_BUCKETS,
+                    vec![0.02],
+                )],
+                // The durations, in label order: ok (no error_type) first.
+                _ => vec![
+                    (base.to_owned(), otel::DURATION_BUCKETS, vec![0.05, 3.0]),
+                    (
+                        format!("{base},error_type=\"_OTHER\""),
+                        otel::DURATION_BUCKETS,
+                        vec![0.5],
+                    ),
+                    (
+                        format!("{base},error_type=\"cancelled\""),
+                        otel::DURATION_BUCKETS,
+                        vec![100.0],
+                    ),
+                ],
+            };
+            for (labels, bounds, values) in series {
+                expected.extend(histogram_lines(family, &labels, bounds, &values));
+            }
+        }
+        assert_eq!(otel, expected, "{body}");
+        // A few lines by hand.
+        for line in [
+            "gen_ai_server_request_duration_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",le=\"0.04\"} 0\n",
+            "gen_ai_server_request_duration_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",le=\"0.08\"} 1\n",
+            "gen_ai_server_request_duration_seconds_count{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\"} 2\n",
+            "gen_ai_server_request_duration_seconds_sum{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\"} 3.05\n",
+            "gen_ai_client_operation_duration_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",error_type=\"cancelled\",le=\"81.92\"} 0\n",
+            "gen_ai_client_operation_duration_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",error_type=\"cancelled\",le=\"+Inf\"} 1\n",
+            "gen_ai_client_token_usage_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_token_type=\"input\",le=\"16\"} 1\n",
+            "gen_ai_client_token_usage_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_token_type=\"input\",le=\"67108864\"} 2\n",
+            "gen_ai_client_token_usage_sum{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_token_type=\"input\"} 310\n",
+            "gen_ai_server_time_to_first_token_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",le=\"0.25\"} 0\n",
+            "gen_ai_server_time_to_first_token_seconds_bucket{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",le=\"0.5\"} 1\n",
+        ] {
+            assert!(body.contains(line), "{line} in {body}");
+        }
+        // Every family of the profile, with the conventions' HELP.
+        for family in otel::FAMILIES {
+            assert!(
+                body.contains(&format!(
+                    "# HELP {} {}\n# TYPE {} histogram\n",
+                    family.name, family.help, family.name
+                )),
+                "{}",
+                family.name
+            );
+        }
+        // The llm and vllm profiles are what they are without otel.
+        let without = store_serving(&[Naming::Llm, Naming::Vllm], OtelRole::ALL);
+        record_operations(&without);
+        let without = crate::exposition::write(without.families(), crate::exposition::Format::Text);
+        let others = |body: &str| -> String {
+            let mut kept = String::new();
+            let mut otel = false;
+            for line in body.lines() {
+                if let Some(rest) = line.strip_prefix("# HELP ") {
+                    otel = rest.starts_with("gen_ai_");
+                }
+                if !otel {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+            kept
+        };
+        assert_eq!(others(&body), without);
+        assert!(!body.contains("llm_operation"), "{body}");
+        assert!(body.contains("vllm:time_to_first_token_seconds_count{model_name=\"m\"} 1\n"));
+    }
+
+    #[test]
+    fn the_otel_profile_serves_the_families_of_its_roles_from_the_first_scrape() {
+        let names = |roles: &[OtelRole]| -> Vec<String> {
+            let store = store_serving(&[Naming::Otel], roles);
+            store
+                .families()
+                .iter()
+                .map(|f| format!("{} {} {}", f.name, f.samples.kind(), f.help.is_some()))
+                .collect()
+        };
+        let client = [
+            "gen_ai_client_token_usage histogram true",
+            "gen_ai_client_operation_duration_seconds histogram true",
+        ];
+        let server = [
+            "gen_ai_server_request_duration_seconds histogram true",
+            "gen_ai_server_time_to_first_token_seconds histogram true",
+            "gen_ai_server_time_per_output_token_seconds histogram true",
+        ];
+        assert_eq!(names(&[OtelRole::Client]), client);
+        assert_eq!(names(&[OtelRole::Server]), server);
+        assert_eq!(names(OtelRole::ALL), [&client[..], &server[..]].concat());
+        // One role: the other's families get no series either.
+        let store = store_serving(&[Naming::Otel], &[OtelRole::Server]);
+        record_operations(&store);
+        let body = crate::exposition::write(store.families(), crate::exposition::Format::Text);
+        assert!(!body.contains("gen_ai_client"), "{body}");
+        assert!(!body.contains("llm_"), "{body}");
+        assert!(body.contains("gen_ai_server_request_duration_seconds_count{gen_ai_request_model=\"m\",gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\"} 2\n"), "{body}");
+    }
+
+    #[test]
+    fn operation_families_are_never_served_under_their_own_names() {
+        for list in [
+            &[Naming::Llm][..],
+            &[Naming::Vllm],
+            &[Naming::Llm, Naming::Vllm],
+        ] {
+            let make = || {
+                MetricStore::new(SeriesMaker::new(
+                    vec![("service".into(), "chat".into())],
+                    Namings::new(list).expect("profiles"),
+                    Buckets::new(HashMap::new(), &[1.0]),
+                ))
+            };
+            let (with, without) = (make(), make());
+            for store in [&with, &without] {
+                store
+                    .counter(&Key::from_parts(
+                        catalog::REQUESTS_TOTAL,
+                        vec![Label::new("model", "m"), Label::new("status", "ok")],
+                    ))
+                    .increment(1);
+            }
+            for def in catalog::OPERATION_METRICS {
+                let key = Key::from_parts(
+                    def.name,
+                    vec![
+                        Label::new("model", "m"),
+                        Label::new(catalog::OPERATION_LABEL, "chat"),
+                        Label::new(catalog::PROVIDER_LABEL, "openai"),
+                    ],
+                );
+                with.histogram(&key).record(2.0);
+            }
+            let body = |store: &MetricStore| {
+                crate::exposition::write(store.families(), crate::exposition::Format::Text)
+            };
+            let (with, without) = (body(&with), body(&without));
+            assert!(!with.contains("llm_operation"), "{list:?}: {with}");
+            assert_eq!(with, without, "{list:?}");
+        }
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! `llm-span-prometheus`. The demo server and the load generator agree on tokenization
 //! and randomness through [`demo`]; tests run the demo server and the load generator
 //! through [`process`], read scrapes through [`prom`], speak raw HTTP through [`http`] and
-//! check expositions and rule files through [`promtool`], and read the workspace's own
-//! files through [`shipped`]. When a test needs a tool that is not installed, [`tools`]
+//! check expositions and rule files through [`promtool`] (and against the OpenTelemetry
+//! GenAI conventions through [`otel_conformance`]), and read the workspace's own files
+//! through [`shipped`]. When a test needs a tool that is not installed, [`tools`]
 //! decides whether it skips or fails.
 
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@
 pub mod demo;
 pub mod http;
 pub mod openmetrics;
+pub mod otel_conformance;
 pub mod process;
 pub mod prom;
 pub mod prometheus;

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_prometheus::{
-    buckets, ExporterBuilder, ExporterError, Secret, MAX_CONNECTIONS_LIMIT, MAX_HTTP_TIMEOUT,
+    buckets, ExporterBuilder, ExporterError, Naming, OtelRole, Secret, MAX_CONNECTIONS_LIMIT,
+    MAX_HTTP_TIMEOUT,
 };
 use llm_span_testkit::http::{basic_auth, get, get_with};
 use llm_span_testkit::process::TempDir;
@@ -502,6 +503,161 @@ fn env_with_nothing_set_is_the_default() {
     let default = ExporterBuilder::new();
     assert_eq!(format!("{builder:?}"), format!("{default:?}"));
     assert!(format!("{builder:?}").contains("127.0.0.1:9000"));
+}
+
+#[test]
+fn env_chooses_the_otel_profile_and_its_roles() {
+    let families = |vars: &[(&str, &str)]| -> Vec<String> {
+        let (_recorder, handle) = env(vars).expect("env config").build().expect("recorder");
+        handle
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter(|l| l.starts_with("gen_ai_") || l.starts_with("llm_requests_total"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let client = [
+        "gen_ai_client_operation_duration_seconds histogram",
+        "gen_ai_client_token_usage histogram",
+    ];
+    let server = [
+        "gen_ai_server_request_duration_seconds histogram",
+        "gen_ai_server_time_per_output_token_seconds histogram",
+        "gen_ai_server_time_to_first_token_seconds histogram",
+    ];
+    let both = [&client[..], &server[..]].concat();
+    assert_eq!(families(&[("LLM_METRICS_NAMING", "otel")]), both);
+    assert_eq!(
+        families(&[
+            ("LLM_METRICS_NAMING", "otel"),
+            ("LLM_METRICS_OTEL_ROLES", "server")
+        ]),
+        server
+    );
+    assert_eq!(
+        families(&[
+            ("LLM_METRICS_NAMING", "otel"),
+            ("LLM_METRICS_OTEL_ROLES", " client ")
+        ]),
+        client
+    );
+    assert_eq!(
+        families(&[
+            ("LLM_METRICS_NAMING", "otel"),
+            ("LLM_METRICS_OTEL_ROLES", "server,client,server")
+        ]),
+        both
+    );
+    // An empty variable is unset (as every variable but credentials): both roles.
+    assert_eq!(
+        families(&[
+            ("LLM_METRICS_NAMING", "otel"),
+            ("LLM_METRICS_OTEL_ROLES", "")
+        ]),
+        both
+    );
+    let mut llm_and_otel: Vec<String> = server.iter().map(|s| (*s).to_owned()).collect();
+    llm_and_otel.push("llm_requests_total counter".to_owned());
+    assert_eq!(
+        families(&[
+            ("LLM_METRICS_NAMING", "llm,otel"),
+            ("LLM_METRICS_OTEL_ROLES", "server")
+        ]),
+        llm_and_otel
+    );
+    // Roles without the profile change nothing.
+    assert_eq!(
+        families(&[("LLM_METRICS_OTEL_ROLES", "client")]),
+        ["llm_requests_total counter"]
+    );
+    // The builder reads them as with_naming and with_otel_roles would be called.
+    let from_env = env(&[
+        ("LLM_METRICS_NAMING", "otel"),
+        ("LLM_METRICS_OTEL_ROLES", "server"),
+    ])
+    .expect("env config");
+    let in_code = ExporterBuilder::new()
+        .with_naming([Naming::Otel])
+        .with_otel_roles([OtelRole::Server]);
+    assert_eq!(format!("{from_env:?}"), format!("{in_code:?}"));
+}
+
+#[test]
+fn env_otel_role_errors_name_the_roles() {
+    for value in ["gateway", "client,gateway", " , ", "Server"] {
+        match env(&[("LLM_METRICS_OTEL_ROLES", value)]) {
+            Err(ExporterError::InvalidEnv { var, reason }) => {
+                assert_eq!(var, "LLM_METRICS_OTEL_ROLES");
+                assert_eq!(
+                    reason,
+                    format!("{value:?} is not a comma-separated list of OpenTelemetry roles (client, server)")
+                );
+            }
+            other => panic!("{value}: {other:?}"),
+        }
+    }
+    let err = env(&[("LLM_METRICS_OTEL_ROLES", "gateway")])
+        .map(|_| ())
+        .expect_err("gateway");
+    assert_eq!(
+        err.to_string(),
+        r#"invalid environment variable LLM_METRICS_OTEL_ROLES: "gateway" is not a comma-separated list of OpenTelemetry roles (client, server)"#
+    );
+    let err = env(&[("LLM_METRICS_NAMING", "llm,otl")])
+        .map(|_| ())
+        .expect_err("otl");
+    assert_eq!(
+        err.to_string(),
+        r#"invalid environment variable LLM_METRICS_NAMING: "llm,otl" is not a comma-separated list of naming profiles (llm, vllm, otel)"#
+    );
+}
+
+#[test]
+fn the_otel_builder_settings_are_checked_when_built() {
+    let build = |builder: ExporterBuilder| builder.build().map(|_| ()).map_err(|e| e.to_string());
+    assert_eq!(
+        build(
+            ExporterBuilder::new()
+                .with_naming([Naming::Otel])
+                .with_otel_roles([])
+        ),
+        Err("invalid exporter setting otel_roles: must name at least one role".to_owned())
+    );
+    assert_eq!(
+        build(ExporterBuilder::new().with_naming([])),
+        Err("invalid exporter setting naming: must name at least one profile".to_owned())
+    );
+    for label in [
+        "gen_ai_request_model",
+        "gen_ai_token_type",
+        "error_type",
+        "gen_ai_operation_name",
+        "gen_ai_provider_name",
+    ] {
+        let otel = ExporterBuilder::new()
+            .with_naming([Naming::Llm, Naming::Otel])
+            .with_global_label(label, "x");
+        match otel.build() {
+            Err(ExporterError::InvalidLabel { name, reason }) => {
+                assert_eq!(name, label);
+                assert_eq!(reason, "reserved: the otel naming profile uses this label");
+            }
+            other => panic!("{label}: {other:?}"),
+        }
+        // Without the profile, the name is free.
+        assert_eq!(
+            build(ExporterBuilder::new().with_global_label(label, "x")),
+            Ok(()),
+            "{label}"
+        );
+    }
+    match "gateway".parse::<OtelRole>() {
+        Err(ExporterError::UnknownOtelRole { name }) => assert_eq!(name, "gateway"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!("server".parse::<OtelRole>().ok(), Some(OtelRole::Server));
+    assert_eq!("otel".parse::<Naming>().ok(), Some(Naming::Otel));
 }
 
 #[test]

@@ -18,5 +18,6 @@ mod golden;
 mod http;
 mod layer;
 mod openmetrics;
+mod otel;
 #[cfg(feature = "tls")]
 mod tls;
