@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use metrics::Recorder;
 use quanta::Clock;
@@ -12,7 +13,6 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::builder::LlmSpanLayerBuilder;
 use crate::catalog::Anomaly;
 use crate::containers::callsites::CallsiteMap;
 use crate::containers::inflight::InFlight;
@@ -20,7 +20,7 @@ use crate::containers::labels::{LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
 use crate::decode::{self, Anomalies, FieldVisitor, Update};
 use crate::entered;
-use crate::pricing::PriceIndex;
+use crate::pricing::{PriceIndex, PriceTable};
 use crate::recorders::{RecorderSource, Recorders};
 use crate::reentry::Reentry;
 use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
@@ -76,29 +76,35 @@ pub struct LlmSpanLayer {
     pub(crate) otel: crate::otel::OtelDispatch,
 }
 
+/// What a layer is made of: the builder's settings, checked (`LlmSpanLayerBuilder::build`).
+pub(crate) struct LayerConfig {
+    pub(crate) contract: Contract,
+    pub(crate) prices: PriceTable,
+    pub(crate) max_models: usize,
+    pub(crate) max_label_values: usize,
+    pub(crate) max_series: usize,
+    /// `None`: the recorder current at each registration.
+    pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    pub(crate) clock: Option<Clock>,
+}
+
 impl LlmSpanLayer {
-    /// A layer with the default contract and limits, emitting to the current recorder.
-    pub fn new() -> Self {
-        Self::from_builder(LlmSpanLayerBuilder::default())
-    }
-
-    /// A builder for a layer with other limits, labels, prices, recorder or clock.
-    pub fn builder() -> LlmSpanLayerBuilder {
-        LlmSpanLayerBuilder::default()
-    }
-
-    pub(crate) fn from_builder(builder: LlmSpanLayerBuilder) -> Self {
-        let clock = builder.clock.unwrap_or_default();
-        let contract = Contract {
-            extra_labels: builder.extra_labels,
-            request_span_names: builder.request_span_names,
-            target_prefixes: builder.target_prefixes,
-            queue_span_name: builder.queue_span_name,
-        };
+    /// A layer made of `config`.
+    pub(crate) fn new_with(config: LayerConfig) -> Self {
+        let LayerConfig {
+            contract,
+            prices,
+            max_models,
+            max_label_values,
+            max_series,
+            recorder,
+            clock,
+        } = config;
+        let clock = clock.unwrap_or_default();
         let extra = contract
             .extra_labels
             .iter()
-            .map(|_| LabelValues::with_cap(builder.max_label_values))
+            .map(|_| LabelValues::with_cap(max_label_values))
             .collect();
         let series_config = SeriesConfig {
             extra_label_names: contract
@@ -106,8 +112,8 @@ impl LlmSpanLayer {
                 .iter()
                 .map(|(_, label)| *label)
                 .collect(),
-            max_series: builder.max_series,
-            max_models: builder.max_models,
+            max_series,
+            max_models,
             max_gpus: MAX_GPUS,
             provider_label: contract.provider_label(),
         };
@@ -118,19 +124,17 @@ impl LlmSpanLayer {
             hints: (0..HINT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             inflight: InFlight::with_capacity(IN_FLIGHT_CAPACITY),
             labels: LabelSets {
-                model: LabelValues::with_cap(builder.max_models),
-                prices: PriceIndex::new(&builder.prices),
-                revision: LabelValues::with_cap(builder.max_models),
+                model: LabelValues::with_cap(max_models),
+                prices: PriceIndex::new(&prices),
+                revision: LabelValues::with_cap(max_models),
                 gpu: LabelValues::with_cap(MAX_GPUS),
-                operation: LabelValues::with_cap(builder.max_label_values),
-                provider: LabelValues::with_cap(builder.max_label_values),
+                operation: LabelValues::with_cap(max_label_values),
+                provider: LabelValues::with_cap(max_label_values),
                 extra,
             },
             series_config,
             recorders: Recorders::new(
-                builder
-                    .recorder
-                    .map_or(RecorderSource::Current, RecorderSource::Fixed),
+                recorder.map_or(RecorderSource::Current, RecorderSource::Fixed),
             ),
             wall_clock: WallClock::new(&clock),
             clock,
@@ -205,12 +209,6 @@ impl LlmSpanLayer {
     /// The handles of a series bound earlier.
     pub(crate) fn series(&self, series: SeriesRef) -> Option<&Series> {
         self.recorders.series(series)
-    }
-}
-
-impl Default for LlmSpanLayer {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
