@@ -118,7 +118,7 @@ impl Sinks {
     /// their cost.
     #[inline]
     pub(crate) fn count_streamed(&self, target: LaneTarget, tokens: u64) {
-        if let Some(counted) = self.counted_at(target.series) {
+        if let Some(counted) = self.counted_at(SeriesRef::from_bits(target.series)) {
             counted.add_tokens(TokenType::Output, tokens, target.output_price.is_some());
             if let Some(price) = target.output_price {
                 counted.add_cost(u128::from(tokens) * u128::from(price));

@@ -549,7 +549,7 @@ impl Request {
             .price_of(self.effective_model())
             .map(ModelPrice::output_pico);
         Some(LaneTarget {
-            series,
+            series: series.to_bits(),
             output_price,
         })
     }
