@@ -382,6 +382,10 @@ impl Request {
     /// Adds what a bound request reported since the last call to the token and cost
     /// counters (no I/O: the recorder's handles are atomics).
     fn count_new_tokens(&mut self, sinks: &Sinks) {
+        let Phase::Bound(bound) = &self.phase else {
+            return;
+        };
+        let published_revision = bound.published_revision;
         let Some(series) = self.counted(sinks) else {
             return;
         };
@@ -406,16 +410,8 @@ impl Request {
                 self.cost_emitted = cost;
             }
         }
-        if self.revision.is_some() && self.revision != self.published_revision() {
+        if self.revision.is_some() && self.revision != published_revision {
             self.publish_revision(sinks);
-        }
-    }
-
-    /// The revision a bound request published (`None` for a pending one).
-    fn published_revision(&self) -> Option<LabelId> {
-        match &self.phase {
-            Phase::Bound(bound) => bound.published_revision,
-            Phase::Pending(_) => None,
         }
     }
 
