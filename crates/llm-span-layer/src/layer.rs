@@ -198,6 +198,14 @@ impl LlmSpanLayer {
         self.inflight.lane_pending(id)
     }
 
+    /// Whether the layer holds a state for span `id`.
+    #[cfg(test)]
+    pub(crate) fn tracks(&self, id: &Id) -> bool {
+        self.inflight
+            .get(id)
+            .is_some_and(|mut entry| entry.get().is_some())
+    }
+
     /// Runs `f` on the tracked state of span `id`.
     fn with_tracked<R>(&self, id: &Id, f: impl FnOnce(&mut Tracked) -> R) -> Option<R> {
         let mut entry = self.inflight.get(id)?;
