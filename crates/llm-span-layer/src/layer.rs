@@ -182,13 +182,13 @@ impl LlmSpanLayer {
 
     /// This layer's identity, for per-thread hints that must not cross layers.
     #[inline]
-    pub(crate) fn key(&self) -> usize {
+    fn key(&self) -> usize {
         self as *const LlmSpanLayer as usize
     }
 
     /// The class of a callsite entry id kept by a request.
     #[inline]
-    pub(crate) fn class_at(&self, entry: u32) -> Option<&CallsiteClass> {
+    fn class_at(&self, entry: u32) -> Option<&CallsiteClass> {
         self.callsites.at(entry).and_then(|(_, class)| class)
     }
 
