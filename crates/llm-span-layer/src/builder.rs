@@ -1,5 +1,7 @@
 //! [`LlmSpanLayerBuilder`]: limits, labels, prices, recorder and clock, checked into a
-//! [`ConfigError`] when they cannot work.
+//! [`ConfigError`] when they cannot work, else handed to the layer as one `LayerConfig`;
+//! also the layer's public constructors (`LlmSpanLayer::new`, `LlmSpanLayer::builder`),
+//! so that the layer does not depend on its builder.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use quanta::Clock;
 
 use crate::contract::{Contract, DEFAULT_QUEUE_SPAN_NAME};
 use crate::decode::MAX_EXTRA_LABELS;
-use crate::layer::LlmSpanLayer;
+use crate::layer::{LayerConfig, LlmSpanLayer};
 use crate::pricing::PriceTable;
 
 /// Label names the layer uses itself, which extra labels may not take.
@@ -212,7 +214,43 @@ impl LlmSpanLayerBuilder {
                 return Err(ConfigError::DuplicateLabel { label });
             }
         }
-        Ok(LlmSpanLayer::from_builder(self))
+        Ok(LlmSpanLayer::new_with(self.into_config()))
+    }
+
+    /// The settings as the layer takes them.
+    fn into_config(self) -> LayerConfig {
+        LayerConfig {
+            contract: Contract {
+                extra_labels: self.extra_labels,
+                request_span_names: self.request_span_names,
+                target_prefixes: self.target_prefixes,
+                queue_span_name: self.queue_span_name,
+            },
+            prices: self.prices,
+            max_models: self.max_models,
+            max_label_values: self.max_label_values,
+            max_series: self.max_series,
+            recorder: self.recorder,
+            clock: self.clock,
+        }
+    }
+}
+
+impl LlmSpanLayer {
+    /// A layer with the default contract and limits, emitting to the current recorder.
+    pub fn new() -> Self {
+        Self::new_with(LlmSpanLayerBuilder::default().into_config())
+    }
+
+    /// A builder for a layer with other limits, labels, prices, recorder or clock.
+    pub fn builder() -> LlmSpanLayerBuilder {
+        LlmSpanLayerBuilder::default()
+    }
+}
+
+impl Default for LlmSpanLayer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

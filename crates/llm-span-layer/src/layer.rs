@@ -1,9 +1,12 @@
 //! [`LlmSpanLayer`] and its `tracing_subscriber::Layer` callbacks: each decides in a few
-//! loads whether a span or event matters, then hands it to the request lifecycle
-//! (`request.rs`).
+//! loads whether a span or event matters, decodes its fields, finds the request it
+//! belongs to (in the in-flight table, by span id or through the span's scope) and calls
+//! the one method of the request lifecycle (`request/`) that says what happened, with
+//! the layer's [`Sinks`] to emit through.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use metrics::Recorder;
 use quanta::Clock;
@@ -12,19 +15,19 @@ use tracing_core::{Event, Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::builder::LlmSpanLayerBuilder;
 use crate::catalog::Anomaly;
 use crate::containers::callsites::CallsiteMap;
 use crate::containers::inflight::InFlight;
-use crate::containers::labels::{LabelSets, LabelValues};
+use crate::containers::labels::{LabelId, LabelSets, LabelValues};
 use crate::contract::{is_error_level, CallsiteClass, Contract};
 use crate::decode::{self, Anomalies, FieldVisitor, Update};
 use crate::entered;
-use crate::pricing::PriceIndex;
+use crate::pricing::{PriceIndex, PriceTable};
 use crate::recorders::{RecorderSource, Recorders};
 use crate::reentry::Reentry;
-use crate::series::{RecorderHandles, Series, SeriesConfig, SeriesRef};
-use crate::state::{Tracked, WallClock};
+use crate::request::{QueueState, Request, Tracked};
+use crate::series::SeriesConfig;
+use crate::sinks::Sinks;
 
 /// Slots of the direct-mapped cache of callsites.
 const HINT_SLOTS: usize = 1024;
@@ -37,7 +40,7 @@ thread_local! {
     /// Callsites this thread found from their hint: the tests see the shortcut taken.
     pub(crate) static CALLSITE_HINT_HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
-/// Spans in flight the table holds before state spills to span extensions.
+/// Spans in flight the in-flight table's first level holds; it grows past them.
 const IN_FLIGHT_CAPACITY: usize = 2048;
 /// Distinct `gpu` label values.
 const MAX_GPUS: usize = 64;
@@ -55,8 +58,8 @@ const MAX_GPUS: usize = 64;
 /// # drop(subscriber);
 /// ```
 pub struct LlmSpanLayer {
-    pub(crate) contract: Contract,
-    callsites: CallsiteMap,
+    contract: Contract,
+    callsites: CallsiteMap<CallsiteClass>,
     /// Addresses of callsites known not to matter, direct-mapped: the common case of
     /// an ordinary span or event costs one load.
     uninteresting: Box<[AtomicUsize]>,
@@ -64,41 +67,41 @@ pub struct LlmSpanLayer {
     /// entry id in the callsite map, so that a request's callbacks skip the hash lookup
     /// (the entry's callsite is compared, so a stale hint is only a miss).
     hints: Box<[AtomicU64]>,
-    pub(crate) inflight: InFlight,
-    pub(crate) labels: LabelSets,
-    pub(crate) series_config: SeriesConfig,
-    recorders: Recorders,
-    pub(crate) clock: Clock,
-    /// Turns the clock's instants into wall-clock time, for exemplars.
-    pub(crate) wall_clock: WallClock,
-    /// Where request spans' OpenTelemetry traces are read, for exemplars.
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) otel: crate::otel::OtelDispatch,
+    /// The state of every open request and queue span.
+    inflight: InFlight<Tracked>,
+    /// What requests emit through: clock, labels, series, recorders.
+    sinks: Sinks,
+}
+
+/// What a layer is made of: the builder's settings, checked (`LlmSpanLayerBuilder::build`).
+pub(crate) struct LayerConfig {
+    pub(crate) contract: Contract,
+    pub(crate) prices: PriceTable,
+    pub(crate) max_models: usize,
+    pub(crate) max_label_values: usize,
+    pub(crate) max_series: usize,
+    /// `None`: the recorder current at each registration.
+    pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    pub(crate) clock: Option<Clock>,
 }
 
 impl LlmSpanLayer {
-    /// A layer with the default contract and limits, emitting to the current recorder.
-    pub fn new() -> Self {
-        Self::from_builder(LlmSpanLayerBuilder::default())
-    }
-
-    /// A builder for a layer with other limits, labels, prices, recorder or clock.
-    pub fn builder() -> LlmSpanLayerBuilder {
-        LlmSpanLayerBuilder::default()
-    }
-
-    pub(crate) fn from_builder(builder: LlmSpanLayerBuilder) -> Self {
-        let clock = builder.clock.unwrap_or_default();
-        let contract = Contract {
-            extra_labels: builder.extra_labels,
-            request_span_names: builder.request_span_names,
-            target_prefixes: builder.target_prefixes,
-            queue_span_name: builder.queue_span_name,
-        };
+    /// A layer made of `config`.
+    pub(crate) fn new_with(config: LayerConfig) -> Self {
+        let LayerConfig {
+            contract,
+            prices,
+            max_models,
+            max_label_values,
+            max_series,
+            recorder,
+            clock,
+        } = config;
+        let clock = clock.unwrap_or_default();
         let extra = contract
             .extra_labels
             .iter()
-            .map(|_| LabelValues::with_cap(builder.max_label_values))
+            .map(|_| LabelValues::with_cap(max_label_values))
             .collect();
         let series_config = SeriesConfig {
             extra_label_names: contract
@@ -106,8 +109,8 @@ impl LlmSpanLayer {
                 .iter()
                 .map(|(_, label)| *label)
                 .collect(),
-            max_series: builder.max_series,
-            max_models: builder.max_models,
+            max_series,
+            max_models,
             max_gpus: MAX_GPUS,
             provider_label: contract.provider_label(),
         };
@@ -117,25 +120,20 @@ impl LlmSpanLayer {
             uninteresting: (0..HINT_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
             hints: (0..HINT_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             inflight: InFlight::with_capacity(IN_FLIGHT_CAPACITY),
-            labels: LabelSets {
-                model: LabelValues::with_cap(builder.max_models),
-                prices: PriceIndex::new(&builder.prices),
-                revision: LabelValues::with_cap(builder.max_models),
-                gpu: LabelValues::with_cap(MAX_GPUS),
-                operation: LabelValues::with_cap(builder.max_label_values),
-                provider: LabelValues::with_cap(builder.max_label_values),
-                extra,
-            },
-            series_config,
-            recorders: Recorders::new(
-                builder
-                    .recorder
-                    .map_or(RecorderSource::Current, RecorderSource::Fixed),
+            sinks: Sinks::new(
+                LabelSets {
+                    model: LabelValues::with_cap(max_models),
+                    prices: PriceIndex::new(&prices),
+                    revision: LabelValues::with_cap(max_models),
+                    gpu: LabelValues::with_cap(MAX_GPUS),
+                    operation: LabelValues::with_cap(max_label_values),
+                    provider: LabelValues::with_cap(max_label_values),
+                    extra,
+                },
+                series_config,
+                Recorders::new(recorder.map_or(RecorderSource::Current, RecorderSource::Fixed)),
+                clock,
             ),
-            wall_clock: WallClock::new(&clock),
-            clock,
-            #[cfg(feature = "opentelemetry")]
-            otel: crate::otel::OtelDispatch::default(),
         }
     }
 
@@ -184,33 +182,175 @@ impl LlmSpanLayer {
 
     /// This layer's identity, for per-thread hints that must not cross layers.
     #[inline]
-    pub(crate) fn key(&self) -> usize {
+    fn key(&self) -> usize {
         self as *const LlmSpanLayer as usize
     }
 
     /// The class of a callsite entry id kept by a request.
     #[inline]
-    pub(crate) fn class_at(&self, entry: u32) -> Option<&CallsiteClass> {
+    fn class_at(&self, entry: u32) -> Option<&CallsiteClass> {
         self.callsites.at(entry).and_then(|(_, class)| class)
     }
 
-    /// Runs `f` with the handles registered for the recorder in effect.
-    pub(crate) fn with_handles<R>(
+    /// The tokens a tracked span's open stream lane holds, not folded yet.
+    #[cfg(test)]
+    pub(crate) fn lane_pending(&self, id: &Id) -> Option<u64> {
+        self.inflight.lane_pending(id)
+    }
+
+    /// Whether the layer holds a state for span `id`.
+    #[cfg(test)]
+    pub(crate) fn tracks(&self, id: &Id) -> bool {
+        self.inflight
+            .get(id)
+            .is_some_and(|mut entry| entry.get().is_some())
+    }
+
+    /// Runs `f` on the tracked state of span `id`.
+    fn with_tracked<R>(&self, id: &Id, f: impl FnOnce(&mut Tracked) -> R) -> Option<R> {
+        let mut entry = self.inflight.get(id)?;
+        entry.get().map(f)
+    }
+
+    /// Starts tracking a new request span, with the fields it was created with.
+    fn new_request(&self, id: &Id, attrs: &Attributes<'_>, callsite: u32, class: &CallsiteClass) {
+        let sinks = &self.sinks;
+        let start = sinks.now();
+        let fill = |tracked: &mut Tracked| {
+            let Tracked::Request(request) = tracked else {
+                return Anomalies::default();
+            };
+            let mut update = Update::default();
+            attrs.record(&mut FieldVisitor::new(class, sinks.labels(), &mut update));
+            request.open(&update, sinks)
+        };
+        let init = || Tracked::Request(Request::new(start, callsite, id));
+        let anomalies = self.inflight.insert(id, init, fill).unwrap_or_else(|| {
+            // Every level full (billions of spans in flight): count it now rather
+            // than leave a gauge up forever.
+            let mut tracked = init();
+            let anomalies = fill(&mut tracked);
+            self.finish(&mut tracked);
+            anomalies
+        });
+        sinks.count(&anomalies);
+    }
+
+    /// Starts a queue phase of the nearest enclosing request.
+    fn new_queue<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let now = self.sinks.now();
+        for ancestor in span.scope().skip(1) {
+            let request = ancestor.id();
+            let entered = self.with_tracked(&request, |tracked| match tracked {
+                Tracked::Request(state) => {
+                    state.enter_queue(now, &self.sinks);
+                    true
+                }
+                Tracked::Queue(_) => false,
+            });
+            if entered == Some(true) {
+                let queue = || Tracked::Queue(QueueState::new(request.clone()));
+                if self.inflight.insert(id, queue, |_| ()).is_none() {
+                    self.finish(&mut queue());
+                }
+                return;
+            }
+        }
+        // A queue span outside any request has no request to count.
+    }
+
+    /// Finishes a span's state when it closes.
+    fn finish(&self, tracked: &mut Tracked) {
+        match tracked {
+            Tracked::Request(request) => request.finish(&self.sinks),
+            Tracked::Queue(queue) => self.finish_queue(queue),
+        }
+    }
+
+    /// Ends a queue phase of its request.
+    fn finish_queue(&self, queue: &QueueState) {
+        let now = self.sinks.now();
+        self.with_tracked(queue.request(), |tracked| {
+            if let Tracked::Request(request) = tracked {
+                request.exit_queue(now, &self.sinks);
+            }
+        });
+    }
+
+    /// Applies an event to the nearest request span in its scope. Returns the
+    /// request's model, or `None` when the event is outside any request.
+    fn apply_event<S>(
         &self,
-        f: impl FnOnce(u8, &RecorderHandles, &dyn Recorder) -> R,
-    ) -> Option<R> {
-        self.recorders.with_handles(&self.series_config, f)
+        event: &Event<'_>,
+        update: &Update,
+        delta_event: bool,
+        ctx: &Context<'_, S>,
+        anomalies: &mut Anomalies,
+    ) -> Option<LabelId>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // The common case first: the event's own span (its parent, or the current span)
+        // is the request. The current span comes from this thread's enter hint when it
+        // holds (no registry lookup), else from the registry (one lookup where the scope
+        // walk costs two).
+        let own = if event.is_contextual() {
+            entered::current(self.key()).or_else(|| ctx.current_span().id().cloned())
+        } else {
+            event.parent().cloned()
+        };
+        if let Some(Some(model)) =
+            own.and_then(|id| self.apply_to_request(&id, update, delta_event, anomalies))
+        {
+            return Some(model);
+        }
+        for span in ctx.event_scope(event)? {
+            if let Some(Some(model)) =
+                self.apply_to_request(&span.id(), update, delta_event, anomalies)
+            {
+                return Some(model);
+            }
+        }
+        None
     }
 
-    /// The handles of a series bound earlier.
-    pub(crate) fn series(&self, series: SeriesRef) -> Option<&Series> {
-        self.recorders.series(series)
+    /// Applies an event to span `id` if it is a tracked request: `Some(Some(model))`.
+    /// A delta event (`delta_event`) opens the request's stream lane once it can.
+    fn apply_to_request(
+        &self,
+        id: &Id,
+        update: &Update,
+        delta_event: bool,
+        anomalies: &mut Anomalies,
+    ) -> Option<Option<LabelId>> {
+        let mut entry = self.inflight.get(id)?;
+        let (Tracked::Request(request), lane) = entry.get_with_lane()? else {
+            return Some(None);
+        };
+        let delta_lane = delta_event.then_some(lane);
+        Some(Some(request.event(
+            update,
+            delta_lane,
+            &self.sinks,
+            anomalies,
+        )))
     }
-}
 
-impl Default for LlmSpanLayer {
-    fn default() -> Self {
-        Self::new()
+    /// A delta event of a request whose stream lane is open: its tokens and their cost
+    /// counted without the request's lock. `false`: take the slow path.
+    #[inline]
+    fn stream_delta(&self, id: &Id, tokens: u64) -> bool {
+        let Some(target) = self.inflight.stream(id, tokens) else {
+            return false;
+        };
+        self.sinks.count_streamed(target, tokens);
+        true
     }
 }
 
@@ -219,12 +359,12 @@ impl fmt::Debug for LlmSpanLayer {
         f.debug_struct("LlmSpanLayer")
             .field("contract", &self.contract)
             .field("callsites", &self.callsites)
-            .field("models", &self.labels.model.len())
-            .field("max_series", &self.series_config.max_series)
-            .field("priced_models", &self.labels.prices.len())
+            .field("models", &self.sinks.labels().model.len())
+            .field("max_series", &self.sinks.series_config().max_series)
+            .field("priced_models", &self.sinks.labels().prices.len())
             .field(
                 "recorder",
-                &if self.recorders.is_fixed() {
+                &if self.sinks.recorder_is_fixed() {
                     "fixed"
                 } else {
                     "current"
@@ -240,7 +380,7 @@ where
 {
     #[cfg(feature = "opentelemetry")]
     fn on_register_dispatch(&self, dispatch: &tracing_core::Dispatch) {
-        self.otel.register(dispatch);
+        self.sinks.register_dispatch(dispatch);
     }
 
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
@@ -282,22 +422,25 @@ where
         let Some(_reentry) = Reentry::enter() else {
             return;
         };
-        // The request's state knows its callsite: one lock, one visit.
-        let mut anomalies = Anomalies::default();
-        self.with_tracked(id, |tracked| {
-            let Tracked::Request(state) = tracked else {
-                return;
+        // The request knows its callsite: one lock, one visit.
+        let anomalies = self.with_tracked(id, |tracked| {
+            let Tracked::Request(request) = tracked else {
+                return Anomalies::default();
             };
-            let Some(class) = self.class_at(state.callsite) else {
-                return;
+            let Some(class) = self.class_at(request.callsite()) else {
+                return Anomalies::default();
             };
             let mut update = Update::default();
-            values.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
-            anomalies = update.anomalies;
-            state.apply_fields(&update, || self.clock.now(), &mut anomalies);
-            self.settle(state, &mut anomalies);
+            values.record(&mut FieldVisitor::new(
+                class,
+                self.sinks.labels(),
+                &mut update,
+            ));
+            request.record(&update, &self.sinks)
         });
-        self.count(&anomalies);
+        if let Some(anomalies) = anomalies {
+            self.sinks.count(&anomalies);
+        }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -324,7 +467,11 @@ where
         }
         let mut update = Update::default();
         if let Some(class) = class {
-            event.record(&mut FieldVisitor::new(class, &self.labels, &mut update));
+            event.record(&mut FieldVisitor::new(
+                class,
+                self.sinks.labels(),
+                &mut update,
+            ));
         }
         update.error = error;
         let mut anomalies = update.anomalies;
@@ -353,9 +500,9 @@ where
             }
         }
         if class.is_some_and(CallsiteClass::sets_gauges) {
-            self.set_engine_gauges(&update, request_model);
+            self.sinks.set_engine_gauges(&update, request_model);
         }
-        self.count(&anomalies);
+        self.sinks.count(&anomalies);
     }
 
     fn on_close(&self, id: Id, _ctx: Context<'_, S>) {
@@ -369,8 +516,8 @@ where
         // A request finishes where its state lies; a queue phase updates its request,
         // another slot, after this one is freed.
         let queue = self.inflight.remove_with(&id, |tracked| match tracked {
-            Tracked::Request(state) => {
-                self.finish_request(state);
+            Tracked::Request(request) => {
+                request.finish(&self.sinks);
                 None
             }
             Tracked::Queue(queue) => Some(queue.clone()),
@@ -392,8 +539,8 @@ impl Drop for LlmSpanLayer {
         let mut open: Vec<Tracked> = self.inflight.drain().collect();
         // Requests end their own queue phases.
         for tracked in &mut open {
-            if let Tracked::Request(state) = tracked {
-                self.finish_request(state);
+            if let Tracked::Request(request) = tracked {
+                request.finish(&self.sinks);
             }
         }
     }

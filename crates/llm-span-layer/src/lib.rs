@@ -108,7 +108,7 @@ mod recorders;
 mod reentry;
 mod request;
 mod series;
-mod state;
+mod sinks;
 
 pub use builder::{ConfigError, LlmSpanLayerBuilder};
 pub use contract::fields;

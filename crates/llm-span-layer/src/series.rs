@@ -43,6 +43,21 @@ impl SeriesRef {
     /// Where the slots of the pending table (label sets no request bound to yet) start;
     /// each table holds fewer entries than this.
     const PENDING_BASE: u32 = 1 << 31;
+
+    /// The reference in one word, as a stream lane keeps it.
+    #[inline]
+    pub(crate) fn to_bits(self) -> u64 {
+        u64::from(self.recorder) << 32 | u64::from(self.slot)
+    }
+
+    /// The reference [`to_bits`](Self::to_bits) gave.
+    #[inline]
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        Self {
+            recorder: (bits >> 32) as u8,
+            slot: bits as u32,
+        }
+    }
 }
 
 /// One label set: its gauges, shown from a request's start under the labels known so

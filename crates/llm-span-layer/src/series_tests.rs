@@ -127,3 +127,31 @@ fn the_hit_rate_is_set_from_both_totals() {
     assert_eq!(rate.take(), [60.0 / 410.0]);
     done.send(()).expect("watchdog");
 }
+
+#[test]
+fn a_series_ref_survives_its_one_word_form() {
+    for series in [
+        SeriesRef {
+            recorder: 3,
+            slot: 70_000,
+        },
+        SeriesRef {
+            recorder: u8::MAX,
+            slot: u32::MAX,
+        },
+        SeriesRef {
+            recorder: 0,
+            slot: 0,
+        },
+    ] {
+        assert_eq!(SeriesRef::from_bits(series.to_bits()), series);
+    }
+    assert_eq!(
+        SeriesRef {
+            recorder: 3,
+            slot: 70_000
+        }
+        .to_bits(),
+        3 << 32 | 70_000
+    );
+}

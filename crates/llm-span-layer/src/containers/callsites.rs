@@ -10,16 +10,16 @@ use std::hash::BuildHasher;
 use tracing_core::callsite::Identifier;
 
 use super::table::{BoundedTable, BuildMixHasher};
-use crate::contract::CallsiteClass;
 
 /// Callsites a program can have: far more than any has.
 const MAX_CALLSITES: usize = 1 << 23;
 
-pub(crate) struct CallsiteMap {
-    classes: BoundedTable<Identifier, Option<CallsiteClass>>,
+/// Every callsite seen, with its class `C` (`None`: not interesting).
+pub(crate) struct CallsiteMap<C> {
+    classes: BoundedTable<Identifier, Option<C>>,
 }
 
-impl CallsiteMap {
+impl<C> CallsiteMap<C> {
     pub(crate) fn new() -> Self {
         Self {
             classes: BoundedTable::with_max_len(MAX_CALLSITES),
@@ -29,7 +29,7 @@ impl CallsiteMap {
     /// `Some((entry id, class))` for a callsite seen before (a `None` class: not
     /// interesting).
     #[inline]
-    pub(crate) fn get(&self, id: &Identifier) -> Option<(u32, Option<&CallsiteClass>)> {
+    pub(crate) fn get(&self, id: &Identifier) -> Option<(u32, Option<&C>)> {
         self.classes
             .find(BuildMixHasher.hash_one(id), |known| known == id)
             .map(|(entry, class)| (entry, class.as_ref()))
@@ -40,8 +40,8 @@ impl CallsiteMap {
     pub(crate) fn insert(
         &self,
         id: &Identifier,
-        classify: impl FnOnce() -> Option<CallsiteClass>,
-    ) -> Option<(u32, Option<&CallsiteClass>)> {
+        classify: impl FnOnce() -> Option<C>,
+    ) -> Option<(u32, Option<&C>)> {
         self.classes
             .find_or_insert(
                 BuildMixHasher.hash_one(id),
@@ -54,7 +54,7 @@ impl CallsiteMap {
 
     /// The callsite and class of an entry id returned earlier.
     #[inline]
-    pub(crate) fn at(&self, entry: u32) -> Option<(&Identifier, Option<&CallsiteClass>)> {
+    pub(crate) fn at(&self, entry: u32) -> Option<(&Identifier, Option<&C>)> {
         self.classes
             .get(entry)
             .map(|(id, class)| (id, class.as_ref()))
@@ -66,7 +66,7 @@ impl CallsiteMap {
     }
 }
 
-impl std::fmt::Debug for CallsiteMap {
+impl<C> std::fmt::Debug for CallsiteMap<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallsiteMap")
             .field("len", &self.len())
@@ -77,6 +77,7 @@ impl std::fmt::Debug for CallsiteMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::CallsiteClass;
     use std::sync::OnceLock;
     use tracing_core::callsite::Callsite;
     use tracing_core::{Interest, Metadata};

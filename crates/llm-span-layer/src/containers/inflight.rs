@@ -18,8 +18,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tracing_core::span::Id;
 
-use super::lane::{LaneTarget, StreamLane};
-use crate::state::Tracked;
+use super::lane::{LaneTarget, StreamLane, Streamed};
+
+/// What a slot holds: it folds in the tokens its stream lane took.
+pub(crate) trait FoldStreamed {
+    fn fold_streamed(&mut self, streamed: Streamed);
+}
 
 const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = u64::MAX;
@@ -31,38 +35,38 @@ const MAX_PROBE: usize = 32;
 /// Levels: the last holds `first << 23` slots.
 const LEVELS: usize = 24;
 
-struct Slot {
+struct Slot<T> {
     id: AtomicU64,
-    state: Mutex<Option<Tracked>>,
+    state: Mutex<Option<T>>,
     lane: StreamLane,
 }
 
-pub(crate) struct InFlight {
+pub(crate) struct InFlight<T> {
     /// Slots of level 0; level `k` has `first << k`.
     first: usize,
-    levels: [OnceLock<Box<[Slot]>>; LEVELS],
+    levels: [OnceLock<Box<[Slot<T>]>>; LEVELS],
     /// Levels that may hold a key: lookups stop there.
     levels_used: AtomicUsize,
     filter: Box<[AtomicU32]>,
 }
 
 /// A locked slot holding a tracked span's state.
-pub(crate) struct Entry<'a> {
-    guard: MutexGuard<'a, Option<Tracked>>,
+pub(crate) struct Entry<'a, T> {
+    guard: MutexGuard<'a, Option<T>>,
     lane: &'a StreamLane,
 }
 
-impl Entry<'_> {
+impl<T: FoldStreamed> Entry<'_, T> {
     /// The state, with the tokens its stream lane took folded in.
-    pub(crate) fn get(&mut self) -> Option<&mut Tracked> {
+    pub(crate) fn get(&mut self) -> Option<&mut T> {
         self.get_with_lane().map(|(tracked, _)| tracked)
     }
 
     /// The state and its stream lane.
-    pub(crate) fn get_with_lane(&mut self) -> Option<(&mut Tracked, &StreamLane)> {
+    pub(crate) fn get_with_lane(&mut self) -> Option<(&mut T, &StreamLane)> {
         let tracked = self.guard.as_mut()?;
         if let Some(streamed) = self.lane.take() {
-            tracked.absorb_streamed(streamed);
+            tracked.fold_streamed(streamed);
         }
         Some((tracked, self.lane))
     }
@@ -73,7 +77,7 @@ fn spread(id: u64) -> u64 {
     (id ^ (id >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl InFlight {
+impl<T: FoldStreamed> InFlight<T> {
     /// A table whose first level holds about `capacity` spans in flight.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -84,7 +88,7 @@ impl InFlight {
         }
     }
 
-    fn level(&self, level: usize) -> Option<&[Slot]> {
+    fn level(&self, level: usize) -> Option<&[Slot<T>]> {
         let slots = self.levels.get(level)?.get_or_init(|| {
             (0..self.first << level)
                 .map(|_| Slot {
@@ -114,8 +118,8 @@ impl InFlight {
     pub(crate) fn insert<R>(
         &self,
         id: &Id,
-        init: impl FnOnce() -> Tracked,
-        fill: impl FnOnce(&mut Tracked) -> R,
+        init: impl FnOnce() -> T,
+        fill: impl FnOnce(&mut T) -> R,
     ) -> Option<R> {
         let key = id.into_u64();
         for level in 0..LEVELS {
@@ -147,7 +151,7 @@ impl InFlight {
         None
     }
 
-    fn find(&self, key: u64) -> Option<&Slot> {
+    fn find(&self, key: u64) -> Option<&Slot<T>> {
         let used = self.levels_used.load(Ordering::Acquire);
         for level in self.levels.iter().take(used) {
             let Some(slots) = level.get() else {
@@ -168,7 +172,7 @@ impl InFlight {
     }
 
     /// The locked state of a tracked span.
-    pub(crate) fn get(&self, id: &Id) -> Option<Entry<'_>> {
+    pub(crate) fn get(&self, id: &Id) -> Option<Entry<'_, T>> {
         if !self.may_contain(id) {
             return None;
         }
@@ -203,11 +207,7 @@ impl InFlight {
     }
 
     /// Runs `finish` on a closing span's state where it lies, then frees its slot.
-    pub(crate) fn remove_with<R>(
-        &self,
-        id: &Id,
-        finish: impl FnOnce(&mut Tracked) -> R,
-    ) -> Option<R> {
+    pub(crate) fn remove_with<R>(&self, id: &Id, finish: impl FnOnce(&mut T) -> R) -> Option<R> {
         if !self.may_contain(id) {
             return None;
         }
@@ -217,7 +217,7 @@ impl InFlight {
         let streamed = slot.lane.close();
         let result = state.as_mut().map(|tracked| {
             if let Some(streamed) = streamed {
-                tracked.absorb_streamed(streamed);
+                tracked.fold_streamed(streamed);
             }
             finish(tracked)
         });
@@ -234,7 +234,7 @@ impl InFlight {
     }
 
     /// Takes every state still held, for a layer that is going away.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Tracked> + '_ {
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.levels
             .iter_mut()
             .filter_map(OnceLock::get_mut)
@@ -248,14 +248,14 @@ impl InFlight {
                     .unwrap_or_else(|p| p.into_inner())
                     .take()?;
                 if let Some(streamed) = streamed {
-                    tracked.absorb_streamed(streamed);
+                    tracked.fold_streamed(streamed);
                 }
                 Some(tracked)
             })
     }
 }
 
-impl std::fmt::Debug for InFlight {
+impl<T> std::fmt::Debug for InFlight<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")
             .field("first", &self.first)
@@ -267,7 +267,16 @@ impl std::fmt::Debug for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::QueueState;
+
+    /// A state that remembers the tokens folded into it.
+    #[derive(Debug, Default)]
+    struct Held(u64);
+
+    impl FoldStreamed for Held {
+        fn fold_streamed(&mut self, streamed: Streamed) {
+            self.0 += streamed.tokens;
+        }
+    }
 
     #[test]
     fn the_first_level_holds_twice_the_capacity_and_debug_says_so() {
@@ -283,10 +292,8 @@ mod tests {
         );
     }
 
-    fn queue() -> Tracked {
-        Tracked::Queue(QueueState {
-            request: Id::from_u64(1),
-        })
+    fn queue() -> Held {
+        Held::default()
     }
 
     #[test]

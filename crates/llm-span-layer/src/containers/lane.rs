@@ -12,8 +12,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::series::SeriesRef;
-
 const OPEN: u64 = 1 << 63;
 const GENERATION_SHIFT: u32 = 47;
 const GENERATION: u64 = 0xFFFF << GENERATION_SHIFT;
@@ -24,7 +22,9 @@ const UNPRICED: u64 = u64::MAX;
 /// Where a lane's tokens count: the request's series and its output price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LaneTarget {
-    pub(crate) series: SeriesRef,
+    /// The request's series, in the one word its owner packs it into (the lane only
+    /// keeps it).
+    pub(crate) series: u64,
     /// Picodollars per output token; `None`: the request is not priced.
     pub(crate) output_price: Option<u64>,
 }
@@ -48,8 +48,7 @@ impl StreamLane {
     pub(crate) fn open(&self, target: LaneTarget) {
         let word = self.word.load(Ordering::Relaxed);
         debug_assert_eq!(word & (OPEN | PENDING), 0, "opened twice");
-        let series = u64::from(target.series.recorder) << 32 | u64::from(target.series.slot);
-        self.series.store(series, Ordering::Relaxed);
+        self.series.store(target.series, Ordering::Relaxed);
         self.output_price
             .store(target.output_price.unwrap_or(UNPRICED), Ordering::Relaxed);
         let generation = (word & GENERATION).wrapping_add(1 << GENERATION_SHIFT) & GENERATION;
@@ -90,10 +89,7 @@ impl StreamLane {
             .compare_exchange(word, word + tokens, Ordering::AcqRel, Ordering::Relaxed)
             .ok()?;
         Some(LaneTarget {
-            series: SeriesRef {
-                recorder: (series >> 32) as u8,
-                slot: series as u32,
-            },
+            series,
             output_price: (price != UNPRICED).then_some(price),
         })
     }
@@ -144,10 +140,7 @@ mod tests {
     use super::*;
 
     const TARGET: LaneTarget = LaneTarget {
-        series: SeriesRef {
-            recorder: 3,
-            slot: 70_000,
-        },
+        series: 3 << 32 | 70_000,
         output_price: Some(600_000),
     };
 
