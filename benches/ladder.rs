@@ -80,11 +80,10 @@ fn quartiles(values: &mut [f64]) -> (f64, f64) {
 
 /// Requests per round of a rung: streaming requests are 100 events long.
 fn batch_of(variant: Variant, batch: u64) -> u64 {
-    match variant {
-        Variant::StreamBaseline | Variant::StreamProduct | Variant::StreamIdeal => {
-            (batch / 20).max(1)
-        }
-        _ => batch,
+    if variant.streams() {
+        (batch / 20).max(1)
+    } else {
+        batch
     }
 }
 
@@ -275,6 +274,9 @@ fn main() {
         );
     }
 
+    #[cfg(feature = "bench-peers")]
+    containers_report(&ns, &variants, &allocations, rounds);
+
     println!("\n## Throughput scaling, 1 to 2 threads sharing one rung (300 ms each)\n");
     println!("| rung | 2 threads / 1 thread |");
     println!("|---|---:|");
@@ -286,6 +288,134 @@ fn main() {
     println!("| models | series | render (median of 15) | gzip of the body (median of 15) | live bytes per added model |");
     println!("|---:|---:|---:|---:|---:|");
     scrape();
+}
+
+/// Each home-made container of the layer against its replacement: the same operations per
+/// request of P (or P_stream), medians over rounds, and the paired difference per round
+/// as a share of P (or P_stream) measured in the same round.
+#[cfg(feature = "bench-peers")]
+fn containers_report(ns: &[Vec<f64>], variants: &[Variant], allocations: &[f64], rounds: usize) {
+    use support::containers::Work;
+    let index = |v: Variant| variants.iter().position(|x| *x == v).expect("variant");
+    let at = |v: Variant, round: usize| ns[index(v)][round];
+    let summary = |v: Variant| {
+        let mut values = ns[index(v)].clone();
+        let (q1, q3) = quartiles(&mut values);
+        format!("{:.1} ({q1:.1}-{q3:.1})", median(&mut values))
+    };
+    println!(
+        "\n## Containers: the layer's own against dashmap/std ({} callsites in the callsite maps)\n",
+        support::containers::callsite_count()
+    );
+    println!("Per simulated request, the container operations of one request of P or P_stream; the difference (replacement - home-made) is taken per round and divided by P or P_stream of the same round: positive means the home-made container saves that share.\n");
+    println!("| container | of | home-made ns/request (IQR) | replacement ns/request (IQR) | (replacement - home-made) / P or P_stream (IQR) | allocations/request home-made, replacement |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let pairs = [
+        (
+            "in-flight: DashMap<u64, state>",
+            Work::InFlightHome,
+            Work::InFlightDash,
+            Variant::Product,
+        ),
+        (
+            "in-flight: DashMap<u64, state>",
+            Work::InFlightStreamHome,
+            Work::InFlightStreamDash,
+            Variant::StreamProduct,
+        ),
+        (
+            "series: DashMap<key, Arc>",
+            Work::SeriesHome,
+            Work::SeriesDash,
+            Variant::Product,
+        ),
+        (
+            "series: DashMap<key, Arc>",
+            Work::SeriesStreamHome,
+            Work::SeriesStreamDash,
+            Variant::StreamProduct,
+        ),
+        (
+            "series: RwLock<HashMap<key, Arc>>",
+            Work::SeriesHome,
+            Work::SeriesRwLock,
+            Variant::Product,
+        ),
+        (
+            "series: RwLock<HashMap<key, Arc>>",
+            Work::SeriesStreamHome,
+            Work::SeriesStreamRwLock,
+            Variant::StreamProduct,
+        ),
+        (
+            "labels: DashMap<Box<str>, id> foldhash",
+            Work::LabelsHome,
+            Work::LabelsDash,
+            Variant::Product,
+        ),
+        (
+            "labels: DashMap<Box<str>, id> foldhash",
+            Work::LabelsHome,
+            Work::LabelsDash,
+            Variant::StreamProduct,
+        ),
+        (
+            "labels: DashMap<Box<str>, id> SipHash",
+            Work::LabelsHome,
+            Work::LabelsDashSip,
+            Variant::Product,
+        ),
+        (
+            "labels: DashMap<Box<str>, id> SipHash",
+            Work::LabelsHome,
+            Work::LabelsDashSip,
+            Variant::StreamProduct,
+        ),
+        (
+            "callsites (hint hit): DashMap<Identifier, class>",
+            Work::CallsitesHint,
+            Work::CallsitesDash,
+            Variant::Product,
+        ),
+        (
+            "callsites (hint hit): DashMap<Identifier, class>",
+            Work::CallsitesStreamHint,
+            Work::CallsitesStreamDash,
+            Variant::StreamProduct,
+        ),
+        (
+            "callsites (hint miss): DashMap<Identifier, class>",
+            Work::CallsitesMiss,
+            Work::CallsitesDash,
+            Variant::Product,
+        ),
+        (
+            "callsites (hint miss): DashMap<Identifier, class>",
+            Work::CallsitesStreamMiss,
+            Work::CallsitesStreamDash,
+            Variant::StreamProduct,
+        ),
+    ];
+    for (name, home, replacement, of) in pairs {
+        let (home, replacement) = (Variant::Container(home), Variant::Container(replacement));
+        let mut shares: Vec<f64> = (0..rounds)
+            .map(|i| (at(replacement, i) - at(home, i)) / at(of, i))
+            .collect();
+        let (q1, q3) = quartiles(&mut shares);
+        println!(
+            "| {name} | {} | {} | {} | {:+.3} ({q1:+.3} to {q3:+.3}) | {:.3}, {:.3} |",
+            if of == Variant::Product {
+                "P"
+            } else {
+                "P_stream"
+            },
+            summary(home),
+            summary(replacement),
+            median(&mut shares),
+            allocations[index(home)],
+            allocations[index(replacement)],
+        );
+    }
 }
 
 /// Renders the same 200 models' series (every per-request family of the catalog, every

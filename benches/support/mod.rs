@@ -10,6 +10,9 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "bench-peers")]
+pub mod containers;
+
 use llm_span_layer::{LlmSpanLayer, ModelPrice, PriceTable};
 use llm_span_prometheus::{ExporterBuilder, MetricsHandle, MetricsRecorder};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
@@ -63,6 +66,9 @@ pub enum Variant {
     /// metrics-tracing-context: span fields as labels on `metrics` macros.
     #[cfg(feature = "bench-peers")]
     TracingContext,
+    /// A container of the layer, or its replacement, doing one request's operations.
+    #[cfg(feature = "bench-peers")]
+    Container(containers::Work),
 }
 
 impl Variant {
@@ -81,8 +87,23 @@ impl Variant {
             Variant::OtherSpanProduct,
         ];
         #[cfg(feature = "bench-peers")]
-        let all = [all, vec![Variant::OpenTelemetry, Variant::TracingContext]].concat();
+        let all = [
+            all,
+            vec![Variant::OpenTelemetry, Variant::TracingContext],
+            containers::Work::ALL.map(Variant::Container).to_vec(),
+        ]
+        .concat();
         all
+    }
+
+    /// Whether a request of this rung is a streaming one (100 deltas).
+    pub fn streams(self) -> bool {
+        match self {
+            Variant::StreamBaseline | Variant::StreamProduct | Variant::StreamIdeal => true,
+            #[cfg(feature = "bench-peers")]
+            Variant::Container(work) => work.streams(),
+            _ => false,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -102,6 +123,8 @@ impl Variant {
             Variant::OpenTelemetry => "tracing-opentelemetry MetricsLayer",
             #[cfg(feature = "bench-peers")]
             Variant::TracingContext => "metrics-tracing-context",
+            #[cfg(feature = "bench-peers")]
+            Variant::Container(work) => work.name(),
         }
     }
 }
@@ -276,6 +299,8 @@ pub struct Rung {
     context_recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     #[cfg(feature = "bench-peers")]
     _meter_provider: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    #[cfg(feature = "bench-peers")]
+    container: Option<containers::Bench>,
 }
 
 impl Rung {
@@ -292,6 +317,8 @@ impl Rung {
             context_recorder: None,
             #[cfg(feature = "bench-peers")]
             _meter_provider: None,
+            #[cfg(feature = "bench-peers")]
+            container: None,
         };
         match variant {
             Variant::Baseline | Variant::OtherSpanBaseline | Variant::StreamBaseline => {
@@ -357,6 +384,8 @@ impl Rung {
                 ));
                 rung.handle = Some(handle);
             }
+            #[cfg(feature = "bench-peers")]
+            Variant::Container(work) => rung.container = Some(containers::Bench::new(work)),
         }
         rung
     }
@@ -391,6 +420,12 @@ impl Rung {
                 metrics::with_local_recorder(recorder, || {
                     (first..first + count).for_each(peers::context_request)
                 });
+            }
+            #[cfg(feature = "bench-peers")]
+            Variant::Container(_) => {
+                if let Some(bench) = &self.container {
+                    bench.run(first, count);
+                }
             }
         }
     }
