@@ -107,6 +107,14 @@ fn main() {
         } else {
             Variant::Product
         };
+        // `--container K` (bench-peers): the container rung `Work::ALL[K]` instead.
+        #[cfg(feature = "bench-peers")]
+        let variant = match std::env::args().position(|a| a == "--container") {
+            Some(_) => Variant::Container(
+                support::containers::Work::ALL[option("--container", 0) as usize],
+            ),
+            None => variant,
+        };
         Rung::new(variant).run(0, profile);
         return;
     }
@@ -304,8 +312,9 @@ fn containers_report(ns: &[Vec<f64>], variants: &[Variant], allocations: &[f64],
         format!("{:.1} ({q1:.1}-{q3:.1})", median(&mut values))
     };
     println!(
-        "\n## Containers: the layer's own against dashmap/std ({} callsites in the callsite maps)\n",
-        support::containers::callsite_count()
+        "\n## Containers: the layer's own against dashmap/std ({} callsites in the callsite maps, {} bytes of span state)\n",
+        support::containers::callsite_count(),
+        support::containers::span_state_bytes()
     );
     println!("Per simulated request, the container operations of one request of P or P_stream; the difference (replacement - home-made) is taken per round and divided by P or P_stream of the same round: positive means the home-made container saves that share.\n");
     println!("| container | of | home-made ns/request (IQR) | replacement ns/request (IQR) | (replacement - home-made) / P or P_stream (IQR) | allocations/request home-made, replacement |");

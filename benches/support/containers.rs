@@ -177,8 +177,8 @@ struct Sites {
 // One per rung, made once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 enum State {
-    InFlightHome(internals::InFlightTable),
-    InFlightDash(DashMap<u64, internals::SpanState, Fold>),
+    InFlightHome(internals::InFlightTable, Vec<u64>),
+    InFlightDash(DashMap<u64, internals::SpanState, Fold>, Vec<u64>),
     SeriesHome(internals::SeriesTables, Vec<internals::ModelId>),
     SeriesDash(DashMap<SeriesKey, Arc<SeriesStandIn>, Fold>, Vec<SeriesKey>),
     SeriesRwLock(
@@ -206,11 +206,12 @@ impl Bench {
     pub fn new(work: Work) -> Bench {
         let state = match work {
             Work::InFlightHome | Work::InFlightStreamHome => {
-                State::InFlightHome(internals::InFlightTable::default())
+                State::InFlightHome(internals::InFlightTable::default(), span_ids())
             }
-            Work::InFlightDash | Work::InFlightStreamDash => {
-                State::InFlightDash(DashMap::with_capacity_and_hasher(2048, Fold::default()))
-            }
+            Work::InFlightDash | Work::InFlightStreamDash => State::InFlightDash(
+                DashMap::with_capacity_and_hasher(2048, Fold::default()),
+                span_ids(),
+            ),
             Work::SeriesHome | Work::SeriesStreamHome => {
                 let (recorder, _handle) = super::recorder();
                 let tables = internals::SeriesTables::new(Arc::new(recorder), &MODELS);
@@ -295,8 +296,14 @@ impl Bench {
         let miss = matches!(self.work, Work::CallsitesMiss | Work::CallsitesStreamMiss);
         for i in first..first + count {
             let done = match &self.state {
-                State::InFlightHome(table) => inflight_home(table, i, self.start, stream),
-                State::InFlightDash(map) => inflight_dash(map, i, self.start, stream),
+                State::InFlightHome(table, ids) => {
+                    let id = Id::from_u64(ids[(i % ids.len() as u64) as usize]);
+                    inflight_home(table, id, self.start, stream)
+                }
+                State::InFlightDash(map, ids) => {
+                    let id = Id::from_u64(ids[(i % ids.len() as u64) as usize]);
+                    inflight_dash(map, id, self.start, stream)
+                }
                 State::SeriesHome(tables, ids) => series_home(tables, ids, i, stream),
                 State::SeriesDash(map, keys) => {
                     let key = &keys[(i % keys.len() as u64) as usize];
@@ -320,6 +327,25 @@ impl Bench {
             std::hint::black_box(done);
         }
     }
+}
+
+/// The span ids a registry gives one thread that opens and closes one request span at a
+/// time, as in P and P_stream (a slab slot reused, its generation moving on).
+fn span_ids() -> Vec<u64> {
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(super::Identity));
+    tracing::dispatcher::with_default(&dispatch, || {
+        (0..1u64 << 16)
+            .map(|_| {
+                let span = tracing::info_span!("generate", model = "m", tokens_in = 1u64);
+                span.id().map_or(1, |id| id.into_u64())
+            })
+            .collect()
+    })
+}
+
+/// Bytes of the state a span-id map holds per span.
+pub fn span_state_bytes() -> usize {
+    std::mem::size_of::<internals::SpanState>()
 }
 
 fn model(i: u64) -> &'static str {
@@ -347,11 +373,10 @@ fn fill_labels(mut insert: impl FnMut(Box<str>, (u32, bool))) {
 #[inline(never)]
 fn inflight_home(
     table: &internals::InFlightTable,
-    i: u64,
+    id: Id,
     start: quanta::Instant,
     stream: bool,
 ) -> u32 {
-    let id = Id::from_u64(i + 1);
     let mut seen = 0;
     table.insert_request(&id, start, 1);
     seen += u32::from(table.may_contain(&id));
@@ -378,11 +403,10 @@ fn inflight_home(
 #[inline(never)]
 fn inflight_dash(
     map: &DashMap<u64, internals::SpanState, Fold>,
-    i: u64,
+    id: Id,
     start: quanta::Instant,
     stream: bool,
 ) -> u32 {
-    let id = Id::from_u64(i + 1);
     let key = id.into_u64();
     let mut seen = 0;
     map.insert(key, internals::SpanState::request(&id, start, 1));
