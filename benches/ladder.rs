@@ -357,6 +357,18 @@ fn containers_report(ns: &[Vec<f64>], variants: &[Variant], allocations: &[f64],
             Variant::StreamProduct,
         ),
         (
+            "series: DashMap, a lookup per lane delta",
+            Work::SeriesStreamHome,
+            Work::SeriesStreamDashLookup,
+            Variant::StreamProduct,
+        ),
+        (
+            "series: RwLock<HashMap>, a lookup per lane delta",
+            Work::SeriesStreamHome,
+            Work::SeriesStreamRwLockLookup,
+            Variant::StreamProduct,
+        ),
+        (
             "labels: DashMap<Box<str>, id> foldhash",
             Work::LabelsHome,
             Work::LabelsDash,

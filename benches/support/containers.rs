@@ -26,7 +26,10 @@
 //!   lane delta, `count_streamed`). Replacement: `DashMap<key, Arc<Series>>` or
 //!   `RwLock<HashMap<key, Arc<Series>>>` (foldhash): the same two lookups, the request
 //!   holding the `Arc` from the first (a clone, dropped at the close), every reach a
-//!   dereference of it (a delta finds it in the in-flight value with its lane).
+//!   dereference of it (a delta finds it in the in-flight value with its lane, which a
+//!   `DashMap` in-flight table allows). Next to the home-made in-flight table, whose lane
+//!   is lock-free atomics and can hold no `Arc`, a delta would look its series up by key:
+//!   the "lookup per lane delta" rungs.
 //! - label interning: one model name per request in both (`intern_model`: the hashed
 //!   find, then the price of the id found). Replacement: `DashMap<Box<str>, (id, price)>`,
 //!   one `get`, with foldhash, or with std's SipHash (label values come from clients).
@@ -67,6 +70,8 @@ pub enum Work {
     SeriesStreamHome,
     SeriesStreamDash,
     SeriesStreamRwLock,
+    SeriesStreamDashLookup,
+    SeriesStreamRwLockLookup,
     LabelsHome,
     LabelsDash,
     LabelsDashSip,
@@ -79,7 +84,7 @@ pub enum Work {
 }
 
 impl Work {
-    pub const ALL: [Work; 19] = [
+    pub const ALL: [Work; 21] = [
         Work::InFlightHome,
         Work::InFlightDash,
         Work::InFlightStreamHome,
@@ -90,6 +95,8 @@ impl Work {
         Work::SeriesStreamHome,
         Work::SeriesStreamDash,
         Work::SeriesStreamRwLock,
+        Work::SeriesStreamDashLookup,
+        Work::SeriesStreamRwLockLookup,
         Work::LabelsHome,
         Work::LabelsDash,
         Work::LabelsDashSip,
@@ -110,6 +117,8 @@ impl Work {
                 | Work::SeriesStreamHome
                 | Work::SeriesStreamDash
                 | Work::SeriesStreamRwLock
+                | Work::SeriesStreamDashLookup
+                | Work::SeriesStreamRwLockLookup
                 | Work::CallsitesStreamHint
                 | Work::CallsitesStreamMiss
                 | Work::CallsitesStreamDash
@@ -128,6 +137,12 @@ impl Work {
             Work::SeriesStreamHome => "series, P_stream ops: BoundedTable + by-model (home-made)",
             Work::SeriesStreamDash => "series, P_stream ops: DashMap<key, Arc<Series>>",
             Work::SeriesStreamRwLock => "series, P_stream ops: RwLock<HashMap<key, Arc<Series>>>",
+            Work::SeriesStreamDashLookup => {
+                "series, P_stream ops: DashMap<key, Arc<Series>>, a lookup per lane delta"
+            }
+            Work::SeriesStreamRwLockLookup => {
+                "series, P_stream ops: RwLock<HashMap<key, Arc<Series>>>, a lookup per lane delta"
+            }
             Work::LabelsHome => "labels: LabelValues (home-made)",
             Work::LabelsDash => "labels: DashMap<Box<str>, id> (foldhash)",
             Work::LabelsDashSip => "labels: DashMap<Box<str>, id> (SipHash)",
@@ -221,7 +236,7 @@ impl Bench {
                     .collect();
                 State::SeriesHome(tables, ids)
             }
-            Work::SeriesDash | Work::SeriesStreamDash => {
+            Work::SeriesDash | Work::SeriesStreamDash | Work::SeriesStreamDashLookup => {
                 let map = DashMap::with_hasher(Fold::default());
                 let keys = series_keys();
                 for key in &keys {
@@ -229,7 +244,7 @@ impl Bench {
                 }
                 State::SeriesDash(map, keys)
             }
-            Work::SeriesRwLock | Work::SeriesStreamRwLock => {
+            Work::SeriesRwLock | Work::SeriesStreamRwLock | Work::SeriesStreamRwLockLookup => {
                 let mut map = HashMap::with_hasher(Fold::default());
                 let keys = series_keys();
                 for key in &keys {
@@ -294,6 +309,10 @@ impl Bench {
     pub fn run(&self, first: u64, count: u64) {
         let stream = self.work.streams();
         let miss = matches!(self.work, Work::CallsitesMiss | Work::CallsitesStreamMiss);
+        let per_delta = matches!(
+            self.work,
+            Work::SeriesStreamDashLookup | Work::SeriesStreamRwLockLookup
+        );
         for i in first..first + count {
             let done = match &self.state {
                 State::InFlightHome(table, ids) => {
@@ -308,7 +327,8 @@ impl Bench {
                 State::SeriesDash(map, keys) => {
                     let key = &keys[(i % keys.len() as u64) as usize];
                     let lookup = || map.get(key).map(|found| Arc::clone(found.value()));
-                    series_replacement(lookup, stream)
+                    let peek = || map.get(key).is_some_and(|found| found.counted());
+                    series_replacement(lookup, peek, stream, per_delta)
                 }
                 State::SeriesRwLock(map, keys) => {
                     let key = &keys[(i % keys.len() as u64) as usize];
@@ -316,7 +336,11 @@ impl Bench {
                         let map = map.read().unwrap_or_else(|p| p.into_inner());
                         map.get(key).cloned()
                     };
-                    series_replacement(lookup, stream)
+                    let peek = || {
+                        let map = map.read().unwrap_or_else(|p| p.into_inner());
+                        map.get(key).is_some_and(|found| found.counted())
+                    };
+                    series_replacement(lookup, peek, stream, per_delta)
                 }
                 State::LabelsHome(labels) => labels.intern_model(model(i)).map_or(0, |(id, _)| id),
                 State::LabelsDash(map) => map.get(model(i)).map_or(0, |found| found.value().0),
@@ -475,9 +499,16 @@ fn series_home(
     seen
 }
 
-/// The same, with the request holding the `Arc` its first lookup gave.
+/// The same, with the request holding the `Arc` its first lookup gave; with `per_delta`,
+/// a lane delta (which holds only integers, next to the home-made in-flight table) looks
+/// its series up by key (`peek`) instead.
 #[inline(always)]
-fn series_replacement(lookup: impl Fn() -> Option<Arc<SeriesStandIn>>, stream: bool) -> u32 {
+fn series_replacement(
+    lookup: impl Fn() -> Option<Arc<SeriesStandIn>>,
+    peek: impl Fn() -> bool,
+    stream: bool,
+    per_delta: bool,
+) -> u32 {
     let Some(held) = lookup() else {
         return 0;
     };
@@ -493,7 +524,11 @@ fn series_replacement(lookup: impl Fn() -> Option<Arc<SeriesStandIn>>, stream: b
     if stream {
         seen += u32::from(held.counted());
         for _ in 1..STREAMED {
-            seen += u32::from(std::hint::black_box(&held).counted());
+            seen += u32::from(if per_delta {
+                peek()
+            } else {
+                std::hint::black_box(&held).counted()
+            });
         }
     }
     seen += u32::from(held.counted());
