@@ -10,14 +10,21 @@
 //! bidirectional overrides), no backslash (metrics-exporter-prometheus escapes `\"` and
 //! `"` alike), and neither of the reserved values `unknown` and `__overflow__`.
 
-use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
 
 use crate::catalog::{OVERFLOW_LABEL_VALUE, UNKNOWN_LABEL_VALUE};
-use crate::containers::table::{BoundedTable, SeededMixHasher};
+use crate::containers::segments::Segments;
 use crate::pricing::{PriceId, PriceIndex};
 
 /// Longest label value accepted, in bytes. Longer values map to the overflow value.
 pub(crate) const MAX_LABEL_VALUE_LEN: usize = 128;
+
+/// The most values any set takes (ids are `u32`, and two values are reserved).
+const MAX_VALUES: usize = 1 << 30;
 
 /// An interned label value, or one of the two reserved values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,19 +72,34 @@ pub(crate) struct LabelSets {
     pub(crate) extra: Vec<LabelValues>,
 }
 
+/// The values of one label, at most `cap` of them.
+///
+/// A [`DashMap`] from value to id finds a known value by `&str`, without allocating; a new
+/// value takes the next id under the lock of the map shard it goes to, so two threads that
+/// intern the same new value get one id, and the id counter (an atomic that never passes
+/// `cap`) bounds the set across shards. Reverse lookups (id to text, and price) go through a
+/// [`Segments`] array, written once per id before the id is published in the map: its reads
+/// take no lock and return references that live as long as the set, which `text` needs
+/// (series registration borrows the text) and `price` wants (decoding reads it per request).
 pub(crate) struct LabelValues {
-    /// Each value with the price of the model it names, if the set has prices.
-    values: BoundedTable<Box<str>, Option<PriceId>>,
-    hasher: SeededMixHasher,
+    /// Each value's id. Keyed by a randomly seeded hasher: values come from clients, who
+    /// must not be able to choose collisions.
+    ids: DashMap<Box<str>, LabelId, foldhash::fast::RandomState>,
+    /// By id, the value's text and the price of the model it names, if the set has prices.
+    entries: Segments<OnceLock<(Box<str>, Option<PriceId>)>>,
+    /// Ids handed out so far; never more than `cap`.
+    len: AtomicUsize,
+    cap: usize,
 }
 
 impl LabelValues {
-    /// A set of at most `cap` values, each allocated as it is first seen.
+    /// A set of at most `cap` values (at most 2^30), each allocated as it is first seen.
     pub(crate) fn with_cap(cap: usize) -> Self {
         Self {
-            values: BoundedTable::with_max_len(cap),
-            // Keyed randomly: label values come from clients and must not choose collisions.
-            hasher: SeededMixHasher::random(),
+            ids: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            entries: Segments::new(),
+            len: AtomicUsize::new(0),
+            cap: cap.min(MAX_VALUES),
         }
     }
 
@@ -90,26 +112,53 @@ impl LabelValues {
         if value.is_empty() {
             return Interned::Empty;
         }
-        let hash = self.hasher.hash_one(value);
         // Only sensible values are ever inserted: a value found needs no more checks.
-        if let Some((id, _)) = self.values.find(hash, |known| **known == *value) {
-            return Interned::Value(LabelId(id));
+        if let Some(id) = self.ids.get(value) {
+            return Interned::Value(*id);
         }
         if !is_sensible(value) {
             return Interned::Invalid;
         }
-        match self.values.find_or_insert(
-            hash,
-            |known| **known == *value,
-            || (value.into(), price(value)),
-        ) {
-            Ok((id, _)) => Interned::Value(LabelId(id)),
-            Err(_) => Interned::Overflow,
+        // A full set stays full: a new value past the cap costs no allocation.
+        if self.len() >= self.cap {
+            return Interned::Overflow;
         }
+        // Under the shard's write lock: another thread may have added the value meanwhile.
+        match self.ids.entry(value.into()) {
+            Entry::Occupied(known) => Interned::Value(*known.get()),
+            Entry::Vacant(new) => {
+                let Some(raw) = self.take_id() else {
+                    return Interned::Overflow;
+                };
+                let id = LabelId(raw);
+                // The entry is complete before its id is in the map, where readers find it.
+                let slot = self
+                    .entries
+                    .get_or_alloc(raw as usize, OnceLock::new)
+                    .expect("ids stay below MAX_VALUES, within the segments");
+                let _ = slot.set((new.key().clone(), price(value)));
+                new.insert(id);
+                Interned::Value(id)
+            }
+        }
+    }
+
+    /// The next id, unless the set holds `cap` values.
+    fn take_id(&self) -> Option<u32> {
+        self.len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |len| {
+                (len < self.cap).then_some(len + 1)
+            })
+            .ok()
+            .map(|id| id as u32)
     }
 
     pub(crate) fn intern(&self, value: &str) -> Interned {
         self.intern_priced(value, |_| None)
+    }
+
+    fn entry(&self, id: LabelId) -> Option<&(Box<str>, Option<PriceId>)> {
+        self.entries.get(id.0 as usize)?.get()
     }
 
     /// The text of an id returned by [`LabelValues::intern`].
@@ -117,21 +166,20 @@ impl LabelValues {
         match id {
             LabelId::UNKNOWN => UNKNOWN_LABEL_VALUE,
             LabelId::OVERFLOW => OVERFLOW_LABEL_VALUE,
-            LabelId(raw) => self
-                .values
-                .get(raw)
+            id => self
+                .entry(id)
                 .map_or(OVERFLOW_LABEL_VALUE, |(text, _)| text),
         }
     }
 
     /// The price an interned value carries.
     pub(crate) fn price(&self, id: LabelId) -> Option<PriceId> {
-        self.values.get(id.0).and_then(|(_, price)| *price)
+        self.entry(id).and_then(|(_, price)| *price)
     }
 
     /// Distinct values interned so far.
     pub(crate) fn len(&self) -> usize {
-        self.values.len()
+        self.len.load(Ordering::Acquire)
     }
 }
 
@@ -179,7 +227,8 @@ fn is_format_char(c: char) -> bool {
 impl std::fmt::Debug for LabelValues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LabelValues")
-            .field("values", &self.values)
+            .field("len", &self.len())
+            .field("cap", &self.cap)
             .finish()
     }
 }
@@ -252,17 +301,14 @@ mod tests {
         let labels = LabelValues::with_cap(2);
         labels.intern("a");
         labels.intern("a");
-        assert_eq!(
-            format!("{labels:?}"),
-            "LabelValues { values: BoundedTable { len: 1, max_len: 2 } }"
-        );
+        assert_eq!(format!("{labels:?}"), "LabelValues { len: 1, cap: 2 }");
     }
 
     #[test]
     fn a_value_interned_meanwhile_by_another_thread_is_found_under_the_lock() {
-        // Thread A interns "v" and, while it holds the writers' lock (the price is looked
-        // up under it, before the value is published), thread B misses "v" without the
-        // lock and waits for it: B must then find A's entry, not add "v" a second time.
+        // Thread A interns "v" and, while it holds the lock of the map shard "v" goes to (the
+        // price is looked up under it, before the value is published), thread B looks "v" up
+        // and waits for that lock: B must then find A's entry, not add "v" a second time.
         // (In the other order, B inserts and A must find B's entry under the lock.)
         let labels = &LabelValues::with_cap(10);
         let (b_started, b_is_starting) = std::sync::mpsc::channel::<()>();
@@ -285,5 +331,75 @@ mod tests {
         assert!(matches!(a, Interned::Value(_)), "{a:?}");
         assert_eq!(a, b);
         assert_eq!(labels.len(), 1);
+    }
+
+    #[test]
+    fn ids_stop_at_the_cap() {
+        let labels = LabelValues::with_cap(2);
+        assert_eq!(labels.take_id(), Some(0));
+        assert_eq!(labels.take_id(), Some(1));
+        assert_eq!(labels.take_id(), None);
+        assert_eq!(labels.len(), 2);
+        assert_eq!(LabelValues::with_cap(usize::MAX).cap, MAX_VALUES);
+    }
+
+    #[test]
+    fn threads_interning_the_same_values_get_one_id_each_and_never_pass_the_cap() {
+        const THREADS: usize = 8;
+        const CAP: usize = 20;
+        let labels = &LabelValues::with_cap(CAP);
+        let start = &std::sync::Barrier::new(THREADS);
+        // Every thread interns the same 50 values, from a different starting point, so that
+        // threads race for the same new values and for the last ids.
+        let seen: Vec<Vec<(String, Interned)>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    s.spawn(move || {
+                        start.wait();
+                        (0..50)
+                            .map(|i| {
+                                let value = format!("v{}", (i + thread * 7) % 50);
+                                let interned = labels.intern_priced(&value, |_| None::<PriceId>);
+                                (value, interned)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(labels.len(), CAP);
+        let mut ids = std::collections::HashMap::new();
+        for (value, interned) in seen.into_iter().flatten() {
+            match interned {
+                Interned::Value(id) => {
+                    assert_eq!(*ids.entry(value.clone()).or_insert(id), id, "{value}");
+                    assert_eq!(labels.text(id), value);
+                }
+                Interned::Overflow => {}
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+        // Exactly `CAP` values got ids, each its own.
+        assert_eq!(ids.len(), CAP);
+        let distinct: std::collections::HashSet<_> = ids.values().collect();
+        assert_eq!(distinct.len(), CAP);
+    }
+
+    #[test]
+    fn prices_and_texts_follow_their_ids() {
+        let labels = LabelValues::with_cap(4);
+        let Interned::Value(a) = labels.intern("a") else {
+            unreachable!()
+        };
+        assert_eq!(labels.price(a), None);
+        assert_eq!(labels.text(LabelId::UNKNOWN), UNKNOWN_LABEL_VALUE);
+        assert_eq!(labels.price(LabelId::UNKNOWN), None);
+        assert_eq!(labels.price(LabelId::OVERFLOW), None);
+        // An id this set never gave renders as the overflow value.
+        assert_eq!(labels.text(LabelId(3)), OVERFLOW_LABEL_VALUE);
     }
 }

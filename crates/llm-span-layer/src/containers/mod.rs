@@ -1,12 +1,15 @@
-//! The concurrent containers the layer's hot path reads without a lock.
+//! The concurrent containers the layer's hot path reads.
 //!
 //! Everything looked up per request is bounded by configuration and never removed, so
-//! these are insert-only tables written under a writers' lock and read with atomic
-//! loads; their memory grows with what they hold, not with their caps:
+//! the home-made ones are insert-only tables written under a writers' lock and read with
+//! atomic loads; their memory grows with what they hold, not with their caps. Label
+//! interning is the exception: a capped [`dashmap::DashMap`], as the home-made table saved
+//! nothing there (BENCHMARKS.md, "Containers: home-made against dashmap/std"):
 //! - [`segments`]: an array whose memory grows with the highest index used;
 //! - [`table`]: the insert-only hash table the others build on, and its hashers;
 //! - [`callsites`]: every callsite seen, with its class;
-//! - [`labels`]: interned label values, capped per label;
+//! - [`labels`]: interned label values, capped per label (a `DashMap`, and [`segments`]
+//!   for the text and price of an id);
 //! - [`inflight`]: the state of open request and queue spans, keyed by span id;
 //! - [`lane`]: a streaming request's delta tokens, added without its lock.
 

@@ -1,8 +1,8 @@
 //! An insert-only hash table whose reads take no lock and whose memory grows with the
 //! entries it holds, up to a cap.
 //!
-//! Everything the layer looks up on the hot path (callsite classes, label values,
-//! metric handles per series) is bounded by configuration and never removed while
+//! Everything the layer looks up on the hot path here (callsite classes, metric handles
+//! per series) is bounded by configuration and never removed while
 //! the layer lives. Entries are appended to a [`Segments`] array (so an entry's id, its
 //! position, never changes) and found through an open-addressing index of ids that is
 //! rebuilt twice as large when it is half full; readers load the current index and
@@ -224,24 +224,6 @@ impl BuildHasher for BuildMixHasher {
     type Hasher = MixHasher;
     fn build_hasher(&self) -> MixHasher {
         MixHasher::default()
-    }
-}
-
-/// [`MixHasher`] started from a random seed, for keys a client chooses (label values):
-/// collisions cannot be planned offline, and a table's cap bounds any probe anyway.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SeededMixHasher(u64);
-
-impl SeededMixHasher {
-    pub(crate) fn random() -> Self {
-        Self(std::collections::hash_map::RandomState::new().hash_one(0x5EED_u64) | 1)
-    }
-}
-
-impl BuildHasher for SeededMixHasher {
-    type Hasher = MixHasher;
-    fn build_hasher(&self) -> MixHasher {
-        MixHasher(self.0)
     }
 }
 
