@@ -9,8 +9,22 @@
 //! probe it with atomic loads. Writers take a mutex.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+// In tests under `--cfg llm_span_loom` (the model-checked test below, which .ci/run runs), the atomics
+// and the writers' lock are loom's, whose every operation is a point where loom's scheduler
+// switches threads. `OnceLock` stays std's: loom has none. Each entry's cell is set before its
+// id is stored in an index slot, and the bigger index is filled before `current` names it, so
+// every hand-off between threads goes through a modelled atomic or the modelled lock.
+#[cfg(all(test, llm_span_loom))]
+use ::loom::sync::{
+    atomic::{AtomicU32, AtomicUsize, Ordering},
+    Mutex,
+};
+use std::sync::OnceLock;
+#[cfg(not(all(test, llm_span_loom)))]
+use std::sync::{
+    atomic::{AtomicU32, AtomicUsize, Ordering},
+    Mutex,
+};
 
 use super::segments::Segments;
 
@@ -394,5 +408,119 @@ mod tests {
             format!("{table:?}"),
             "BoundedTable { len: 300, max_len: 1000 }"
         );
+    }
+}
+
+/// Model-checked with loom: `RUSTFLAGS="--cfg llm_span_loom" cargo test -p llm-span-layer
+/// --release --lib containers::table::loom` (.ci/run). Every interleaving of the threads'
+/// atomic operations and lock acquisitions, up to a bound on preemptions, is run.
+#[cfg(all(test, llm_span_loom))]
+mod loom {
+    use super::*;
+    use ::loom::sync::Arc;
+    use ::loom::thread;
+
+    fn hash(key: u64) -> u64 {
+        BuildMixHasher.hash_one(key)
+    }
+
+    fn insert(table: &BoundedTable<u64, u64>, key: u64) -> Option<u32> {
+        table
+            .find_or_insert(hash(key), |k| *k == key, || (key, key * 10))
+            .ok()
+            .map(|(id, value)| {
+                assert_eq!(*value, key * 10);
+                id
+            })
+    }
+
+    /// A reader either misses `key` or sees its whole entry.
+    fn check_read(table: &BoundedTable<u64, u64>, key: u64) -> bool {
+        match table.find(hash(key), |k| *k == key) {
+            Some((id, value)) => {
+                assert_eq!(*value, key * 10);
+                assert_eq!(table.get(id), Some((&key, &(key * 10))));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn model(test: impl Fn() + Sync + Send + 'static) {
+        let mut builder = ::loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(test);
+    }
+
+    #[test]
+    fn same_and_different_keys_get_unique_ids_within_the_cap() {
+        model(|| {
+            let table = Arc::new(BoundedTable::<u64, u64>::with_max_len(2));
+            let writers: Vec<_> = [[1, 2], [1, 3]]
+                .into_iter()
+                .map(|keys| {
+                    let table = Arc::clone(&table);
+                    thread::spawn(move || keys.map(|key| insert(&table, key)))
+                })
+                .collect();
+            // A reader of its own: loom switches between spawned threads, not to them from
+            // the model's main thread before it blocks.
+            let reader = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || [1, 2, 3].map(|key| check_read(&table, key)))
+            };
+            reader.join().expect("reader");
+            let results: Vec<[Option<u32>; 2]> = writers
+                .into_iter()
+                .map(|writer| writer.join().expect("writer"))
+                .collect();
+            // Key 1, interned by both, has one id; the cap of 2 leaves room for one of 2 and 3.
+            assert!(results[0][0].is_some());
+            assert_eq!(results[0][0], results[1][0]);
+            assert_eq!(table.len(), 2);
+            let ids: Vec<u32> = results.iter().flatten().flatten().copied().collect();
+            assert_eq!(ids.len(), 3, "{results:?}");
+            assert!(ids.iter().all(|id| *id < 2), "{ids:?}");
+            assert_ne!(results[0][1], results[1][1]);
+            for key in [1, 2, 3] {
+                let found = check_read(&table, key);
+                let inserted = results.iter().flatten().any(|id| match id {
+                    Some(id) => table.get(*id).map(|(k, _)| *k) == Some(key),
+                    None => false,
+                });
+                assert_eq!(found, inserted, "{key}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_reader_finds_every_entry_while_the_index_grows() {
+        model(|| {
+            // Eight entries fill the first index (16 slots) to half; the ninth makes the
+            // writer build the next index and switch readers to it.
+            let table = Arc::new(BoundedTable::<u64, u64>::with_max_len(100));
+            for key in 0..8 {
+                insert(&table, key).expect("room");
+            }
+            let writer = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || insert(&table, 8))
+            };
+            let reader = {
+                let table = Arc::clone(&table);
+                thread::spawn(move || {
+                    for key in [0, 7] {
+                        assert!(check_read(&table, key), "{key}");
+                    }
+                    check_read(&table, 8)
+                })
+            };
+            reader.join().expect("reader");
+            assert_eq!(writer.join().expect("writer"), Some(8));
+            for key in 0..9 {
+                assert!(check_read(&table, key), "{key}");
+            }
+            assert_eq!(table.len(), 9);
+        });
     }
 }
