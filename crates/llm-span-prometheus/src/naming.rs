@@ -8,7 +8,8 @@ use crate::error::ExporterError;
 /// A naming profile: which names the layer's metrics are served under.
 ///
 /// Several can be served at once (for a migration): each is written from the same series,
-/// so their numbers agree exactly, and the layer's cardinality caps apply once. Your own
+/// read once per scrape, so their numbers agree exactly in every scrape, even while
+/// requests run; the layer's cardinality caps apply once. Your own
 /// metrics keep their names under every profile. Choose with
 /// [`ExporterBuilder::with_naming`](crate::ExporterBuilder::with_naming) or
 /// `LLM_METRICS_NAMING` (a comma-separated list, e.g. `llm,vllm`); the mapping of every

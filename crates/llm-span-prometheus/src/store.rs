@@ -14,6 +14,7 @@ use metrics::{Key, Metadata};
 use metrics_util::registry::Registry;
 
 use crate::exposition::{metric_name, CounterValue, Family, Samples};
+use crate::histogram::HistogramSnapshot;
 use crate::naming::{Naming, Namings};
 use crate::series::{self, CounterSeries, GaugeSeries, HistogramSeries, SeriesMaker};
 use crate::{otel, vllm};
@@ -84,6 +85,30 @@ impl MetricStore {
         let mut histograms: Vec<Arc<HistogramSeries>> = Vec::new();
         self.registry
             .visit_histograms(|_, series| histograms.push(Arc::clone(series)));
+        // Each series is read once, and every profile writes that reading: a series served
+        // under two names (`llm_queue_depth`, `vllm:num_requests_waiting`) never shows two
+        // values in one scrape, however fast it moves.
+        let counters: Vec<(Arc<CounterSeries>, CounterValue)> = counters
+            .into_iter()
+            .map(|series| {
+                let value = series.value();
+                (series, value)
+            })
+            .collect();
+        let gauges: Vec<(Arc<GaugeSeries>, f64)> = gauges
+            .into_iter()
+            .filter_map(|series| {
+                let value = series.shown_value()?;
+                Some((series, value))
+            })
+            .collect();
+        let histograms: Vec<(Arc<HistogramSeries>, HistogramSnapshot)> = histograms
+            .into_iter()
+            .map(|series| {
+                let snapshot = series.histogram.snapshot();
+                (series, snapshot)
+            })
+            .collect();
         let namings = self.registry.storage().namings();
         let mut families = Vec::new();
         if namings.serves(Naming::Vllm) {
@@ -98,45 +123,46 @@ impl MetricStore {
         let llm = namings.serves(Naming::Llm);
         let own = |name: &str| !series::is_operation(name) && (llm || !series::in_catalog(name));
         let mut named = Vec::new();
-        let counters = by_family(counters, |s| &s.name.family);
+        let counters = by_family(counters, |(s, _)| &s.name.family);
         named.extend(
             counters
                 .into_iter()
                 .filter(|(name, _)| own(name))
                 .map(|(name, series)| {
                     let samples = series
-                        .iter()
-                        .map(|s| (Arc::clone(&s.name.labels), s.value()))
+                        .into_iter()
+                        .map(|(s, value)| (Arc::clone(&s.name.labels), value))
                         .collect::<Vec<(Arc<str>, CounterValue)>>();
                     (name, Samples::Counter(samples))
                 }),
         );
-        let gauges = by_family(gauges, |s| &s.name.family);
-        named.extend(gauges.into_iter().filter(|(name, _)| own(name)).filter_map(
-            |(name, series)| {
-                let samples: Vec<(Arc<str>, f64)> = series
-                    .iter()
-                    .filter_map(|s| Some((Arc::clone(&s.name.labels), s.shown_value()?)))
-                    .collect();
-                // A family whose every series is hidden is left to the catalog's completion.
-                (!samples.is_empty()).then_some((name, Samples::Gauge(samples)))
-            },
-        ));
-        let histograms = by_family(histograms, |s| &s.name.family);
+        // Hidden gauges were left out when read: a family whose every series is hidden is
+        // left to the catalog's completion.
+        let gauges = by_family(gauges, |(s, _)| &s.name.family);
+        named.extend(
+            gauges
+                .into_iter()
+                .filter(|(name, _)| own(name))
+                .map(|(name, series)| {
+                    let samples: Vec<(Arc<str>, f64)> = series
+                        .into_iter()
+                        .map(|(s, value)| (Arc::clone(&s.name.labels), value))
+                        .collect();
+                    (name, Samples::Gauge(samples))
+                }),
+        );
+        let histograms = by_family(histograms, |(s, _)| &s.name.family);
         named.extend(
             histograms
                 .into_iter()
                 .filter(|(name, _)| own(name))
                 .map(|(name, series)| {
-                    let view = &series[0].layout.llm;
+                    let view = &series[0].0.layout.llm;
                     let le = Arc::clone(&view.le);
                     let series = series
                         .iter()
-                        .map(|s| {
-                            (
-                                Arc::clone(&s.name.labels),
-                                view.project(s.histogram.snapshot()),
-                            )
+                        .map(|(s, snapshot)| {
+                            (Arc::clone(&s.name.labels), view.project(snapshot.clone()))
                         })
                         .collect();
                     (name, Samples::Histogram { le, series })
@@ -171,26 +197,23 @@ const WAITING: &str = "vllm:num_requests_waiting";
 /// The families of the `vllm` profile, every one of them, from the series that appear in
 /// them.
 fn vllm_families(
-    counters: &[Arc<CounterSeries>],
-    gauges: &[Arc<GaugeSeries>],
-    histograms: &[Arc<HistogramSeries>],
+    counters: &[(Arc<CounterSeries>, CounterValue)],
+    gauges: &[(Arc<GaugeSeries>, f64)],
+    histograms: &[(Arc<HistogramSeries>, HistogramSnapshot)],
 ) -> Vec<Family> {
     let mut samples: Vec<Samples> = vllm::FAMILIES.iter().map(|f| empty(f.kind)).collect();
     let index = |name: &str| vllm::FAMILIES.iter().position(|f| f.name == name);
-    for series in counters.iter().filter(|s| !s.name.vllm.is_empty()) {
-        // Read once: a series in two families (input tokens are also prefix-cache
-        // queries) shows the same value in both, even while it is being counted.
-        let value = series.value();
+    // A series in two families (input tokens are also prefix-cache queries) shows the
+    // same reading in both.
+    for (series, value) in counters {
         for (family, labels) in &*series.name.vllm {
             if let Some(Samples::Counter(list)) = index(family).map(|i| &mut samples[i]) {
-                list.push((Arc::clone(labels), value));
+                list.push((Arc::clone(labels), *value));
             }
         }
     }
-    for series in gauges {
-        let Some(value) = series.shown_value() else {
-            continue;
-        };
+    for (series, value) in gauges {
+        let value = *value;
         for (family, labels) in &*series.name.vllm {
             if let Some(Samples::Gauge(list)) = index(family).map(|i| &mut samples[i]) {
                 list.push((Arc::clone(labels), value));
@@ -210,7 +233,7 @@ fn vllm_families(
             }
         }
     }
-    for series in histograms {
+    for (series, snapshot) in histograms {
         let Some(view) = &series.layout.vllm else {
             continue;
         };
@@ -219,10 +242,7 @@ fn vllm_families(
                 index(family).map(|i| &mut samples[i])
             {
                 *le = Arc::clone(&view.le);
-                list.push((
-                    Arc::clone(labels),
-                    view.project(series.histogram.snapshot()),
-                ));
+                list.push((Arc::clone(labels), view.project(snapshot.clone())));
             }
         }
     }
@@ -239,7 +259,10 @@ fn vllm_families(
 
 /// The families of the `otel` profile, every one of its roles served, from the operation
 /// histograms that appear in them.
-fn otel_families(histograms: &[Arc<HistogramSeries>], namings: Namings) -> Vec<Family> {
+fn otel_families(
+    histograms: &[(Arc<HistogramSeries>, HistogramSnapshot)],
+    namings: Namings,
+) -> Vec<Family> {
     let served: Vec<&otel::OtelFamily> = otel::FAMILIES
         .iter()
         .filter(|family| namings.serves_otel(family.role))
@@ -248,13 +271,12 @@ fn otel_families(histograms: &[Arc<HistogramSeries>], namings: Namings) -> Vec<F
         .iter()
         .map(|_| empty(catalog::MetricKind::Histogram))
         .collect();
-    for series in histograms.iter().filter(|s| !s.name.otel.is_empty()) {
+    for (series, snapshot) in histograms.iter().filter(|(s, _)| !s.name.otel.is_empty()) {
         let Some(view) = &series.layout.otel else {
             continue;
         };
-        // Read once: a duration in two families (client and server) shows the same
-        // buckets in both, even while it is being recorded.
-        let snapshot = view.project(series.histogram.snapshot());
+        // A duration in two families (client and server) shows the same buckets in both.
+        let snapshot = view.project(snapshot.clone());
         for (family, labels) in &*series.name.otel {
             let index = served.iter().position(|f| f.name == *family);
             if let Some(Samples::Histogram { le, series: list }) = index.map(|i| &mut samples[i]) {
@@ -289,10 +311,7 @@ fn empty(kind: catalog::MetricKind) -> Samples {
 
 /// Series grouped by family, families in name order. The series of one family share
 /// one allocation of its name, so most comparisons are a pointer comparison.
-fn by_family<T>(
-    mut series: Vec<Arc<T>>,
-    family: impl Fn(&T) -> &Arc<str>,
-) -> Vec<(Arc<str>, Vec<Arc<T>>)> {
+fn by_family<T>(mut series: Vec<T>, family: impl Fn(&T) -> &Arc<str>) -> Vec<(Arc<str>, Vec<T>)> {
     series.sort_by(|a, b| {
         let (a, b) = (family(a), family(b));
         if Arc::ptr_eq(a, b) {
@@ -301,7 +320,7 @@ fn by_family<T>(
             a.cmp(b)
         }
     });
-    let mut groups: Vec<(Arc<str>, Vec<Arc<T>>)> = Vec::new();
+    let mut groups: Vec<(Arc<str>, Vec<T>)> = Vec::new();
     for one in series {
         match groups.last_mut() {
             Some((name, members)) if **name == **family(&one) => members.push(one),
@@ -921,5 +940,81 @@ mod tests {
         store.histogram(&key).record(0.2);
         let lines = summary(&store.families());
         assert!(lines.contains(&"llm_ttft_seconds help=true [service=\"chat\",model=\"m\"=[1, 2, 2]/0.8999999999999999/[\"0.5\", \"1\", \"+Inf\"]]".to_owned()), "{lines:?}");
+    }
+
+    #[test]
+    fn every_profile_shows_one_reading_of_each_series_per_render() {
+        let all = Namings::new(&[Naming::Llm, Naming::Vllm]).expect("profiles");
+        let by_name = HashMap::from([(
+            catalog::TTFT_SECONDS.to_owned(),
+            BucketLayout::new(&[0.5, 1.0], vllm::buckets(catalog::TTFT_SECONDS), None),
+        )]);
+        let store = MetricStore::new(SeriesMaker::new(
+            Vec::new(),
+            all,
+            Buckets::new(by_name, &[1.0]),
+        ));
+        let key = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+            let mut all = vec![Label::new("model", "m")];
+            all.extend(labels.iter().map(|(k, v)| Label::new(*k, *v)));
+            Key::from_parts(name, all)
+        };
+        let queue = store.gauge(&key(catalog::QUEUE_DEPTH, &[]), &meta("llm_span_layer"));
+        let tokens = store.counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]));
+        let ttft = store.histogram(&key(catalog::TTFT_SECONDS, &[]));
+        // One value per family name, whatever its type: a gauge's value, a counter's count,
+        // a histogram's count.
+        let value = |families: &[Family], name: &str| -> f64 {
+            let family = families.iter().find(|f| &*f.name == name).expect(name);
+            match &family.samples {
+                Samples::Gauge(s) => s[0].1,
+                Samples::Counter(s) => match s[0].1 {
+                    CounterValue::Count(n) => n as f64,
+                    other => panic!("{other:?}"),
+                },
+                Samples::Histogram { series, .. } => {
+                    *series[0].1.cumulative.last().expect("+Inf") as f64
+                }
+            }
+        };
+        let pairs = [
+            (catalog::QUEUE_DEPTH, "vllm:num_requests_waiting"),
+            (catalog::TOKENS_TOTAL, "vllm:prompt_tokens_total"),
+            (catalog::TOKENS_TOTAL, "vllm:prefix_cache_queries_total"),
+            (catalog::TTFT_SECONDS, "vllm:time_to_first_token_seconds"),
+        ];
+        // A writer keeps every series moving while renders run; the renders stop it (also
+        // when one of them panics, so that a failure ends the test).
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let differences = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    queue.increment(1.0);
+                    tokens.increment(1);
+                    ttft.record(0.3);
+                    queue.decrement(1.0);
+                }
+            });
+            let renders = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                (0..2_000)
+                    .flat_map(|_| {
+                        let families = store.families();
+                        pairs.map(|(llm, vllm)| {
+                            (llm, vllm, value(&families, llm), value(&families, vllm))
+                        })
+                    })
+                    .filter(|(_, _, llm, vllm)| llm != vllm)
+                    .collect::<Vec<_>>()
+            }));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            renders.expect("renders")
+        });
+        let count = differences.len();
+        assert_eq!(
+            count,
+            0,
+            "{count} differences, the first {:?}",
+            &differences[..count.min(3)]
+        );
     }
 }
