@@ -1,6 +1,7 @@
 //! Each metric's exact value for requests driven through the span contract.
 
-use crate::support::{assert_all_close, assert_close, dispatch, recording_layer, Harness};
+use crate::support::Expect::{Absent, Counter, Gauge, GaugeClose, Samples};
+use crate::support::{assert_close, dispatch, recording_layer, Harness};
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
 
@@ -37,86 +38,37 @@ fn a_complete_request_yields_every_request_metric() {
         tracing::info!(first_token = true);
         // ...then input tokens count at once, with their cost.
         let bound = h.snapshot();
-        assert_eq!(
-            bound.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
-            100
-        );
-        assert_eq!(
-            bound.counter("llm_cached_input_tokens_total", &[("model", "llama")]),
-            40
-        );
-        // 60 uncached * 1 + 40 cached * 0.5 micro-dollars.
-        assert_eq!(
-            bound.counter("llm_cost_pico_usd_total", &[("model", "llama")]),
-            80_000_000
-        );
-        assert_all_close(
-            &bound.histogram("llm_ttft_seconds", &[("model", "llama")]),
-            &[0.25],
-        );
+        bound.assert_series(&[
+            Counter("llm_tokens_total{model=llama,type=input}", 100),
+            Counter("llm_cached_input_tokens_total{model=llama}", 40),
+            // 60 uncached * 1 + 40 cached * 0.5 micro-dollars.
+            Counter("llm_cost_pico_usd_total{model=llama}", 80_000_000),
+            Samples("llm_ttft_seconds{model=llama}", &[0.25]),
+        ]);
         h.advance(1.0);
         span.record("tokens_out", 11u64);
     });
     let m = h.snapshot();
-    let llama = [("model", "llama")];
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "llama"), ("status", "ok")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "llama"), ("status", "error")]
-        ),
-        0
-    );
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "llama"), ("status", "cancelled")]
-        ),
-        0
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "llama"), ("type", "input")]),
-        0
-    );
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "llama"), ("type", "output")]
-        ),
-        11
-    );
-    assert_eq!(m.counter("llm_cached_input_tokens_total", &llama), 0);
-    assert!(
-        m.histogram("llm_ttft_seconds", &llama).is_empty(),
-        "recorded once"
-    );
-    assert_all_close(&m.histogram("llm_e2e_latency_seconds", &llama), &[1.25]);
-    // Decode: 10 tokens after the first, in 1 s.
-    assert_all_close(
-        &m.histogram("llm_time_per_output_token_seconds", &llama),
-        &[0.1],
-    );
-    assert_all_close(&m.histogram("llm_tokens_per_second", &llama), &[10.0]);
-    assert_eq!(
-        m.gauge("llm_active_requests", &llama),
-        -1.0,
-        "delta since the last snapshot"
-    );
-    assert_close(m.gauge("llm_kv_cache_hit_rate", &llama), 0.4);
-    // Then 11 out * 2 micro-dollars, when the output tokens count.
-    assert_eq!(m.counter("llm_cost_pico_usd_total", &llama), 22_000_000);
-    assert!(m
-        .get(
-            "llm_unpriced_tokens_total",
-            &[("model", "llama"), ("type", "input")]
-        )
-        .is_none());
+    m.assert_series(&[
+        Counter("llm_requests_total{model=llama,status=ok}", 1),
+        Counter("llm_requests_total{model=llama,status=error}", 0),
+        Counter("llm_requests_total{model=llama,status=cancelled}", 0),
+        Counter("llm_tokens_total{model=llama,type=input}", 0),
+        Counter("llm_tokens_total{model=llama,type=output}", 11),
+        Counter("llm_cached_input_tokens_total{model=llama}", 0),
+        // TTFT was recorded once, before this snapshot.
+        Samples("llm_ttft_seconds{model=llama}", &[]),
+        Samples("llm_e2e_latency_seconds{model=llama}", &[1.25]),
+        // Decode: 10 tokens after the first, in 1 s.
+        Samples("llm_time_per_output_token_seconds{model=llama}", &[0.1]),
+        Samples("llm_tokens_per_second{model=llama}", &[10.0]),
+        // A gauge's change since the last snapshot.
+        Gauge("llm_active_requests{model=llama}", -1.0),
+        GaugeClose("llm_kv_cache_hit_rate{model=llama}", 0.4),
+        // Then 11 out * 2 micro-dollars, when the output tokens count.
+        Counter("llm_cost_pico_usd_total{model=llama}", 22_000_000),
+        Absent("llm_unpriced_tokens_total{model=llama,type=input}"),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -136,53 +88,21 @@ fn completion_event_sets_the_end_and_finish_reason() {
         h.advance(7.0);
     });
     let m = h.snapshot();
-    let model = [("model", "m")];
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        5
-    );
-    assert_eq!(
-        m.counter(
-            "llm_finish_reasons_total",
-            &[("model", "m"), ("reason", "length")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter(
-            "llm_finish_reasons_total",
-            &[("model", "m"), ("reason", "stop")]
-        ),
-        0
-    );
-    // The first streamed token is the first token.
-    assert_all_close(&m.histogram("llm_ttft_seconds", &model), &[0.5]);
-    assert_all_close(&m.histogram("llm_e2e_latency_seconds", &model), &[2.0]);
-    assert_all_close(
-        &m.histogram("llm_time_per_output_token_seconds", &model),
-        &[1.5 / 4.0],
-    );
-    assert_all_close(&m.histogram("llm_tokens_per_second", &model), &[4.0 / 1.5]);
-    // No price table: every token is unpriced.
-    assert_eq!(
-        m.counter(
-            "llm_unpriced_tokens_total",
-            &[("model", "m"), ("type", "input")]
-        ),
-        5
-    );
-    assert_eq!(
-        m.counter(
-            "llm_unpriced_tokens_total",
-            &[("model", "m"), ("type", "output")]
-        ),
-        5
-    );
-    assert!(m.get("llm_cost_pico_usd_total", &model).is_none());
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_tokens_total{model=m,type=output}", 5),
+        Counter("llm_finish_reasons_total{model=m,reason=length}", 1),
+        Counter("llm_finish_reasons_total{model=m,reason=stop}", 0),
+        // The first streamed token is the first token.
+        Samples("llm_ttft_seconds{model=m}", &[0.5]),
+        Samples("llm_e2e_latency_seconds{model=m}", &[2.0]),
+        Samples("llm_time_per_output_token_seconds{model=m}", &[1.5 / 4.0]),
+        Samples("llm_tokens_per_second{model=m}", &[4.0 / 1.5]),
+        // No price table: every token is unpriced.
+        Counter("llm_unpriced_tokens_total{model=m,type=input}", 5),
+        Counter("llm_unpriced_tokens_total{model=m,type=output}", 5),
+        Absent("llm_cost_pico_usd_total{model=m}"),
+    ]);
 }
 
 #[test]
@@ -207,14 +127,10 @@ fn streamed_tokens_count_before_the_request_ends() {
         span.record("tokens_out", 5u64);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        0
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=output}", 0),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -279,17 +195,12 @@ fn single_token_requests_have_no_decode_rates() {
         span.record("tokens_out", 1u64);
     });
     let m = h.snapshot();
-    assert_all_close(&m.histogram("llm_ttft_seconds", &[("model", "m")]), &[0.1]);
-    assert_all_close(
-        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
-        &[0.2],
-    );
-    assert!(m
-        .histogram("llm_time_per_output_token_seconds", &[("model", "m")])
-        .is_empty());
-    assert!(m
-        .histogram("llm_tokens_per_second", &[("model", "m")])
-        .is_empty());
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[0.1]),
+        Samples("llm_e2e_latency_seconds{model=m}", &[0.2]),
+        Samples("llm_time_per_output_token_seconds{model=m}", &[]),
+        Samples("llm_tokens_per_second{model=m}", &[]),
+    ]);
 }
 
 #[test]
@@ -306,20 +217,13 @@ fn queue_span_drives_queue_depth_and_wait() {
         tracing::info!(finish_reason = "stop");
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.gauge("llm_queue_depth", &[("model", "m")]),
-        -1.0,
-        "delta since the last snapshot"
-    );
-    assert_all_close(
-        &m.histogram("llm_queue_wait_seconds", &[("model", "m")]),
-        &[0.75],
-    );
-    // TTFT and latency include the time spent queued.
-    assert_all_close(
-        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
-        &[0.75],
-    );
+    m.assert_series(&[
+        // A gauge's change since the last snapshot.
+        Gauge("llm_queue_depth{model=m}", -1.0),
+        Samples("llm_queue_wait_seconds{model=m}", &[0.75]),
+        // TTFT and latency include the time spent queued.
+        Samples("llm_e2e_latency_seconds{model=m}", &[0.75]),
+    ]);
 }
 
 #[test]
@@ -350,18 +254,11 @@ fn model_revision_feeds_the_info_gauge() {
         }
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.gauge("llm_model_info", &[("model", "m"), ("revision", "r2")]),
-        1.0
-    );
-    assert_eq!(
-        m.gauge("llm_model_info", &[("model", "m"), ("revision", "r1")]),
-        0.0
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        3
-    );
+    m.assert_series(&[
+        Gauge("llm_model_info{model=m,revision=r2}", 1.0),
+        Gauge("llm_model_info{model=m,revision=r1}", 0.0),
+        Counter("llm_requests_total{model=m,status=ok}", 3),
+    ]);
 }
 
 #[test]
@@ -377,16 +274,12 @@ fn engine_gauge_events_set_gpu_and_kv_cache_gauges() {
         span.in_scope(|| tracing::info!(kv_cache_usage_ratio = 0.25));
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.gauge("llm_gpu_memory_used_bytes", &[("gpu", "0")]),
-        1_500.0
-    );
-    assert_eq!(
-        m.gauge("llm_gpu_memory_used_bytes", &[("gpu", "1")]),
-        2_000.0
-    );
-    assert_eq!(m.gauge("llm_kv_cache_usage_ratio", &[("model", "m")]), 0.5);
-    assert_eq!(m.gauge("llm_kv_cache_usage_ratio", &[("model", "n")]), 0.25);
+    m.assert_series(&[
+        Gauge("llm_gpu_memory_used_bytes{gpu=0}", 1_500.0),
+        Gauge("llm_gpu_memory_used_bytes{gpu=1}", 2_000.0),
+        Gauge("llm_kv_cache_usage_ratio{model=m}", 0.5),
+        Gauge("llm_kv_cache_usage_ratio{model=n}", 0.25),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 

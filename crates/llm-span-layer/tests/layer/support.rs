@@ -276,12 +276,98 @@ impl metrics::Recorder for TraceCapture {
     }
 }
 
+/// One row of a table given to [`Metrics::assert_series`]: a series, written as Prometheus
+/// shows it (`family{label=value,...}`, or a bare family), and what it must hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect<'a> {
+    /// A registered counter of exactly this value.
+    Counter(&'a str, u64),
+    /// A registered gauge of exactly this value.
+    Gauge(&'a str, f64),
+    /// A registered gauge of this value to within rounding ([`assert_close`]).
+    GaugeClose(&'a str, f64),
+    /// A registered histogram of exactly these samples, each to within rounding
+    /// ([`assert_all_close`]); `&[]` for a registered histogram with no sample.
+    Samples(&'a str, &'a [f64]),
+    /// No series of this family and labels at all.
+    Absent(&'a str),
+}
+
+/// A series written as Prometheus shows it, `family{label=value,...}` (or a bare family),
+/// as its family and label pairs.
+fn parse_series(series: &str) -> (&str, Vec<(&str, &str)>) {
+    let Some((name, labels)) = series.split_once('{') else {
+        return (series, Vec::new());
+    };
+    let labels = labels
+        .strip_suffix('}')
+        .unwrap_or_else(|| panic!("{series}: no closing brace"));
+    let pairs = labels
+        .split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .unwrap_or_else(|| panic!("{series}: {pair} is not label=value"))
+        })
+        .collect();
+    (name, pairs)
+}
+
+impl Metrics {
+    /// Checks every row of `table`; a failure names its row's series.
+    #[track_caller]
+    pub(crate) fn assert_series(&self, table: &[Expect<'_>]) {
+        for &row in table {
+            match row {
+                Expect::Counter(series, value) => {
+                    let (name, pairs) = parse_series(series);
+                    assert_eq!(self.counter(name, &pairs), value, "{series}");
+                }
+                Expect::Gauge(series, value) => {
+                    let (name, pairs) = parse_series(series);
+                    assert_eq!(self.gauge(name, &pairs), value, "{series}");
+                }
+                Expect::GaugeClose(series, value) => {
+                    let (name, pairs) = parse_series(series);
+                    let actual = self.gauge(name, &pairs);
+                    assert!(
+                        is_close(actual, value),
+                        "{series}: expected {value}, got {actual}"
+                    );
+                }
+                Expect::Samples(series, values) => {
+                    let (name, pairs) = parse_series(series);
+                    let actual = self.histogram(name, &pairs);
+                    assert!(
+                        all_close(&actual, values),
+                        "{series}: expected {values:?}, got {actual:?}"
+                    );
+                }
+                Expect::Absent(series) => {
+                    let (name, pairs) = parse_series(series);
+                    let found = self.get(name, &pairs);
+                    assert!(found.is_none(), "{series} is {found:?}, not absent");
+                }
+            }
+        }
+    }
+}
+
+/// Two floats equal to within rounding of a few ulps.
+fn is_close(actual: f64, expected: f64) -> bool {
+    let tolerance = 1e-12 * expected.abs().max(1.0);
+    (actual - expected).abs() <= tolerance
+}
+
+/// As many floats as expected, each [`is_close`] to its own.
+fn all_close(actual: &[f64], expected: &[f64]) -> bool {
+    actual.len() == expected.len() && actual.iter().zip(expected).all(|(a, e)| is_close(*a, *e))
+}
+
 /// Asserts two floats are equal to within rounding of a few ulps.
 #[track_caller]
 pub(crate) fn assert_close(actual: f64, expected: f64) {
-    let tolerance = 1e-12 * expected.abs().max(1.0);
     assert!(
-        (actual - expected).abs() <= tolerance,
+        is_close(actual, expected),
         "expected {expected}, got {actual}"
     );
 }
