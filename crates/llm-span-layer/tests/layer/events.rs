@@ -1,6 +1,7 @@
 //! Where events may come from and what repeated or missing events mean.
 
-use crate::support::{assert_all_close, Harness};
+use crate::support::Expect::{Counter, Gauge, Samples};
+use crate::support::Harness;
 use tracing::field::Empty;
 
 #[test]
@@ -23,11 +24,10 @@ fn first_token_in_a_nested_child_span_reaches_the_request() {
         request.record("tokens_out", 3u64);
     });
     let m = h.snapshot();
-    assert_all_close(&m.histogram("llm_ttft_seconds", &[("model", "m")]), &[0.3]);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[0.3]),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
 }
 
 #[test]
@@ -41,11 +41,10 @@ fn an_event_with_an_explicit_parent_reaches_that_request() {
         tracing::info!(parent: &request, finish_reason = "stop");
     });
     let m = h.snapshot();
-    assert_all_close(&m.histogram("llm_ttft_seconds", &[("model", "m")]), &[0.2]);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[0.2]),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
 }
 
 #[test]
@@ -61,13 +60,12 @@ fn only_the_first_first_token_event_counts() {
         tracing::info!(first_token = true);
     });
     let m = h.snapshot();
-    assert_all_close(&m.histogram("llm_ttft_seconds", &[("model", "m")]), &[0.1]);
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[0.1]),
+        // Decode speed runs from the first first token.
+        Samples("llm_time_per_output_token_seconds{model=m}", &[0.1]),
+    ]);
     assert_eq!(m.anomalies("duplicate_first_token"), 1);
-    // Decode speed runs from the first first token.
-    assert_all_close(
-        &m.histogram("llm_time_per_output_token_seconds", &[("model", "m")]),
-        &[0.1],
-    );
 }
 
 #[test]
@@ -100,20 +98,12 @@ fn a_request_without_a_first_token_has_no_ttft() {
         request.record("tokens_out", 8u64);
     });
     let m = h.snapshot();
-    assert!(m
-        .histogram("llm_ttft_seconds", &[("model", "m")])
-        .is_empty());
-    assert!(m
-        .histogram("llm_tokens_per_second", &[("model", "m")])
-        .is_empty());
-    assert_all_close(
-        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
-        &[2.0],
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        8
-    );
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[]),
+        Samples("llm_tokens_per_second{model=m}", &[]),
+        Samples("llm_e2e_latency_seconds{model=m}", &[2.0]),
+        Counter("llm_tokens_total{model=m,type=output}", 8),
+    ]);
 }
 
 #[test]
@@ -143,23 +133,13 @@ fn fields_recorded_after_creation_are_used() {
         request.record("tokens_out", 3u64);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "late"), ("type", "input")]),
-        7
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "late"), ("type", "output")]),
-        3
-    );
-    assert_eq!(
-        m.counter("llm_cached_input_tokens_total", &[("model", "late")]),
-        2
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "late"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "late")]), 0.0);
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=late,type=input}", 7),
+        Counter("llm_tokens_total{model=late,type=output}", 3),
+        Counter("llm_cached_input_tokens_total{model=late}", 2),
+        Counter("llm_requests_total{model=late,status=ok}", 1),
+        Gauge("llm_active_requests{model=late}", 0.0),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -195,18 +175,11 @@ fn token_fields_on_events_apply_to_the_request() {
         tracing::info!(tokens_out = 6u64, finish_reason = "stop");
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        12
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        6
-    );
-    assert_eq!(
-        m.counter("llm_cached_input_tokens_total", &[("model", "m")]),
-        4
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=input}", 12),
+        Counter("llm_tokens_total{model=m,type=output}", 6),
+        Counter("llm_cached_input_tokens_total{model=m}", 4),
+    ]);
 }
 
 #[test]
@@ -238,18 +211,11 @@ fn a_second_completion_event_is_counted_and_ignored() {
         tracing::info!(finish_reason = "stop");
     });
     let m = h.snapshot();
-    assert_all_close(
-        &m.histogram("llm_e2e_latency_seconds", &[("model", "m")]),
-        &[1.0],
-    );
+    m.assert_series(&[
+        Samples("llm_e2e_latency_seconds{model=m}", &[1.0]),
+        Counter("llm_finish_reasons_total{model=m,reason=stop}", 1),
+    ]);
     assert_eq!(m.anomalies("duplicate_completion"), 1);
-    assert_eq!(
-        m.counter(
-            "llm_finish_reasons_total",
-            &[("model", "m"), ("reason", "stop")]
-        ),
-        1
-    );
 }
 
 #[test]
@@ -337,14 +303,8 @@ fn a_finish_reason_recorded_on_the_span_completes_the_request() {
         request.record("finish_reason", "stop");
     });
     let m = h.snapshot();
-    assert_eq!(
-        (
-            m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-            m.counter(
-                "llm_requests_total",
-                &[("model", "m"), ("status", "cancelled")]
-            ),
-        ),
-        (1, 0)
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_requests_total{model=m,status=cancelled}", 0),
+    ]);
 }
