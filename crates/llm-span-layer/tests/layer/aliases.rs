@@ -1,5 +1,6 @@
 //! OpenTelemetry GenAI names produce the same metrics as the short names.
 
+use crate::support::Expect::{Counter, Samples};
 use crate::support::{assert_all_close, Harness};
 use tracing::field::Empty;
 
@@ -45,33 +46,16 @@ fn otel_names(h: &Harness) {
 
 fn check(h: &Harness) {
     let m = h.snapshot();
-    let model = [("model", "m")];
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        10
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        6
-    );
-    assert_eq!(m.counter("llm_cached_input_tokens_total", &model), 4);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter(
-            "llm_finish_reasons_total",
-            &[("model", "m"), ("reason", "stop")]
-        ),
-        1
-    );
-    assert_all_close(&m.histogram("llm_ttft_seconds", &model), &[0.5]);
-    assert_all_close(&m.histogram("llm_e2e_latency_seconds", &model), &[1.0]);
-    assert_all_close(
-        &m.histogram("llm_time_per_output_token_seconds", &model),
-        &[0.1],
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=input}", 10),
+        Counter("llm_tokens_total{model=m,type=output}", 6),
+        Counter("llm_cached_input_tokens_total{model=m}", 4),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_finish_reasons_total{model=m,reason=stop}", 1),
+        Samples("llm_ttft_seconds{model=m}", &[0.5]),
+        Samples("llm_e2e_latency_seconds{model=m}", &[1.0]),
+        Samples("llm_time_per_output_token_seconds{model=m}", &[0.1]),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -168,31 +152,17 @@ fn a_time_to_first_chunk_recorded_on_the_span_marks_the_first_token() {
         span.record("gen_ai.usage.output_tokens", 11i64);
     });
     let m = h.snapshot();
-    const M: &[(&str, &str)] = &[("model", "m")];
-    assert_all_close(&m.histogram("llm_ttft_seconds", M), &[0.25]);
-    // Ten tokens after the first, in the second between first chunk and end.
-    assert_all_close(&m.histogram("llm_time_per_output_token_seconds", M), &[0.1]);
-    assert_all_close(&m.histogram("llm_tokens_per_second", M), &[10.0]);
-    assert_all_close(&m.histogram("llm_e2e_latency_seconds", M), &[1.25]);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter(
-            "llm_finish_reasons_total",
-            &[("model", "m"), ("reason", "stop")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        12
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        11
-    );
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=m}", &[0.25]),
+        // Ten tokens after the first, in the second between first chunk and end.
+        Samples("llm_time_per_output_token_seconds{model=m}", &[0.1]),
+        Samples("llm_tokens_per_second{model=m}", &[10.0]),
+        Samples("llm_e2e_latency_seconds{model=m}", &[1.25]),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_finish_reasons_total{model=m,reason=stop}", 1),
+        Counter("llm_tokens_total{model=m,type=input}", 12),
+        Counter("llm_tokens_total{model=m,type=output}", 11),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -275,36 +245,18 @@ fn an_embeddings_call_is_a_request_that_answers_once() {
         span.record("gen_ai.usage.input_tokens", 3i64);
     });
     let m = h.snapshot();
-    let status = |s| m.counter("llm_requests_total", &[("model", "e"), ("status", s)]);
-    assert_eq!(
-        (status("ok"), status("error"), status("cancelled")),
-        (2, 1, 1)
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "e"), ("type", "input")]),
-        10
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "e"), ("type", "output")]),
-        2
-    );
-    // 10 input tokens at 20,000 picodollars each.
-    assert_eq!(
-        m.counter("llm_cost_pico_usd_total", &[("model", "e")]),
-        200_000
-    );
-    assert_eq!(
-        m.histogram("llm_ttft_seconds", &[("model", "e")]),
-        Vec::<f64>::new()
-    );
-    assert_eq!(
-        m.histogram("llm_tokens_per_second", &[("model", "e")]),
-        Vec::<f64>::new()
-    );
-    assert_all_close(
-        &m.histogram("llm_e2e_latency_seconds", &[("model", "e")]),
-        &[0.2, 0.0],
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=e,status=ok}", 2),
+        Counter("llm_requests_total{model=e,status=error}", 1),
+        Counter("llm_requests_total{model=e,status=cancelled}", 1),
+        Counter("llm_tokens_total{model=e,type=input}", 10),
+        Counter("llm_tokens_total{model=e,type=output}", 2),
+        // 10 input tokens at 20,000 picodollars each.
+        Counter("llm_cost_pico_usd_total{model=e}", 200_000),
+        Samples("llm_ttft_seconds{model=e}", &[]),
+        Samples("llm_tokens_per_second{model=e}", &[]),
+        Samples("llm_e2e_latency_seconds{model=e}", &[0.2, 0.0]),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -378,16 +330,12 @@ fn langchain_rust_field_names_count_on_its_llm_generate_span_only() {
         ));
     });
     let m = h.snapshot();
-    let status = |s| m.counter("llm_requests_total", &[("model", "m"), ("status", s)]);
-    assert_eq!((status("ok"), status("error")), (1, 1));
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        9
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        4
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_requests_total{model=m,status=error}", 1),
+        Counter("llm_tokens_total{model=m,type=input}", 9),
+        Counter("llm_tokens_total{model=m,type=output}", 4),
+    ]);
     assert_eq!(m.sum("llm_requests_total"), 2);
 }
 
