@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::Expect::{Counter, Gauge};
 use crate::support::{assert_all_close, Harness};
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
@@ -65,20 +66,16 @@ fn async_requests_on_many_threads_are_counted_exactly() {
     let odd_input: u64 = (0..200u64).filter(|i| i % 2 == 1).map(|i| 10 + i).sum();
     assert_eq!((input("even"), input("odd")), (even_input, odd_input));
     assert_eq!(output("even") + output("odd"), expected_output);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "even"), ("status", "ok")]),
-        100
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "odd"), ("status", "ok")]),
-        100
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=even,status=ok}", 100),
+        Counter("llm_requests_total{model=odd,status=ok}", 100),
+        Gauge("llm_active_requests{model=even}", 0.0),
+        Gauge("llm_active_requests{model=odd}", 0.0),
+    ]);
     assert_eq!(
         m.histogram("llm_ttft_seconds", &[("model", "even")]).len(),
         100
     );
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "even")]), 0.0);
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "odd")]), 0.0);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -128,19 +125,12 @@ fn a_span_closed_on_another_thread_is_finished_there() {
     .join()
     .expect("thread");
     let m = h.snapshot();
-    assert_eq!(
-        m.gauge("llm_active_requests", &[("model", "m")]),
-        -1.0,
-        "delta since the last snapshot"
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        2
-    );
+    m.assert_series(&[
+        // A gauge's change since the last snapshot.
+        Gauge("llm_active_requests{model=m}", -1.0),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_tokens_total{model=m,type=output}", 2),
+    ]);
 }
 
 #[tracing::instrument(skip_all, fields(model = "m", tokens_in = 5u64, tokens_out = Empty))]
@@ -181,27 +171,17 @@ fn dropping_a_future_mid_stream_cancels_the_request_and_resets_gauges() {
         }
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        50
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        0
-    );
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "m")]), 0.0);
-    assert_eq!(m.gauge("llm_queue_depth", &[("model", "m")]), 0.0);
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=cancelled}", 50),
+        Counter("llm_requests_total{model=m,status=ok}", 0),
+        Gauge("llm_active_requests{model=m}", 0.0),
+        Gauge("llm_queue_depth{model=m}", 0.0),
+        Counter("llm_tokens_total{model=m,type=input}", 250),
+    ]);
     assert_eq!(
         m.histogram("llm_queue_wait_seconds", &[("model", "m")])
             .len(),
         50
     );
     assert!(m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]) >= 50);
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        250
-    );
 }

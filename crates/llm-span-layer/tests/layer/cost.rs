@@ -1,5 +1,6 @@
 //! Cost is an integer counter of picodollars: exact for any number of tokens.
 
+use crate::support::Expect::{Absent, Counter};
 use crate::support::Harness;
 use llm_span_layer::{ModelPrice, PriceTable};
 
@@ -77,33 +78,13 @@ fn unpriced_models_count_their_tokens_separately() {
         ));
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_cost_pico_usd_total", &[("model", "priced")]),
-        10_000_000
-    );
-    assert!(m
-        .get("llm_cost_pico_usd_total", &[("model", "free")])
-        .is_none());
-    assert_eq!(
-        m.counter(
-            "llm_unpriced_tokens_total",
-            &[("model", "free"), ("type", "input")]
-        ),
-        7
-    );
-    assert_eq!(
-        m.counter(
-            "llm_unpriced_tokens_total",
-            &[("model", "free"), ("type", "output")]
-        ),
-        2
-    );
-    assert!(m
-        .get(
-            "llm_unpriced_tokens_total",
-            &[("model", "priced"), ("type", "input")]
-        )
-        .is_none());
+    m.assert_series(&[
+        Counter("llm_cost_pico_usd_total{model=priced}", 10_000_000),
+        Absent("llm_cost_pico_usd_total{model=free}"),
+        Counter("llm_unpriced_tokens_total{model=free,type=input}", 7),
+        Counter("llm_unpriced_tokens_total{model=free,type=output}", 2),
+        Absent("llm_unpriced_tokens_total{model=priced,type=input}"),
+    ]);
 }
 
 #[test]
@@ -115,15 +96,8 @@ fn cancelled_and_failed_requests_still_cost() {
         span.in_scope(|| tracing::info!(tokens_out_delta = 20u64));
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_cost_pico_usd_total", &[("model", "m")]),
-        120_000_000
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+        Counter("llm_cost_pico_usd_total{model=m}", 120_000_000),
+    ]);
 }

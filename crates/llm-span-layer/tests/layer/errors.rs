@@ -1,5 +1,6 @@
 //! How a request's status is decided: errors, explicit status, cancellation.
 
+use crate::support::Expect::{Counter, Gauge, Samples};
 use crate::support::Harness;
 use tracing::field::Empty;
 
@@ -32,14 +33,10 @@ fn instrument_err_marks_the_request_failed() {
         assert!(generate(false).is_ok());
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=error}", 1),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
     // Latency and decode speed describe successful requests only.
     assert_eq!(
         m.histogram("llm_e2e_latency_seconds", &[("model", "m")])
@@ -81,14 +78,10 @@ fn error_fields_fail_the_request() {
         drop(b);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=error}", 1),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
 }
 
 #[test]
@@ -117,21 +110,11 @@ fn an_explicit_status_wins() {
         drop(c);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+        Counter("llm_requests_total{model=m,status=error}", 1),
+    ]);
 }
 
 #[test]
@@ -151,26 +134,14 @@ fn a_request_that_never_completes_is_cancelled() {
         // Dropped before recording tokens_out or a finish reason.
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
-    // Tokens that were produced are still counted.
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        3
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        9
-    );
-    assert!(m
-        .histogram("llm_e2e_latency_seconds", &[("model", "m")])
-        .is_empty());
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "m")]), 0.0);
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+        // Tokens that were produced are still counted.
+        Counter("llm_tokens_total{model=m,type=output}", 3),
+        Counter("llm_tokens_total{model=m,type=input}", 9),
+        Samples("llm_e2e_latency_seconds{model=m}", &[]),
+        Gauge("llm_active_requests{model=m}", 0.0),
+    ]);
 }
 
 #[test]
@@ -186,13 +157,9 @@ fn a_panic_inside_a_request_leaves_the_gauges_right() {
     }));
     assert!(outcome.is_err());
     let m = h.snapshot();
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "m")]), 0.0);
-    assert_eq!(m.gauge("llm_queue_depth", &[("model", "m")]), 0.0);
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
+    m.assert_series(&[
+        Gauge("llm_active_requests{model=m}", 0.0),
+        Gauge("llm_queue_depth{model=m}", 0.0),
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+    ]);
 }
