@@ -4,6 +4,7 @@
 
 use std::sync::Mutex;
 
+use crate::support::Expect;
 use crate::support::Harness;
 use llm_span_layer::catalog::{self, MetricKind};
 use llm_span_layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder, ModelPrice, PriceTable};
@@ -231,15 +232,11 @@ fn an_event_that_updates_its_request_also_sets_engine_gauges() {
         });
     });
     let m = h.snapshot();
-    assert_eq!(m.gauge("llm_kv_cache_usage_ratio", &[("model", "m")]), 0.75);
-    assert_eq!(
-        m.gauge("llm_gpu_memory_used_bytes", &[("gpu", "2")]),
-        4096.0
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        3
-    );
+    m.assert_series(&[
+        Expect::Gauge("llm_kv_cache_usage_ratio{model=m}", 0.75),
+        Expect::Gauge("llm_gpu_memory_used_bytes{gpu=2}", 4096.0),
+        Expect::Counter("llm_tokens_total{model=m,type=output}", 3),
+    ]);
 }
 
 #[test]
@@ -364,14 +361,10 @@ fn a_delta_event_at_error_level_still_fails_its_request() {
         drop(entered);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        4
-    );
+    m.assert_series(&[
+        Expect::Counter("llm_requests_total{model=m,status=error}", 1),
+        Expect::Counter("llm_tokens_total{model=m,type=output}", 4),
+    ]);
 }
 
 #[test]

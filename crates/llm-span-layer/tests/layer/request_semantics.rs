@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::support::{assert_all_close, recording_layer, Harness, Metrics};
+use crate::support::Expect::{Absent, Counter, Gauge, Samples};
+use crate::support::{recording_layer, Harness, Metrics};
 use llm_span_layer::{ConfigError, LlmSpanLayer, LlmSpanLayerBuilder, ModelPrice, PriceTable};
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -81,15 +82,11 @@ fn extra_labels_recorded_after_the_model_label_the_whole_request() {
         span.record("tenant", "other");
     });
     let m = h.snapshot();
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,tenant=acme,status=ok}", 1),
+        Counter("llm_tokens_total{model=m,tenant=acme,type=input}", 9),
+    ]);
     let acme = [("model", "m"), ("tenant", "acme")];
-    assert_eq!(
-        m.counter("llm_requests_total", &[acme[0], acme[1], ("status", "ok")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[acme[0], acme[1], ("type", "input")]),
-        9
-    );
     assert_eq!(m.histogram("llm_ttft_seconds", &acme).len(), 1);
     assert_eq!(m.label_values("llm_requests_total", "tenant"), ["acme"]);
     assert_eq!(m.anomalies("late_label"), 1);
@@ -115,14 +112,10 @@ fn a_queue_wait_before_the_model_is_known_waits_for_it_even_where_unknown_counts
         drop(request);
     });
     let m = h.snapshot();
-    assert_all_close(
-        &m.histogram("llm_queue_wait_seconds", &[("model", "m")]),
-        &[0.75],
-    );
-    assert_eq!(
-        m.histogram("llm_queue_wait_seconds", &[("model", "unknown")]),
-        Vec::<f64>::new()
-    );
+    m.assert_series(&[
+        Samples("llm_queue_wait_seconds{model=m}", &[0.75]),
+        Samples("llm_queue_wait_seconds{model=unknown}", &[]),
+    ]);
 }
 
 #[test]
@@ -174,42 +167,17 @@ fn a_model_learned_late_labels_the_whole_request() {
         m.label_values("llm_requests_total", "model"),
         ["late-a", "late-b", "late-c"]
     );
-    let of = |model| [("model", model)];
-    assert_all_close(&m.histogram("llm_ttft_seconds", &of("late-a")), &[0.5]);
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "late-a"), ("type", "output")]
-        ),
-        2
-    );
-    assert_all_close(
-        &m.histogram("llm_queue_wait_seconds", &of("late-b")),
-        &[0.25],
-    );
-    assert_eq!(m.gauge("llm_queue_depth", &of("late-b")), 0.0);
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "late-c"), ("type", "input")]
-        ),
-        5
-    );
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "late-c"), ("type", "output")]
-        ),
-        2
-    );
-    // Nothing was ever counted under `unknown`: its gauge moved and came back.
-    assert!(m
-        .get(
-            "llm_requests_total",
-            &[("model", "unknown"), ("status", "ok")]
-        )
-        .is_none());
-    assert_eq!(m.gauge("llm_active_requests", &of("unknown")), 0.0);
+    m.assert_series(&[
+        Samples("llm_ttft_seconds{model=late-a}", &[0.5]),
+        Counter("llm_tokens_total{model=late-a,type=output}", 2),
+        Samples("llm_queue_wait_seconds{model=late-b}", &[0.25]),
+        Gauge("llm_queue_depth{model=late-b}", 0.0),
+        Counter("llm_tokens_total{model=late-c,type=input}", 5),
+        Counter("llm_tokens_total{model=late-c,type=output}", 2),
+        // Nothing was ever counted under `unknown`: its gauge moved and came back.
+        Absent("llm_requests_total{model=unknown,status=ok}"),
+        Gauge("llm_active_requests{model=unknown}", 0.0),
+    ]);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -311,24 +279,17 @@ fn cost_is_counted_with_its_tokens_exactly_across_series_and_past_the_cap() {
         ));
     });
     let m = h.snapshot();
-    // 1000 input * 2 + 100 output * 3 micro-dollars.
-    assert_eq!(
-        m.counter(
-            "llm_cost_pico_usd_total",
-            &[("model", "__overflow__"), ("tenant", "t0")]
+    m.assert_series(&[
+        // 1000 input * 2 + 100 output * 3 micro-dollars.
+        Counter(
+            "llm_cost_pico_usd_total{model=__overflow__,tenant=t0}",
+            2_300_000_000,
         ),
-        2_300_000_000
-    );
-    assert!(m
-        .get(
-            "llm_unpriced_tokens_total",
-            &[
-                ("model", "__overflow__"),
-                ("tenant", "t0"),
-                ("type", "input")
-            ]
-        )
-        .is_some_and(|v| matches!(v, metrics_util::debugging::DebugValue::Counter(0))));
+        Counter(
+            "llm_unpriced_tokens_total{model=__overflow__,tenant=t0,type=input}",
+            0,
+        ),
+    ]);
 }
 
 #[test]
@@ -356,30 +317,19 @@ fn replacing_the_layer_finishes_its_open_requests_once() {
         drop(after);
     });
     let old = Metrics::of(&snapshotter);
-    assert_eq!(old.gauge("llm_active_requests", &[("model", "m")]), 0.0);
-    assert_eq!(
-        old.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
-    assert_eq!(
-        old.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        0
-    );
-    assert_eq!(
-        old.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        3
-    );
+    old.assert_series(&[
+        Gauge("llm_active_requests{model=m}", 0.0),
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+        Counter("llm_requests_total{model=m,status=ok}", 0),
+        Counter("llm_tokens_total{model=m,type=output}", 3),
+    ]);
     // The new layer counts only what started after it: the old span is not its own.
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Gauge("llm_active_requests{model=m}", 0.0),
+    ]);
     assert_eq!(m.sum("llm_requests_total"), 1);
-    assert_eq!(m.gauge("llm_active_requests", &[("model", "m")]), 0.0);
 }
 
 /// A layer writing to the harness's recorder, for a reload.
@@ -409,18 +359,13 @@ fn queue_depth_counts_requests_and_cached_tokens_never_exceed_input() {
         request.in_scope(|| tracing::info!(first_token = true));
     });
     let m = h.snapshot();
-    let of = [("model", "m")];
-    assert_all_close(&m.histogram("llm_queue_wait_seconds", &of), &[2.0]);
-    assert_eq!(
-        m.gauge("llm_queue_depth", &of),
-        -1.0,
-        "delta since the last snapshot"
-    );
-    assert_eq!(m.counter("llm_cached_input_tokens_total", &of), 5);
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        5
-    );
+    m.assert_series(&[
+        Samples("llm_queue_wait_seconds{model=m}", &[2.0]),
+        // A gauge's change since the last snapshot.
+        Gauge("llm_queue_depth{model=m}", -1.0),
+        Counter("llm_cached_input_tokens_total{model=m}", 5),
+        Counter("llm_tokens_total{model=m,type=input}", 5),
+    ]);
     assert_eq!(m.anomalies("token_count_mismatch"), 1);
 }
 
@@ -451,31 +396,12 @@ fn a_child_span_with_a_model_and_input_tokens_is_a_request_of_its_own() {
         agent.record("tokens_out", 7u64);
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "coder"), ("status", "ok")]
-        ),
-        2
-    );
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "planner"), ("status", "ok")]
-        ),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "coder"), ("type", "input")]),
-        20
-    );
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "planner"), ("type", "input")]
-        ),
-        100
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=coder,status=ok}", 2),
+        Counter("llm_requests_total{model=planner,status=ok}", 1),
+        Counter("llm_tokens_total{model=coder,type=input}", 20),
+        Counter("llm_tokens_total{model=planner,type=input}", 100),
+    ]);
     assert_eq!(
         m.histogram("llm_ttft_seconds", &[("model", "coder")]).len(),
         2
@@ -512,23 +438,16 @@ fn an_async_request_with_a_queue_phase_is_counted_once() {
         );
     });
     let m = h.snapshot();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Counter("llm_tokens_total{model=m,type=input}", 1),
+        Counter("llm_tokens_total{model=m,type=output}", 2),
+        Gauge("llm_queue_depth{model=m}", 0.0),
+        Gauge("llm_active_requests{model=m}", 0.0),
+    ]);
     let of = [("model", "m")];
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        1
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        2
-    );
     assert_eq!(m.histogram("llm_queue_wait_seconds", &of).len(), 1);
     assert_eq!(m.histogram("llm_ttft_seconds", &of).len(), 1);
-    assert_eq!(m.gauge("llm_queue_depth", &of), 0.0);
-    assert_eq!(m.gauge("llm_active_requests", &of), 0.0);
     assert_eq!(m.all_anomalies(), 0);
 }
 
@@ -546,16 +465,13 @@ fn a_queued_request_that_learns_its_model_moves_its_queue_depth_with_it() {
         // Still queued: the request, and its place in the queue, move to `m`.
         request.record("model", "m");
         let moved = h.snapshot();
-        assert_eq!(
-            (
-                moved.gauge("llm_queue_depth", &[("model", "unknown")]),
-                moved.gauge("llm_queue_depth", &[("model", "m")]),
-                moved.gauge("llm_active_requests", &[("model", "unknown")]),
-                moved.gauge("llm_active_requests", &[("model", "m")]),
-            ),
-            (-1.0, 1.0, -1.0, 1.0),
-            "(queue depth, active requests) deltas: unknown, then m"
-        );
+        // The gauges' changes since the last snapshot.
+        moved.assert_series(&[
+            Gauge("llm_queue_depth{model=unknown}", -1.0),
+            Gauge("llm_queue_depth{model=m}", 1.0),
+            Gauge("llm_active_requests{model=unknown}", -1.0),
+            Gauge("llm_active_requests{model=m}", 1.0),
+        ]);
         drop(queue);
         let dequeued = h.snapshot();
         assert_eq!(dequeued.gauge("llm_queue_depth", &[("model", "m")]), -1.0);
@@ -612,15 +528,10 @@ fn replacing_the_layer_during_a_queue_phase_counts_the_wait_so_far() {
         drop(request);
     });
     let m = h.snapshot();
-    let of = [("model", "m")];
-    assert_all_close(&m.histogram("llm_queue_wait_seconds", &of), &[1.5]);
-    assert_eq!(m.gauge("llm_queue_depth", &of), 0.0);
-    assert_eq!(m.gauge("llm_active_requests", &of), 0.0);
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "m"), ("status", "cancelled")]
-        ),
-        1
-    );
+    m.assert_series(&[
+        Samples("llm_queue_wait_seconds{model=m}", &[1.5]),
+        Gauge("llm_queue_depth{model=m}", 0.0),
+        Gauge("llm_active_requests{model=m}", 0.0),
+        Counter("llm_requests_total{model=m,status=cancelled}", 1),
+    ]);
 }
