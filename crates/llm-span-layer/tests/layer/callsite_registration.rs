@@ -7,6 +7,7 @@
 
 use std::sync::Barrier;
 
+use crate::support::Expect::Counter;
 use crate::support::Harness;
 
 macro_rules! request {
@@ -63,18 +64,11 @@ fn callsites_hit_first_by_many_threads_at_once_are_counted() {
     });
     let m = h.snapshot();
     let requests = (THREADS * ROUNDS) as u64;
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        requests
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        3 * requests
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        2 * requests
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", requests),
+        Counter("llm_tokens_total{model=m,type=input}", 3 * requests),
+        Counter("llm_tokens_total{model=m,type=output}", 2 * requests),
+    ]);
     assert_eq!(
         m.histogram("llm_ttft_seconds", &[("model", "m")]).len() as u64,
         requests

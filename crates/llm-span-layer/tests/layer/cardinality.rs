@@ -1,5 +1,6 @@
 //! Label caps: a flood of distinct values cannot create unbounded series.
 
+use crate::support::Expect::Counter;
 use crate::support::{dispatch, Harness};
 
 fn request(model: &str, tenant: &str) {
@@ -23,20 +24,10 @@ fn models_past_the_cap_share_the_overflow_series() {
     let m = h.snapshot();
     let models = m.label_values("llm_requests_total", "model");
     assert_eq!(models, ["__overflow__", "model-0", "model-1", "model-2"]);
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "model-0"), ("status", "ok")]
-        ),
-        100
-    );
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "__overflow__"), ("status", "ok")]
-        ),
-        700
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=model-0,status=ok}", 100),
+        Counter("llm_requests_total{model=__overflow__,status=ok}", 700),
+    ]);
     assert_eq!(m.anomalies("label_overflow"), 700);
     assert_eq!(m.sum("llm_requests_total"), 1000);
 }

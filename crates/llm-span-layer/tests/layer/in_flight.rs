@@ -1,6 +1,7 @@
 //! More requests open at once than the in-flight table's first level holds: it grows,
 //! and every request is still counted exactly.
 
+use crate::support::Expect::{Absent, Counter, Gauge};
 use crate::support::Harness;
 use tracing::field::Empty;
 
@@ -20,16 +21,11 @@ fn thousands_of_open_requests_are_all_counted() {
             })
             .collect();
         let during = h.snapshot();
-        assert_eq!(
-            during.gauge("llm_active_requests", &[("model", "m")]),
-            OPEN as f64
-        );
-        assert!(
-            during
-                .get("llm_tokens_total", &[("model", "m"), ("type", "input")])
-                .is_none(),
-            "input tokens wait for the first token"
-        );
+        during.assert_series(&[
+            Gauge("llm_active_requests{model=m}", OPEN as f64),
+            // Input tokens wait for the first token.
+            Absent("llm_tokens_total{model=m,type=input}"),
+        ]);
         for (i, span) in spans.iter().enumerate() {
             tracing::info!(parent: span, first_token = true);
             span.record("tokens_out", 2 + i as u64 % 3);
@@ -40,18 +36,14 @@ fn thousands_of_open_requests_are_all_counted() {
     let m = h.snapshot();
     let input: u64 = (0..OPEN).map(|i| i % 7).sum();
     let output: u64 = (0..OPEN).map(|i| 2 + i % 3).sum();
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        OPEN
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        input
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        output
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", OPEN),
+        Counter("llm_tokens_total{model=m,type=input}", input),
+        Counter("llm_tokens_total{model=m,type=output}", output),
+        // A gauge's change since the last snapshot.
+        Gauge("llm_active_requests{model=m}", -(OPEN as f64)),
+        Gauge("llm_queue_depth{model=m}", 0.0),
+    ]);
     assert_eq!(
         m.histogram("llm_ttft_seconds", &[("model", "m")]).len() as u64,
         OPEN
@@ -61,11 +53,5 @@ fn thousands_of_open_requests_are_all_counted() {
             .len() as u64,
         OPEN
     );
-    assert_eq!(
-        m.gauge("llm_active_requests", &[("model", "m")]),
-        -(OPEN as f64),
-        "delta since the last snapshot"
-    );
-    assert_eq!(m.gauge("llm_queue_depth", &[("model", "m")]), 0.0);
     assert_eq!(m.all_anomalies(), 0);
 }

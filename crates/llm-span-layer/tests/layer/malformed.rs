@@ -1,5 +1,6 @@
 //! Every malformed value is dropped and counted by reason; nothing panics.
 
+use crate::support::Expect::Counter;
 use crate::support::Harness;
 use tracing::field::Empty;
 
@@ -166,20 +167,10 @@ fn a_missing_model_is_counted_under_unknown() {
     });
     let m = h.snapshot();
     assert_eq!(m.anomalies("missing_model"), 2);
-    assert_eq!(
-        m.counter(
-            "llm_requests_total",
-            &[("model", "unknown"), ("status", "ok")]
-        ),
-        2
-    );
-    assert_eq!(
-        m.counter(
-            "llm_tokens_total",
-            &[("model", "unknown"), ("type", "input")]
-        ),
-        6
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=unknown,status=ok}", 2),
+        Counter("llm_tokens_total{model=unknown,type=input}", 6),
+    ]);
 }
 
 #[test]

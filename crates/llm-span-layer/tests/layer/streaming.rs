@@ -3,6 +3,7 @@
 //! several threads; the request's own totals (its time per output token, its final
 //! `tokens_out`, its cost) see every one of them.
 
+use crate::support::Expect::Counter;
 use crate::support::Harness;
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
@@ -36,12 +37,14 @@ fn a_stream_counts_every_delta_and_its_cost_as_it_goes() {
         span
     });
     let during = h.snapshot();
-    assert_eq!(during.counter("llm_tokens_total", OUTPUT), 100);
-    // 10 input at 1 µ$ and 100 output at 3 µ$, in picodollars.
-    assert_eq!(
-        during.counter("llm_cost_pico_usd_total", MODEL),
-        10_000_000 + 100 * 3_000_000
-    );
+    during.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=output}", 100),
+        // 10 input at 1 µ$ and 100 output at 3 µ$, in picodollars.
+        Counter(
+            "llm_cost_pico_usd_total{model=m}",
+            10_000_000 + 100 * 3_000_000,
+        ),
+    ]);
     h.advance(1.0);
     h.run(|| {
         // The total the request reports agrees with what streamed: nothing more.
@@ -49,12 +52,11 @@ fn a_stream_counts_every_delta_and_its_cost_as_it_goes() {
         drop(span);
     });
     let after = h.snapshot();
-    assert_eq!(
-        after.counter("llm_tokens_total", OUTPUT),
-        0,
-        "no second count"
-    );
-    assert_eq!(after.counter("llm_cost_pico_usd_total", MODEL), 0);
+    after.assert_series(&[
+        // No second count.
+        Counter("llm_tokens_total{model=m,type=output}", 0),
+        Counter("llm_cost_pico_usd_total{model=m}", 0),
+    ]);
     assert_eq!(after.all_anomalies(), 0);
     // 99 tokens after the first in one second: the request saw all 100.
     assert_eq!(after.histogram("llm_tokens_per_second", MODEL), vec![99.0]);
@@ -78,15 +80,14 @@ fn a_total_past_the_stream_counts_only_the_difference_and_deltas_after_it_count_
         tracing::info!(tokens_out_delta = 1u64);
     });
     let m = h.snapshot();
-    assert_eq!(m.counter("llm_tokens_total", OUTPUT), 25 + 5 + 3 + 1);
-    assert_eq!(
-        m.counter("llm_cost_pico_usd_total", MODEL),
-        1_000_000 + 34 * 3_000_000
-    );
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=output}", 25 + 5 + 3 + 1),
+        Counter(
+            "llm_cost_pico_usd_total{model=m}",
+            1_000_000 + 34 * 3_000_000,
+        ),
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+    ]);
 }
 
 #[test]
@@ -122,11 +123,13 @@ fn deltas_from_many_threads_into_one_request_count_exactly() {
         drop(span);
     });
     let m = h.snapshot();
-    assert_eq!(m.counter("llm_tokens_total", OUTPUT), 3 * PER_THREAD);
-    assert_eq!(
-        m.counter("llm_cost_pico_usd_total", MODEL),
-        7_000_000 + 3 * PER_THREAD * 3_000_000
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=output}", 3 * PER_THREAD),
+        Counter(
+            "llm_cost_pico_usd_total{model=m}",
+            7_000_000 + 3 * PER_THREAD * 3_000_000,
+        ),
+    ]);
     assert_eq!(
         m.all_anomalies(),
         0,
@@ -149,9 +152,10 @@ fn unpriced_streams_count_their_tokens_as_unpriced() {
         span.in_scope(|| tracing::info!(finish_reason = "stop"));
     });
     let m = h.snapshot();
-    let output = &[("model", "free"), ("type", "output")];
-    assert_eq!(m.counter("llm_tokens_total", output), 30);
-    assert_eq!(m.counter("llm_unpriced_tokens_total", output), 30);
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=free,type=output}", 30),
+        Counter("llm_unpriced_tokens_total{model=free,type=output}", 30),
+    ]);
     assert_eq!(
         m.histogram("llm_tokens_per_second", &[("model", "free")]),
         vec![14.5]
@@ -193,11 +197,10 @@ fn an_error_level_delta_still_fails_its_request() {
         });
     });
     let m = h.snapshot();
-    assert_eq!(m.counter("llm_tokens_total", OUTPUT), 3);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "error")]),
-        1
-    );
+    m.assert_series(&[
+        Counter("llm_tokens_total{model=m,type=output}", 3),
+        Counter("llm_requests_total{model=m,status=error}", 1),
+    ]);
 }
 
 #[test]
