@@ -6,7 +6,7 @@
 //! installs a recorder meanwhile.
 
 // The harness of `layer/`, of which these tests use a part.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../layer/support.rs"]
 mod support;
 
