@@ -1,7 +1,7 @@
 //! Each metric's exact value for requests driven through the span contract.
 
 use crate::support::Expect::{Absent, Counter, Gauge, GaugeClose, Samples};
-use crate::support::{assert_close, dispatch, recording_layer, Harness};
+use crate::support::{assert_close, dispatch, recording_layer, Harness, Metrics};
 use llm_span_layer::{ModelPrice, PriceTable};
 use tracing::field::Empty;
 
@@ -134,8 +134,9 @@ fn streamed_tokens_count_before_the_request_ends() {
     assert_eq!(m.all_anomalies(), 0);
 }
 
-#[test]
-fn a_final_total_above_the_streamed_tokens_adds_the_difference() {
+/// What a request of model `m` leaves when it streams one delta of `streamed` output
+/// tokens and then records a final `tokens_out` of `total`.
+fn streamed_then_final_total(streamed: u64, total: u64) -> Metrics {
     let h = Harness::new();
     h.run(|| {
         let span = tracing::info_span!(
@@ -145,10 +146,15 @@ fn a_final_total_above_the_streamed_tokens_adds_the_difference() {
             tokens_out = Empty
         );
         let _guard = span.enter();
-        tracing::info!(tokens_out_delta = 2u64);
-        span.record("tokens_out", 9u64);
+        tracing::info!(tokens_out_delta = streamed);
+        span.record("tokens_out", total);
     });
-    let m = h.snapshot();
+    h.snapshot()
+}
+
+#[test]
+fn a_final_total_above_the_streamed_tokens_adds_the_difference() {
+    let m = streamed_then_final_total(2, 9);
     assert_eq!(
         m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
         9
@@ -158,19 +164,7 @@ fn a_final_total_above_the_streamed_tokens_adds_the_difference() {
 
 #[test]
 fn a_final_total_below_the_streamed_tokens_is_an_anomaly() {
-    let h = Harness::new();
-    h.run(|| {
-        let span = tracing::info_span!(
-            "generate",
-            model = "m",
-            tokens_in = 3u64,
-            tokens_out = Empty
-        );
-        let _guard = span.enter();
-        tracing::info!(tokens_out_delta = 6u64);
-        span.record("tokens_out", 4u64);
-    });
-    let m = h.snapshot();
+    let m = streamed_then_final_total(6, 4);
     assert_eq!(
         m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
         6
