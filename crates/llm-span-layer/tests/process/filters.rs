@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
+use crate::support::Expect::Counter;
 use crate::support::{recording_layer, Metrics};
 
 /// A log sink the test can read back.
@@ -60,18 +61,11 @@ pub(crate) fn per_layer_filters_keep_requests_and_global_ones_hide_them() {
         serve_requests();
     });
     let m = Metrics::of(&metrics);
-    assert_eq!(
-        m.counter("llm_requests_total", &[("model", "m"), ("status", "ok")]),
-        3
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "input")]),
-        33
-    );
-    assert_eq!(
-        m.counter("llm_tokens_total", &[("model", "m"), ("type", "output")]),
-        12
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 3),
+        Counter("llm_tokens_total{model=m,type=input}", 33),
+        Counter("llm_tokens_total{model=m,type=output}", 12),
+    ]);
     assert_eq!(m.histogram("llm_ttft_seconds", &[("model", "m")]).len(), 3);
     let text = logs.text();
     assert_eq!(text.lines().count(), 1, "{text}");

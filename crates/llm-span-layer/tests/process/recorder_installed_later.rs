@@ -3,10 +3,8 @@
 
 use metrics_util::debugging::DebuggingRecorder;
 
+use crate::support::Expect::{Counter, Gauge};
 use crate::support::{dispatch, Metrics};
-
-const MODEL: &[(&str, &str)] = &[("model", "m")];
-const OK: &[(&str, &str)] = &[("model", "m"), ("status", "ok")];
 
 fn request() {
     drop(tracing::info_span!(
@@ -35,19 +33,17 @@ pub(crate) fn handles_follow_the_recorder_installed_later() {
         open.in_scope(|| tracing::info!(first_token = true));
     });
     let m = Metrics::of(&snapshotter);
-    assert_eq!(m.counter("llm_requests_total", OK), 2);
-    assert_eq!(
-        m.gauge("llm_active_requests", MODEL),
-        1.0,
-        "the open request"
-    );
+    m.assert_series(&[
+        Counter("llm_requests_total{model=m,status=ok}", 2),
+        // The request still open.
+        Gauge("llm_active_requests{model=m}", 1.0),
+    ]);
 
     tracing::dispatcher::with_default(&dispatch, || drop(open));
     let m = Metrics::of(&snapshotter);
-    assert_eq!(
-        m.counter("llm_requests_total", OK),
-        1,
-        "the one open at install"
-    );
-    assert_eq!(m.gauge("llm_active_requests", MODEL), -1.0);
+    m.assert_series(&[
+        // The one that was open at install, now finished.
+        Counter("llm_requests_total{model=m,status=ok}", 1),
+        Gauge("llm_active_requests{model=m}", -1.0),
+    ]);
 }
