@@ -13,8 +13,23 @@
 //! allocated the first time it is needed, so the table holds any number of spans in
 //! flight and its memory follows the peak.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+// In tests under `--cfg llm_span_loom` (the model-checked tests below, which .ci/run runs), the
+// atomics and the per-slot locks are loom's (the stream lane's atomics too, lane.rs), whose every
+// operation is a point where loom's scheduler switches threads. `OnceLock` (the levels) stays
+// std's: loom has none; a level is allocated whole before any slot in it is claimed, and every
+// hand-off between threads goes through a slot's id, its lock, its lane, `levels_used` or the
+// filter, all modelled.
+#[cfg(all(test, llm_span_loom))]
+use ::loom::sync::{
+    atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Mutex, MutexGuard,
+};
+use std::sync::OnceLock;
+#[cfg(not(all(test, llm_span_loom)))]
+use std::sync::{
+    atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Mutex, MutexGuard,
+};
 
 use tracing_core::span::Id;
 
@@ -240,7 +255,9 @@ impl<T: FoldStreamed> InFlight<T> {
             .filter_map(OnceLock::get_mut)
             .flat_map(|slots| slots.iter_mut())
             .filter_map(|slot| {
-                *slot.id.get_mut() = TOMBSTONE;
+                // `&mut`: a relaxed store does what `get_mut` would (loom's atomics, under
+                // `--cfg llm_span_loom`, have no `get_mut`).
+                slot.id.store(TOMBSTONE, Ordering::Relaxed);
                 let streamed = slot.lane.close_mut();
                 let mut tracked = slot
                     .state
@@ -345,5 +362,263 @@ mod tests {
         table.remove_with(&Id::from_u64(7), |_| ());
         assert_eq!(table.drain().count(), 49);
         assert_eq!(table.drain().count(), 0);
+    }
+}
+
+/// Model-checked with loom, with its stream lane (lane.rs): `RUSTFLAGS="--cfg llm_span_loom"
+/// cargo test -p llm-span-layer --release --lib loom` (.ci/run). Every interleaving of the
+/// threads' atomic operations and lock acquisitions, up to a bound on preemptions, is run.
+///
+/// The table is the smallest one (`with_capacity(4)`: 8 slots in level 0), and the span ids
+/// are chosen to share a home slot, so that every insert, lookup and removal walks the same
+/// probe chain and meets the others' claims and tombstones. Overflow to the next level is
+/// not modelled (see `table`).
+#[cfg(all(test, llm_span_loom))]
+mod loom {
+    use super::*;
+    use ::loom::sync::Arc;
+    use ::loom::thread;
+
+    /// A span's state: its own value, and the tokens counted into it (through its lane or
+    /// under its lock).
+    #[derive(Debug)]
+    struct Held {
+        value: u64,
+        tokens: u64,
+    }
+
+    impl FoldStreamed for Held {
+        fn fold_streamed(&mut self, streamed: Streamed) {
+            // Tokens a lane took are folded with the price of that lane's request.
+            assert_eq!(streamed.output_price, target(self.value).output_price);
+            self.tokens += streamed.tokens;
+        }
+    }
+
+    /// The lane target of the span whose value is `value`.
+    fn target(value: u64) -> LaneTarget {
+        LaneTarget {
+            series: value,
+            output_price: Some(value * 100),
+        }
+    }
+
+    /// The smallest table, its level 0 allocated before any thread starts. A level is
+    /// published through a std `OnceLock`, which loom does not model: a thread that reaches
+    /// a level another thread allocated would look to loom as if it read that thread's
+    /// atomics before they were made (a causality violation that std's `OnceLock` rules out).
+    /// The models therefore stay within level 0.
+    fn table() -> InFlight<Held> {
+        let table = InFlight::with_capacity(4);
+        assert!(table.level(0).is_some());
+        table
+    }
+
+    /// The first `n` span ids whose home slot in level 0 of `table` is the same.
+    fn colliding(table: &InFlight<Held>, n: usize) -> Vec<Id> {
+        let mask = table.first as u64 - 1;
+        let home = spread(1) & mask;
+        (1..)
+            .filter(|id| spread(*id) & mask == home)
+            .take(n)
+            .map(Id::from_u64)
+            .collect()
+    }
+
+    fn insert(table: &InFlight<Held>, id: &Id, value: u64) {
+        let held = table.insert(
+            id,
+            || Held {
+                value: 0,
+                tokens: 0,
+            },
+            |held| held.value = value,
+        );
+        assert_eq!(held, Some(()), "{id:?}");
+    }
+
+    /// The value of a span's state as a lookup sees it; `None`: not tracked (or not yet).
+    fn read(table: &InFlight<Held>, id: &Id) -> Option<u64> {
+        let mut entry = table.get(id)?;
+        entry.get().map(|held| held.value)
+    }
+
+    /// Removes a span: `(value, tokens)` of its state, if it was tracked.
+    fn remove(table: &InFlight<Held>, id: &Id) -> Option<(u64, u64)> {
+        table.remove_with(id, |held| (held.value, held.tokens))
+    }
+
+    /// A delta event of `tokens` for the span whose value is `value`, as the layer counts it:
+    /// through the open lane, which must name the span's own target, or else under the lock
+    /// (the general path), which opens the lane for the next ones. `false`: the span is not
+    /// tracked (any more).
+    fn delta(table: &InFlight<Held>, id: &Id, value: u64, tokens: u64) -> bool {
+        if let Some(found) = table.stream(id, tokens) {
+            assert_eq!(found, target(value), "{id:?}");
+            return true;
+        }
+        let Some(mut entry) = table.get(id) else {
+            return false;
+        };
+        let Some((held, lane)) = entry.get_with_lane() else {
+            return false;
+        };
+        assert_eq!(held.value, value, "{id:?}");
+        held.tokens += tokens;
+        if !lane.is_open() {
+            lane.open(target(value));
+        }
+        true
+    }
+
+    fn model(test: impl Fn() + Sync + Send + 'static) {
+        let mut builder = ::loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(test);
+    }
+
+    #[test]
+    fn spans_on_one_probe_chain_are_found_with_their_own_state_and_removed_once() {
+        model(|| {
+            let mut table = Arc::new(table());
+            let ids = colliding(&table, 3);
+            // One span opens and closes, and the next one opens (reusing a tombstone or the
+            // next free slot), while another span opens on the same chain.
+            let first = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || {
+                    insert(&table, &ids[0], 10);
+                    assert_eq!(remove(&table, &ids[0]), Some((10, 0)));
+                    insert(&table, &ids[2], 30);
+                })
+            };
+            // It also looks the others up: their own state, or none yet (or no more).
+            let second = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || {
+                    insert(&table, &ids[1], 20);
+                    for (id, value) in [(&ids[0], 10), (&ids[2], 30)] {
+                        let seen = read(&table, id);
+                        assert!(seen.is_none() || seen == Some(value), "{id:?}: {seen:?}");
+                    }
+                    assert_eq!(read(&table, &ids[1]), Some(20));
+                })
+            };
+            first.join().expect("first");
+            second.join().expect("second");
+            assert_eq!(read(&table, &ids[0]), None);
+            assert_eq!(read(&table, &ids[1]), Some(20));
+            assert_eq!(read(&table, &ids[2]), Some(30));
+            assert_eq!(remove(&table, &ids[0]), None, "removed once");
+            assert_eq!(remove(&table, &ids[1]), Some((20, 0)));
+            assert_eq!(remove(&table, &ids[1]), None, "removed once");
+            let table = Arc::get_mut(&mut table).expect("every thread joined");
+            let left: Vec<u64> = table.drain().map(|held| held.value).collect();
+            assert_eq!(left, [30]);
+        });
+    }
+
+    #[test]
+    fn a_lookup_racing_a_removal_and_the_slots_reuse_sees_its_span_or_nothing() {
+        model(|| {
+            let table = Arc::new(table());
+            let ids = colliding(&table, 2);
+            insert(&table, &ids[0], 10);
+            // The span closes, and the next span on the same chain takes its slot (the
+            // tombstone at their home).
+            let closer = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || {
+                    let removed = remove(&table, &ids[0]);
+                    insert(&table, &ids[1], 20);
+                    removed
+                })
+            };
+            // A lookup of the first span that found its slot before it changed hands.
+            let reader = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || [read(&table, &ids[0]), read(&table, &ids[1])])
+            };
+            let [first, second] = reader.join().expect("reader");
+            assert!(first.is_none() || first == Some(10), "{first:?}");
+            assert!(second.is_none() || second == Some(20), "{second:?}");
+            assert_eq!(closer.join().expect("closer"), Some((10, 0)));
+            assert_eq!(read(&table, &ids[0]), None);
+            assert_eq!(remove(&table, &ids[1]), Some((20, 0)));
+        });
+    }
+
+    #[test]
+    fn lane_deltas_racing_the_lock_holder_and_the_lane_opening_lose_no_token() {
+        model(|| {
+            let id = Id::from_u64(1);
+            let table = Arc::new(table());
+            insert(&table, &id, 10);
+            // Delta events of 1 and 2 tokens: through the lane once it is open.
+            let streamer = {
+                let (table, id) = (Arc::clone(&table), id.clone());
+                thread::spawn(move || {
+                    for tokens in [1, 2] {
+                        assert!(delta(&table, &id, 10, tokens));
+                    }
+                })
+            };
+            // Another delta event, counted under the lock, opens the lane; then another event
+            // takes the lock and folds what the lane holds.
+            let holder = {
+                let (table, id) = (Arc::clone(&table), id.clone());
+                thread::spawn(move || {
+                    let mut entry = table.get(&id).expect("tracked");
+                    let (held, lane) = entry.get_with_lane().expect("state");
+                    held.tokens += 4;
+                    if !lane.is_open() {
+                        lane.open(target(10));
+                    }
+                    drop(entry);
+                    let mut entry = table.get(&id).expect("tracked");
+                    let held = entry.get().expect("state");
+                    assert_eq!(held.value, 10);
+                    assert!(held.tokens >= 4 && held.tokens <= 7, "{held:?}");
+                })
+            };
+            streamer.join().expect("streamer");
+            holder.join().expect("holder");
+            assert_eq!(remove(&table, &id), Some((10, 7)));
+        });
+    }
+
+    #[test]
+    fn a_close_racing_a_lane_delta_keeps_its_tokens_from_the_next_span_in_the_slot() {
+        model(|| {
+            let table = Arc::new(table());
+            let ids = colliding(&table, 2);
+            insert(&table, &ids[0], 10);
+            table
+                .get(&ids[0])
+                .and_then(|mut entry| entry.get_with_lane().map(|(_, lane)| lane.open(target(10))))
+                .expect("tracked");
+            // The span closes; the next span on the chain takes its slot and opens its lane.
+            let closer = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || {
+                    let removed = remove(&table, &ids[0]);
+                    insert(&table, &ids[1], 20);
+                    let mut entry = table.get(&ids[1]).expect("tracked");
+                    let (_, lane) = entry.get_with_lane().expect("state");
+                    lane.open(target(20));
+                    removed
+                })
+            };
+            // A delta event of the first span, late: its tokens count for it, or (once it is
+            // closed) for no one, never for the next span.
+            let streamer = {
+                let (table, ids) = (Arc::clone(&table), ids.clone());
+                thread::spawn(move || delta(&table, &ids[0], 10, 5))
+            };
+            let counted = streamer.join().expect("streamer");
+            let removed = closer.join().expect("closer");
+            assert_eq!(removed, Some((10, if counted { 5 } else { 0 })));
+            assert_eq!(remove(&table, &ids[1]), Some((20, 0)));
+        });
     }
 }

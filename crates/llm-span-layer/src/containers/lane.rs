@@ -10,6 +10,13 @@
 //! the word it read: a close (or a close and a reopen for another span) in between
 //! fails the CAS, so the series and price it read are the ones its tokens belong to.
 
+// In tests under `--cfg llm_span_loom` (the model-checked tests of the in-flight table, which
+// drive this lane through it and which .ci/run runs), the atomics are loom's, whose every
+// operation is a point where loom's scheduler switches threads: every hand-off between a delta
+// event and the request's lock holder goes through the word, the series or the price.
+#[cfg(all(test, llm_span_loom))]
+use ::loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(all(test, llm_span_loom)))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const OPEN: u64 = 1 << 63;
@@ -116,9 +123,9 @@ impl StreamLane {
 
     /// [`close`](Self::close) for a lane no one else can reach.
     pub(crate) fn close_mut(&mut self) -> Option<Streamed> {
-        let word = self.word.get_mut();
-        let taken = *word;
-        *word &= GENERATION;
+        // `&mut`: no other thread reaches the word, so a relaxed read-modify-write does what
+        // `get_mut` would (loom's atomics, under `--cfg llm_span_loom`, have no `get_mut`).
+        let taken = self.word.fetch_and(GENERATION, Ordering::Relaxed);
         self.streamed(taken)
     }
 
