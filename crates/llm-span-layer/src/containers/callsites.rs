@@ -142,7 +142,7 @@ mod tests {
 }
 
 /// Model-checked with loom: `RUSTFLAGS="--cfg llm_span_loom" cargo test -p llm-span-layer
-/// --release --lib loom` (.ci/run). The map has no atomics or lock of its own: under that cfg
+/// --release --lib ::loom::` (.ci/run). The map has no atomics or lock of its own: under that cfg
 /// its table's are loom's (table.rs), so these models run every interleaving, up to a bound
 /// on preemptions, of registrations and lookups of real callsite identifiers, through the
 /// map's own API.

@@ -366,7 +366,7 @@ mod tests {
 }
 
 /// Model-checked with loom, with its stream lane (lane.rs): `RUSTFLAGS="--cfg llm_span_loom"
-/// cargo test -p llm-span-layer --release --lib loom` (.ci/run). Every interleaving of the
+/// cargo test -p llm-span-layer --release --lib ::loom::` (.ci/run). Every interleaving of the
 /// threads' atomic operations and lock acquisitions, up to a bound on preemptions, is run.
 ///
 /// The table is the smallest one (`with_capacity(4)`: 8 slots in level 0), and the span ids
