@@ -149,6 +149,7 @@ mod tests {
 #[cfg(all(test, llm_span_loom))]
 mod loom {
     use super::*;
+    use crate::containers::loom_model as model;
     use ::loom::sync::Arc;
     use ::loom::thread;
     use tracing_core::callsite::Callsite;
@@ -203,12 +204,6 @@ mod loom {
         let (entry, class) = map.get(&site(n))?;
         assert_eq!(map.at(entry).map(|(id, _)| id == &site(n)), Some(true));
         Some((entry, class.cloned()))
-    }
-
-    fn model(test: impl Fn() + Sync + Send + 'static) {
-        let mut builder = ::loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(test);
     }
 
     #[test]

@@ -376,6 +376,7 @@ mod tests {
 #[cfg(all(test, llm_span_loom))]
 mod loom {
     use super::*;
+    use crate::containers::loom_model as model;
     use ::loom::sync::Arc;
     use ::loom::thread;
 
@@ -469,12 +470,6 @@ mod loom {
             lane.open(target(value));
         }
         true
-    }
-
-    fn model(test: impl Fn() + Sync + Send + 'static) {
-        let mut builder = ::loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(test);
     }
 
     #[test]

@@ -19,3 +19,13 @@ pub(crate) mod labels;
 pub(crate) mod lane;
 pub(crate) mod segments;
 pub(crate) mod table;
+
+/// Runs a loom model of a container (its `mod loom`, under `--cfg llm_span_loom`): every
+/// interleaving of its threads up to three preemptions, the bound that keeps each model to
+/// seconds.
+#[cfg(all(test, llm_span_loom))]
+fn loom_model(test: impl Fn() + Sync + Send + 'static) {
+    let mut builder = ::loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(test);
+}

@@ -417,6 +417,7 @@ mod tests {
 #[cfg(all(test, llm_span_loom))]
 mod loom {
     use super::*;
+    use crate::containers::loom_model as model;
     use ::loom::sync::Arc;
     use ::loom::thread;
 
@@ -444,12 +445,6 @@ mod loom {
             }
             None => false,
         }
-    }
-
-    fn model(test: impl Fn() + Sync + Send + 'static) {
-        let mut builder = ::loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(test);
     }
 
     #[test]
