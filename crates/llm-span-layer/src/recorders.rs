@@ -97,3 +97,39 @@ impl Recorders {
             .series(series.slot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::DebuggingRecorder;
+
+    /// The index and the recorder key of the handles `with_handles` gives under the recorder
+    /// in effect.
+    fn handles_of(recorders: &Recorders, config: &SeriesConfig) -> Option<(u8, usize)> {
+        recorders.with_handles(config, |index, handles, _| (index, handles.recorder_key()))
+    }
+
+    #[test]
+    fn each_recorder_keeps_its_own_handles_in_one_slot() {
+        let config = SeriesConfig {
+            extra_label_names: Vec::new(),
+            max_series: 10,
+            max_models: 10,
+            max_gpus: 10,
+            provider_label: None,
+        };
+        let recorders = Recorders::new(RecorderSource::Current);
+        let (first, second) = (DebuggingRecorder::new(), DebuggingRecorder::new());
+        let key = |recorder: &DebuggingRecorder| recorder as *const _ as *const () as usize;
+        // Again and again, in turns: the first recorder's handles stay in slot 0, the
+        // second's in slot 1, each the handles of its own recorder.
+        for _ in 0..3 {
+            for (recorder, index) in [(&first, 0), (&second, 1)] {
+                let seen = metrics::with_local_recorder(recorder, || {
+                    [(); 3].map(|()| handles_of(&recorders, &config))
+                });
+                assert_eq!(seen, [Some((index, key(recorder))); 3]);
+            }
+        }
+    }
+}
