@@ -93,8 +93,14 @@ impl<K, V> BoundedTable<K, V> {
     ) -> Result<(u32, &'a V), &'a AtomicU32> {
         let mask = index.len() - 1;
         let mut at = hash as usize & mask;
-        // Never more than half full, so an empty slot ends every probe.
+        // Never more than half full, so an empty slot ends every probe before it has been
+        // round the index: checked in debug builds, where a wrong mask would loop forever.
+        let mut probed = 0usize..;
         loop {
+            debug_assert!(
+                probed.next() < Some(index.len()),
+                "a probe went round the whole index"
+            );
             let slot = &index[at];
             let Some(id) = slot.load(Ordering::Acquire).checked_sub(1) else {
                 return Err(slot);
