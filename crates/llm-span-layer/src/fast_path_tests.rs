@@ -4,7 +4,8 @@
 //! the same, so the integration tests cannot tell whether a fast path ran: these tests
 //! look at the layer's own state.
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use llm_span_testkit::recorded::Metrics;
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tracing::field::Empty;
 use tracing::Dispatch;
 use tracing_core::span::Id;
@@ -49,23 +50,7 @@ impl Setup {
 
     /// A counter's value by name and labels (what changed since the last snapshot).
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .find_map(|(key, _, _, value)| {
-                let key = key.key();
-                let same = key.name() == name
-                    && key.labels().count() == labels.len()
-                    && labels
-                        .iter()
-                        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v));
-                match value {
-                    DebugValue::Counter(n) if same => Some(n),
-                    _ => None,
-                }
-            })
-            .unwrap_or(0)
+        Metrics::of(&self.snapshotter).counter(name, labels)
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Not published, and not the product: the product is `llm-span-layer` and
 //! `llm-span-prometheus`. The demo server and the load generator agree on tokenization
-//! and randomness through [`demo`]; tests run the demo server and the load generator
+//! and randomness through [`demo`]; the layer's tests read what it recorded through
+//! [`recorded`]; tests run the demo server and the load generator
 //! through [`process`], read scrapes through [`prom`], speak raw HTTP through [`http`] and
 //! check expositions and rule files through [`promtool`] (and against the OpenTelemetry
 //! GenAI conventions through [`otel_conformance`]), and read the workspace's own files
@@ -20,6 +21,7 @@ pub mod process;
 pub mod prom;
 pub mod prometheus;
 pub mod promtool;
+pub mod recorded;
 pub mod shipped;
 pub mod tools;
 
