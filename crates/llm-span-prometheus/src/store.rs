@@ -157,13 +157,13 @@ impl MetricStore {
                 .into_iter()
                 .filter(|(name, _)| own(name))
                 .map(|(name, series)| {
-                    let view = &series[0].0.layout.llm;
+                    // The other profiles only borrowed the readings: this one takes them.
+                    let first = Arc::clone(&series[0].0);
+                    let view = &first.layout.llm;
                     let le = Arc::clone(&view.le);
                     let series = series
-                        .iter()
-                        .map(|(s, snapshot)| {
-                            (Arc::clone(&s.name.labels), view.project(snapshot.clone()))
-                        })
+                        .into_iter()
+                        .map(|(s, snapshot)| (Arc::clone(&s.name.labels), view.project(snapshot)))
                         .collect();
                     (name, Samples::Histogram { le, series })
                 }),
