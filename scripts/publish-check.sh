@@ -19,25 +19,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-# name-version of every package the workspace publishes (publish = false packages are skipped).
+# "name version" of every package the workspace publishes (publish = false packages are skipped).
 own_crates=$(cargo metadata --no-deps --format-version 1 | python3 -c '
 import json, sys
 for package in json.load(sys.stdin)["packages"]:
     if package.get("publish") != []:
-        print(package["name"] + "-" + package["version"])
+        print(package["name"], package["version"])
 ')
-for crate in $own_crates; do
-    for unpacked in "$cargo_home"/registry/src/*/"$crate"; do
+clean_args=()
+while read -r name version; do
+    clean_args+=(-p "$name")
+    for unpacked in "$cargo_home"/registry/src/*/"$name-$version"; do
         if [ -d "$unpacked" ]; then
             echo "publish-check: removing a stale unpacked copy: $unpacked"
             rm -rf "$unpacked"
         fi
     done
-done
+done <<<"$own_crates"
 
 export CARGO_TARGET_DIR=target/publish-check
-clean_args=()
-for crate in $own_crates; do clean_args+=(-p "${crate%-*}"); done
 if [ -d "$CARGO_TARGET_DIR" ]; then
     cargo clean --quiet "${clean_args[@]}"
 fi
