@@ -3,16 +3,17 @@
 # without uploading anything: `cargo publish --dry-run --workspace`, on fresh copies.
 #
 # Why a script: the dry run verifies the exporter against the packaged layer through a local
-# registry in target/package, and cargo unpacks that registry's crates into
-# $CARGO_HOME/registry/src/-<hash>/ where the hash depends only on the registry's path. Cargo
-# reuses an unpacked crate whose directory exists without comparing checksums, and treats a
-# registry crate it has compiled as fresh whatever its files now say. So a second dry run from
-# the same checkout path (a CI machine that clones into the same directory every time, or a
-# maintainer between two releases) builds the exporter against the layer of the first run and
-# fails, or passes, for the wrong reason. This script removes the workspace's own unpacked crates
-# and their compiled artifacts first, so every run checks the code it packaged. Nothing else in
-# $CARGO_HOME is touched. The dry run builds in its own target directory (target/publish-check,
-# about 30 seconds on 2 cores the first time), so that cleaning it leaves the tests' builds alone.
+# registry under the target directory, and cargo unpacks that registry's crates into
+# $CARGO_HOME/registry/src/-<hash>/, with a hash that repeats from one run to the next (the same
+# for two checkouts in different directories). Cargo reuses an unpacked crate whose directory
+# exists without comparing checksums, and treats a registry crate it has compiled as fresh
+# whatever its files now say. So a later dry run on the same machine (a CI machine that clones
+# into the same directory every time, or a maintainer between two releases) can build the
+# exporter against the layer of an earlier run, and fail, or pass, for the wrong reason. This
+# script removes the workspace's own unpacked crates and their compiled artifacts first, so
+# every run checks the code it packaged. Nothing else in $CARGO_HOME is touched. The dry run
+# builds in its own target directory (target/publish-check, from 30 seconds to 2 minutes on
+# 2 cores the first time), so that cleaning it leaves the tests' builds alone.
 #
 # Usage: scripts/publish-check.sh [extra cargo publish arguments]
 set -euo pipefail
