@@ -529,33 +529,33 @@ mod tests {
             both,
             Buckets::new(by_name, &[1.0]),
         ));
-        let key = |name: &'static str, labels: &[(&'static str, &'static str)]| {
-            let mut all = vec![Label::new("model", "m")];
-            all.extend(labels.iter().map(|(k, v)| Label::new(*k, *v)));
-            Key::from_parts(name, all)
-        };
         let meta = meta("llm_span_layer");
         store
-            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]))
+            .counter(&model_key(catalog::TOKENS_TOTAL, &[("type", "input")]))
             .increment(5);
         store
-            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "output")]))
+            .counter(&model_key(catalog::TOKENS_TOTAL, &[("type", "output")]))
             .increment(7);
         store
-            .counter(&key(catalog::CACHED_INPUT_TOKENS_TOTAL, &[]))
+            .counter(&model_key(catalog::CACHED_INPUT_TOKENS_TOTAL, &[]))
             .increment(2);
         store
-            .counter(&key(catalog::FINISH_REASONS_TOTAL, &[("reason", "stop")]))
+            .counter(&model_key(
+                catalog::FINISH_REASONS_TOTAL,
+                &[("reason", "stop")],
+            ))
             .increment(3);
         for (status, n) in [("ok", 3), ("cancelled", 1), ("error", 1)] {
             store
-                .counter(&key(catalog::REQUESTS_TOTAL, &[("status", status)]))
+                .counter(&model_key(catalog::REQUESTS_TOTAL, &[("status", status)]))
                 .increment(n);
         }
-        store.gauge(&key(catalog::QUEUE_DEPTH, &[]), &meta).set(2.0);
+        store
+            .gauge(&model_key(catalog::QUEUE_DEPTH, &[]), &meta)
+            .set(2.0);
         // Three open, two of them waiting: one running.
         store
-            .gauge(&key(catalog::ACTIVE_REQUESTS, &[]), &meta)
+            .gauge(&model_key(catalog::ACTIVE_REQUESTS, &[]), &meta)
             .set(3.0);
         let pending = self::meta(catalog::PENDING_GAUGE_TARGET);
         // A pending label set at 0: left out under both names.
@@ -563,11 +563,11 @@ mod tests {
             &Key::from_parts(catalog::QUEUE_DEPTH, vec![Label::new("model", "p")]),
             &pending,
         ));
-        let ttft = store.histogram(&key(catalog::TTFT_SECONDS, &[]));
+        let ttft = store.histogram(&model_key(catalog::TTFT_SECONDS, &[]));
         ttft.record(0.3);
         ttft.record(3.0);
         store
-            .histogram(&key(catalog::TOKENS_PER_SECOND, &[]))
+            .histogram(&model_key(catalog::TOKENS_PER_SECOND, &[]))
             .record(4.0);
         let body = crate::exposition::write(store.families(), crate::exposition::Format::Text);
         let vllm: Vec<&str> = body.lines().filter(|l| l.starts_with("vllm:")).collect();
@@ -643,7 +643,7 @@ mod tests {
             Buckets::new(HashMap::new(), &[1.0]),
         ));
         vllm_only
-            .counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]))
+            .counter(&model_key(catalog::TOKENS_TOTAL, &[("type", "input")]))
             .increment(5);
         vllm_only
             .counter(&Key::from_name("app_jobs_total"))
@@ -678,6 +678,13 @@ mod tests {
             namings,
             Buckets::new(by_name, &[1.0]),
         ))
+    }
+
+    /// A series of model `m` with these further labels.
+    fn model_key(name: &'static str, labels: &[(&'static str, &'static str)]) -> Key {
+        let mut all = vec![Label::new("model", "m")];
+        all.extend(labels.iter().map(|(k, v)| Label::new(*k, *v)));
+        Key::from_parts(name, all)
     }
 
     fn operation_key(name: &'static str, last: Option<(&'static str, &'static str)>) -> Key {
@@ -954,14 +961,12 @@ mod tests {
             all,
             Buckets::new(by_name, &[1.0]),
         ));
-        let key = |name: &'static str, labels: &[(&'static str, &'static str)]| {
-            let mut all = vec![Label::new("model", "m")];
-            all.extend(labels.iter().map(|(k, v)| Label::new(*k, *v)));
-            Key::from_parts(name, all)
-        };
-        let queue = store.gauge(&key(catalog::QUEUE_DEPTH, &[]), &meta("llm_span_layer"));
-        let tokens = store.counter(&key(catalog::TOKENS_TOTAL, &[("type", "input")]));
-        let ttft = store.histogram(&key(catalog::TTFT_SECONDS, &[]));
+        let queue = store.gauge(
+            &model_key(catalog::QUEUE_DEPTH, &[]),
+            &meta("llm_span_layer"),
+        );
+        let tokens = store.counter(&model_key(catalog::TOKENS_TOTAL, &[("type", "input")]));
+        let ttft = store.histogram(&model_key(catalog::TTFT_SECONDS, &[]));
         // One value per family name, whatever its type: a gauge's value, a counter's count,
         // a histogram's count.
         let value = |families: &[Family], name: &str| -> f64 {
